@@ -1,0 +1,14 @@
+//! popalign-core: models, schedulers and objectives of popalign-rs, generic over burn backends.
+
+pub mod clip;
+pub mod load;
+pub mod nn;
+pub mod schedulers;
+pub mod tensor_io;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+pub mod pipeline;
+
+/// The crate version, shown by the CLI and the browser app.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

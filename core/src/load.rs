@@ -1,0 +1,228 @@
+//! Loading weights and configs from diffusers / transformers folders.
+//!
+//! Weights go through burn-store: `PyTorchToBurnAdapter` transposes `Linear` weights and renames norm
+//! parameters, a cast adapter brings fp16/bf16 files to the model's float type, and key remappings handle
+//! the known layout variants. Every tensor of the module must be found, every tensor of the file must be
+//! used, and every shape must match; otherwise the error names the file, the key and both shapes.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_store::{
+    ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
+};
+use serde::de::DeserializeOwned;
+
+/// Everything that can go wrong while reading a model folder. All variants are "bad input" (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: file not found")]
+    Missing { path: PathBuf },
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path}: invalid config: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}: unsupported configuration: {message}")]
+    Unsupported { path: PathBuf, message: String },
+    #[error("{path}: cannot read safetensors: {message}")]
+    Safetensors { path: PathBuf, message: String },
+    #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape { path: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{path}: missing tensor `{key}` (and {more} more)")]
+    MissingTensor { path: PathBuf, key: String, more: usize },
+    #[error("{path}: unexpected tensor `{key}` not used by the model (and {more} more)")]
+    UnexpectedTensor { path: PathBuf, key: String, more: usize },
+    #[error("{path}: tensor `{key}`: {message}")]
+    Tensor { path: PathBuf, key: String, message: String },
+}
+
+/// Reads a JSON config file into `T`, naming the file and the serde error on failure.
+pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).map_err(|e| LoadError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
+    if !path.exists() {
+        return Err(LoadError::Missing { path: path.to_path_buf() });
+    }
+    std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Resolves the folder of one component: `root/<name>` when `dir` is a model root (has
+/// `model_index.json` or the sub-folder), otherwise `dir` itself (the component folder).
+pub fn component_dir(dir: &Path, name: &str) -> PathBuf {
+    let sub = dir.join(name);
+    if sub.is_dir() { sub } else { dir.to_path_buf() }
+}
+
+/// The weight files of a component folder, diffusers-style: `<stem>.safetensors`, or
+/// `<stem>.<variant>.safetensors`, or the shards named by `<stem>.safetensors.index.json`.
+pub fn weight_files(dir: &Path, stem: &str, variant: Option<&str>) -> Result<Vec<PathBuf>, LoadError> {
+    let name = match variant {
+        Some(v) => format!("{stem}.{v}.safetensors"),
+        None => format!("{stem}.safetensors"),
+    };
+    let single = dir.join(&name);
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join(format!("{name}.index.json"));
+    if index.exists() {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: std::collections::BTreeMap<String, String>,
+        }
+        let index_data: Index = read_config(&index)?;
+        let mut shards: Vec<PathBuf> = index_data.weight_map.values().map(|f| dir.join(f)).collect();
+        shards.sort();
+        shards.dedup();
+        return Ok(shards);
+    }
+    Err(LoadError::Missing { path: single })
+}
+
+/// A key rename applied to the file's keys before matching (regex, replacement).
+pub type KeyRemap = (&'static str, &'static str);
+
+/// Loads `files` into `module`, failing on any missing, unexpected or mis-shaped tensor.
+pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    mut module: M,
+    files: &[PathBuf],
+    remaps: &[KeyRemap],
+) -> Result<M, LoadError> {
+    let mut missing: Option<std::collections::BTreeSet<String>> = None;
+    let mut first_missing_file = files[0].clone();
+    for file in files {
+        if !file.exists() {
+            return Err(LoadError::Missing { path: file.clone() });
+        }
+        check_header(file)?;
+        let mut store = SafetensorsStore::from_file(file.clone())
+            .with_from_adapter(PyTorchToBurnAdapter.chain(CastToFloat(float_dtype::<B>())))
+            .skip_enum_variants(true)
+            .allow_partial(true)
+            .validate(false);
+        for (pattern, replacement) in remaps {
+            store = store.with_key_remapping(*pattern, *replacement);
+        }
+        let result = module.load_from(&mut store).map_err(|e| LoadError::Safetensors {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(error) = result.errors.first() {
+            return Err(apply_error(file, error));
+        }
+        let unused = truly_unused(&result);
+        if let Some(key) = unused.first() {
+            return Err(LoadError::UnexpectedTensor { path: file.clone(), key: key.clone(), more: unused.len() - 1 });
+        }
+        let now: std::collections::BTreeSet<String> =
+            result.missing.iter().map(|(path, _)| path.clone()).collect();
+        missing = Some(match missing {
+            None => now,
+            Some(before) => before.intersection(&now).cloned().collect(),
+        });
+        first_missing_file = file.clone();
+    }
+    if let Some(missing) = missing
+        && let Some(key) = missing.iter().next()
+    {
+        return Err(LoadError::MissingTensor {
+            path: first_missing_file,
+            key: key.clone(),
+            more: missing.len() - 1,
+        });
+    }
+    Ok(module)
+}
+
+/// burn-store lists a file key as unused when it was matched through an alternative name (norm
+/// `weight`/`bias` loaded as `gamma`/`beta`) or through an enum variant; only the rest are really unused.
+fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
+    let applied: std::collections::HashSet<String> = result
+        .applied
+        .iter()
+        .map(|path| {
+            let segments: Vec<&str> = path
+                .split('.')
+                .filter(|s| !s.starts_with(|c: char| c.is_ascii_uppercase()))
+                .map(|s| match s {
+                    "gamma" => "weight",
+                    "beta" => "bias",
+                    other => other,
+                })
+                .collect();
+            segments.join(".")
+        })
+        .collect();
+    result.unused.iter().filter(|key| !applied.contains(*key)).cloned().collect()
+}
+
+/// Parses the safetensors header up front, so a truncated or corrupt file is reported as such.
+fn check_header(file: &Path) -> Result<(), LoadError> {
+    let bytes = std::fs::read(file).map_err(|e| LoadError::Io { path: file.to_path_buf(), message: e.to_string() })?;
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Safetensors {
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
+fn apply_error(file: &Path, error: &burn_store::ApplyError) -> LoadError {
+    use burn_store::ApplyError;
+    match error {
+        ApplyError::ShapeMismatch { path, expected, found } => LoadError::Shape {
+            path: file.to_path_buf(),
+            key: path.clone(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        },
+        ApplyError::DTypeMismatch { path, expected, found } => LoadError::Tensor {
+            path: file.to_path_buf(),
+            key: path.clone(),
+            message: format!("dtype {found:?}, expected {expected:?}"),
+        },
+        ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
+            LoadError::Tensor { path: file.to_path_buf(), key: path.clone(), message: message.clone() }
+        }
+    }
+}
+
+/// The float dtype a backend computes in (f32 on ndarray, f16/bf16 on some GPU setups).
+pub fn float_dtype<B: Backend>() -> DType {
+    <B::FloatElem as burn::tensor::Element>::dtype()
+}
+
+/// Casts every floating-point tensor to the backend's float type (fp16 checkpoints into f32 models).
+#[derive(Clone)]
+struct CastToFloat(DType);
+
+impl ModuleAdapter for CastToFloat {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        let target = self.0;
+        if !snapshot.dtype.is_float() || snapshot.dtype == target {
+            return snapshot.clone();
+        }
+        let data_fn = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            std::rc::Rc::new(move || Ok(data_fn()?.convert_dtype(target))),
+            target,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}

@@ -1,0 +1,63 @@
+//! Building blocks shared by the U-Net, the VAE and the CLIP towers, one per file.
+
+pub mod attention;
+pub mod resnet;
+pub mod sampling;
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// `nn.Linear(d_in, d_out, bias)`.
+pub fn linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {
+    LinearConfig::new(d_in, d_out).with_bias(bias).init(device)
+}
+
+/// `nn.Conv2d(c_in, c_out, kernel, stride, padding)` with symmetric padding.
+pub fn conv2d<B: Backend>(
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    device: &B::Device,
+) -> Conv2d<B> {
+    Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .init(device)
+}
+
+/// `nn.GroupNorm(groups, channels, eps, affine=True)`.
+pub fn group_norm<B: Backend>(groups: usize, channels: usize, eps: f64, device: &B::Device) -> GroupNorm<B> {
+    GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device)
+}
+
+/// `nn.LayerNorm(dim, eps)`.
+pub fn layer_norm<B: Backend>(dim: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(dim).with_epsilon(eps).init(device)
+}
+
+/// Splits `[B, L, H*D]` into heads `[B, H, L, D]`.
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, l, c] = x.dims();
+    x.reshape([b, l, heads, c / heads]).swap_dims(1, 2)
+}
+
+/// Merges heads `[B, H, L, D]` back into `[B, L, H*D]`.
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, h, l, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, l, h * d])
+}
+
+/// `[B, C, H, W]` → `[B, H*W, C]` (channels last, as diffusers flattens feature maps for attention).
+pub fn to_tokens<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h * w]).swap_dims(1, 2)
+}
+
+/// `[B, H*W, C]` → `[B, C, H, W]`.
+pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 4> {
+    let [b, _, c] = x.dims();
+    x.swap_dims(1, 2).reshape([b, c, h, w])
+}

@@ -1,0 +1,188 @@
+//! The SDXL (and SD 1.5) text-to-image pipeline: both text encoders, classifier-free guidance,
+//! `time_ids` micro-conditioning, seeded noise, sampling, decoding to RGB.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::clip::{ClipTextModel, ClipTextOutput};
+use crate::load::{self, LoadError};
+use crate::schedulers::{Sampler, SchedulerConfig};
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::{UNet2DConditionModel, UNetConditioning};
+use crate::vae::AutoencoderKL;
+
+/// A text encoder with its tokenizer (`text_encoder` + `tokenizer`, or the `_2` pair).
+pub struct TextTower<B: Backend> {
+    pub tokenizer: ClipTokenizer,
+    pub encoder: ClipTextModel<B>,
+}
+
+/// All components of a diffusers model root.
+pub struct DiffusionPipeline<B: Backend> {
+    pub towers: Vec<TextTower<B>>,
+    pub unet: UNet2DConditionModel<B>,
+    pub vae: AutoencoderKL<B>,
+    pub scheduler: SchedulerConfig,
+    /// SDXL: an empty negative prompt means zero embeddings (`force_zeros_for_empty_prompt`).
+    pub force_zeros_for_empty_prompt: bool,
+}
+
+/// Prompt embeddings for one side of classifier-free guidance.
+#[derive(Debug, Clone)]
+pub struct PromptEmbeds<B: Backend> {
+    /// `[B, 77, D1 + D2]`: the penultimate hidden states of the encoders, concatenated.
+    pub hidden: Tensor<B, 3>,
+    /// `[B, P]`: the last encoder's projected pooled output (SDXL only).
+    pub pooled: Option<Tensor<B, 2>>,
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub width: usize,
+    pub height: usize,
+    pub guidance_scale: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelIndex {
+    #[serde(default)]
+    force_zeros_for_empty_prompt: Option<bool>,
+}
+
+impl<B: Backend> DiffusionPipeline<B> {
+    /// Loads a model root: `unet/`, `vae/`, `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`.
+    pub fn from_dir(root: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+        let index: ModelIndex = load::read_config(&root.join("model_index.json"))?;
+        let mut towers = Vec::new();
+        for suffix in ["", "_2"] {
+            let encoder_dir = root.join(format!("text_encoder{suffix}"));
+            if encoder_dir.is_dir() {
+                towers.push(TextTower {
+                    tokenizer: ClipTokenizer::from_dir(&root.join(format!("tokenizer{suffix}")))?,
+                    encoder: ClipTextModel::from_dir(&encoder_dir, variant, device)?,
+                });
+            }
+        }
+        let scheduler_path = root.join("scheduler").join("scheduler_config.json");
+        let scheduler: SchedulerConfig = load::read_config(&scheduler_path)?;
+        scheduler
+            .validate()
+            .map_err(|message| LoadError::Unsupported { path: scheduler_path, message })?;
+        let unet = UNet2DConditionModel::from_dir(&root.join("unet"), variant, device)?;
+        Ok(Self {
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(unet.needs_added_conditioning()),
+            towers,
+            unet,
+            vae: AutoencoderKL::from_dir(&root.join("vae"), variant, device)?,
+            scheduler,
+        })
+    }
+
+    /// Encodes a prompt with every text tower, as `StableDiffusionXLPipeline.encode_prompt` does: the
+    /// penultimate hidden states (SDXL) or the last hidden state (a single SD 1.5 encoder), and the
+    /// projected pooled output of the last tower.
+    pub fn encode_prompt(&self, prompt: &str, device: &B::Device) -> Result<PromptEmbeds<B>, String> {
+        let sdxl = self.unet.needs_added_conditioning();
+        let mut hidden = Vec::new();
+        let mut pooled = None;
+        for tower in &self.towers {
+            let ids: Vec<i64> = tower.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+            let input = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([1, ids.len()]);
+            let ClipTextOutput { last_hidden_state, penultimate, pooled: raw_pooled, text_embeds } =
+                tower.encoder.forward(input);
+            hidden.push(if sdxl { penultimate } else { last_hidden_state });
+            pooled = Some(text_embeds.unwrap_or(raw_pooled));
+        }
+        Ok(PromptEmbeds { hidden: Tensor::cat(hidden, 2), pooled: if sdxl { pooled } else { None } })
+    }
+
+    /// Zero embeddings shaped like `like` (SDXL's empty negative prompt).
+    fn zeros_like(like: &PromptEmbeds<B>) -> PromptEmbeds<B> {
+        PromptEmbeds { hidden: like.hidden.zeros_like(), pooled: like.pooled.as_ref().map(|p| p.zeros_like()) }
+    }
+
+    /// Samples final latents from `latents` (already multiplied by the initial noise sigma if drawn by
+    /// the caller) with guidance, calling `progress` after every step.
+    pub fn denoise(
+        &self,
+        positive: &PromptEmbeds<B>,
+        negative: &PromptEmbeds<B>,
+        time_ids: Tensor<B, 2>,
+        mut latents: Tensor<B, 4>,
+        sampler: &dyn Sampler<B>,
+        guidance_scale: f64,
+        mut progress: impl FnMut(usize),
+    ) -> Tensor<B, 4> {
+        let cond = UNetConditioning {
+            encoder_hidden_states: Tensor::cat(vec![negative.hidden.clone(), positive.hidden.clone()], 0),
+            text_embeds: match (&negative.pooled, &positive.pooled) {
+                (Some(n), Some(p)) => Some(Tensor::cat(vec![n.clone(), p.clone()], 0)),
+                _ => None,
+            },
+            time_ids: Some(Tensor::cat(vec![time_ids.clone(), time_ids], 0)),
+        };
+        let device = latents.device();
+        for (i, &t) in sampler.timesteps().iter().enumerate() {
+            let input = sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
+            let timesteps = Tensor::<B, 1>::from_floats([t as f32, t as f32], &device);
+            let out = self.unet.forward(input, timesteps, &cond);
+            let [uncond, text] = out.chunk(2, 0).try_into().expect("guidance batch splits in two");
+            let guided = uncond.clone() + (text - uncond) * guidance_scale;
+            latents = sampler.step(guided, i, latents, None);
+            progress(i);
+        }
+        latents
+    }
+
+    /// Prompt → image `[1, 3, H, W]` in [0, 1]. Noise is drawn from the backend's seeded RNG.
+    pub fn generate(
+        &self,
+        options: &GenerateOptions,
+        sampler: &dyn Sampler<B>,
+        device: &B::Device,
+        progress: impl FnMut(usize),
+    ) -> Result<Tensor<B, 4>, String> {
+        let positive = self.encode_prompt(&options.prompt, device)?;
+        let negative = if options.negative_prompt.is_empty() && self.force_zeros_for_empty_prompt {
+            Self::zeros_like(&positive)
+        } else {
+            self.encode_prompt(&options.negative_prompt, device)?
+        };
+        let factor = self.vae_scale_factor();
+        if options.width % factor != 0 || options.height % factor != 0 {
+            return Err(format!("width and height must be multiples of {factor}"));
+        }
+        let channels = self.unet.conv_in.weight.dims()[1];
+        let shape = [1, channels, options.height / factor, options.width / factor];
+        let latents = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device) * sampler.init_noise_sigma();
+        let time_ids = sdxl_time_ids::<B>((options.height, options.width), (0, 0), (options.height, options.width), device);
+        let latents = self.denoise(&positive, &negative, time_ids, latents, sampler, options.guidance_scale, progress);
+        Ok(self.decode_to_unit(latents))
+    }
+
+    /// Final latents → image in [0, 1].
+    pub fn decode_to_unit(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
+        ((self.vae.decode_scaled(latents) / 2.0) + 0.5).clamp(0.0, 1.0)
+    }
+
+    /// Pixels per latent cell: 2^(VAE levels − 1).
+    pub fn vae_scale_factor(&self) -> usize {
+        1 << (self.vae.decoder.up_blocks.len() - 1)
+    }
+}
+
+/// SDXL micro-conditioning `[original_h, original_w, crop_top, crop_left, target_h, target_w]`, `[1, 6]`.
+pub fn sdxl_time_ids<B: Backend>(
+    original: (usize, usize),
+    crop_top_left: (usize, usize),
+    target: (usize, usize),
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let values = [original.0, original.1, crop_top_left.0, crop_top_left.1, target.0, target.1].map(|v| v as f32);
+    Tensor::<B, 1>::from_floats(values, device).reshape([1, 6])
+}

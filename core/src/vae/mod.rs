@@ -1,0 +1,9 @@
+//! diffusers `AutoencoderKL`.
+
+pub mod autoencoder;
+pub mod config;
+pub mod decoder;
+pub mod encoder;
+
+pub use autoencoder::AutoencoderKL;
+pub use config::VaeConfig;
