@@ -42,7 +42,9 @@ pub struct PromptEmbeds<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub prompt: String,
-    pub negative_prompt: String,
+    /// `None` is diffusers' default: zero embeddings for SDXL (`force_zeros_for_empty_prompt`), the
+    /// encoded empty string otherwise. `Some("")` always encodes the empty string, as diffusers does.
+    pub negative_prompt: Option<String>,
     pub width: usize,
     pub height: usize,
     pub guidance_scale: f64,
@@ -101,9 +103,22 @@ impl<B: Backend> DiffusionPipeline<B> {
         Ok(PromptEmbeds { hidden: Tensor::cat(hidden, 2), pooled: if sdxl { pooled } else { None } })
     }
 
-    /// Zero embeddings shaped like `like` (SDXL's empty negative prompt).
-    fn zeros_like(like: &PromptEmbeds<B>) -> PromptEmbeds<B> {
-        PromptEmbeds { hidden: like.hidden.zeros_like(), pooled: like.pooled.as_ref().map(|p| p.zeros_like()) }
+    /// Positive and negative embeddings for classifier-free guidance (see [`GenerateOptions`]).
+    pub fn encode_guidance_pair(
+        &self,
+        prompt: &str,
+        negative_prompt: Option<&str>,
+        device: &B::Device,
+    ) -> Result<(PromptEmbeds<B>, PromptEmbeds<B>), String> {
+        let positive = self.encode_prompt(prompt, device)?;
+        let negative = match negative_prompt {
+            None if self.force_zeros_for_empty_prompt => PromptEmbeds {
+                hidden: positive.hidden.zeros_like(),
+                pooled: positive.pooled.as_ref().map(|p| p.zeros_like()),
+            },
+            other => self.encode_prompt(other.unwrap_or(""), device)?,
+        };
+        Ok((positive, negative))
     }
 
     /// Samples final latents from `latents` (already multiplied by the initial noise sigma if drawn by
@@ -147,12 +162,7 @@ impl<B: Backend> DiffusionPipeline<B> {
         device: &B::Device,
         progress: impl FnMut(usize),
     ) -> Result<Tensor<B, 4>, String> {
-        let positive = self.encode_prompt(&options.prompt, device)?;
-        let negative = if options.negative_prompt.is_empty() && self.force_zeros_for_empty_prompt {
-            Self::zeros_like(&positive)
-        } else {
-            self.encode_prompt(&options.negative_prompt, device)?
-        };
+        let (positive, negative) = self.encode_guidance_pair(&options.prompt, options.negative_prompt.as_deref(), device)?;
         let factor = self.vae_scale_factor();
         if options.width % factor != 0 || options.height % factor != 0 {
             return Err(format!("width and height must be multiples of {factor}"));
