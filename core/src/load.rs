@@ -29,12 +29,22 @@ pub enum LoadError {
     Safetensors { path: PathBuf, message: String },
     #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
     Shape { path: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("{path}: missing tensor `{key}` (and {more} more)")]
-    MissingTensor { path: PathBuf, key: String, more: usize },
-    #[error("{path}: unexpected tensor `{key}` not used by the model (and {more} more)")]
-    UnexpectedTensor { path: PathBuf, key: String, more: usize },
+    #[error("{path}: missing tensor `{key}`{more}")]
+    MissingTensor { path: PathBuf, key: String, more: More },
+    #[error("{path}: unexpected tensor `{key}` not used by the model{more}")]
+    UnexpectedTensor { path: PathBuf, key: String, more: More },
     #[error("{path}: tensor `{key}`: {message}")]
     Tensor { path: PathBuf, key: String, message: String },
+}
+
+/// How many more tensors share the problem, printed only when there are any.
+#[derive(Debug)]
+pub struct More(pub usize);
+
+impl std::fmt::Display for More {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 > 0 { write!(f, " (and {} more)", self.0) } else { Ok(()) }
+    }
 }
 
 /// Reads a JSON config file into `T`, naming the file and the serde error on failure.
@@ -122,7 +132,7 @@ pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         }
         let unused = truly_unused(&result);
         if let Some(key) = unused.first() {
-            return Err(LoadError::UnexpectedTensor { path: file.clone(), key: key.clone(), more: unused.len() - 1 });
+            return Err(LoadError::UnexpectedTensor { path: file.clone(), key: key.clone(), more: More(unused.len() - 1) });
         }
         let now: std::collections::BTreeSet<String> =
             result.missing.iter().map(|(path, _)| path.clone()).collect();
@@ -138,7 +148,7 @@ pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         return Err(LoadError::MissingTensor {
             path: first_missing_file,
             key: key.clone(),
-            more: missing.len() - 1,
+            more: More(missing.len() - 1),
         });
     }
     Ok(module)
@@ -179,12 +189,15 @@ fn check_header(file: &Path) -> Result<(), LoadError> {
 fn apply_error(file: &Path, error: &burn_store::ApplyError) -> LoadError {
     use burn_store::ApplyError;
     match error {
-        ApplyError::ShapeMismatch { path, expected, found } => LoadError::Shape {
-            path: file.to_path_buf(),
-            key: path.clone(),
-            expected: expected.to_vec(),
-            found: found.to_vec(),
-        },
+        ApplyError::ShapeMismatch { path, expected, found } => {
+            let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
+            // Linear weights were transposed to burn's [in, out]; report them in the file's [out, in].
+            if expected.len() == 2 && found.len() == 2 && !path.ends_with("embedding.weight") {
+                expected.reverse();
+                found.reverse();
+            }
+            LoadError::Shape { path: file.to_path_buf(), key: path.clone(), expected, found }
+        }
         ApplyError::DTypeMismatch { path, expected, found } => LoadError::Tensor {
             path: file.to_path_buf(),
             key: path.clone(),

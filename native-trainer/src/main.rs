@@ -1,1 +1,42 @@
-fn main() {}
+//! `popalign`: the command-line tool of popalign-rs.
+
+mod backend;
+mod commands;
+mod error;
+
+use clap::{Parser, Subcommand};
+
+use commands::{generate, run_module, schedule, tokenize};
+
+#[derive(Parser)]
+#[command(name = "popalign", version, about = "Population-level alignment of text-to-image diffusion models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one model component on tensors from a safetensors file (parity and debugging).
+    RunModule(run_module::Args),
+    /// Print the CLIP token ids of prompts, padded and truncated as transformers does.
+    Tokenize(tokenize::Args),
+    /// Print a sampler's timesteps (and sigmas) as JSON.
+    Schedule(schedule::Args),
+    /// Generate images from a prompt with a diffusers model folder.
+    Generate(generate::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::RunModule(args) => run_module::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Schedule(args) => schedule::run(args),
+        Command::Generate(args) => generate::run(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
+    }
+}

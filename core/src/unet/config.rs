@@ -78,6 +78,9 @@ pub struct UNetConfig {
     pub only_cross_attention: serde_json::Value,
     #[serde(default)]
     pub reverse_transformer_layers_per_block: Option<serde_json::Value>,
+    /// Default latent size (128 for SDXL: 1024 px images).
+    #[serde(default)]
+    pub sample_size: Option<usize>,
     #[serde(default = "three")]
     pub conv_in_kernel: usize,
     #[serde(default = "three")]

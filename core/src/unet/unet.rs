@@ -31,6 +31,8 @@ pub struct UNet2DConditionModel<B: Backend> {
     pub add_time_proj_dim: usize,
     pub flip_sin_to_cos: bool,
     pub freq_shift: f64,
+    /// The config's default latent size.
+    pub sample_size: Option<usize>,
 }
 
 /// Text conditioning of one batch.
@@ -103,6 +105,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
             add_time_proj_dim,
             flip_sin_to_cos: config.flip_sin_to_cos,
             freq_shift: config.freq_shift,
+            sample_size: config.sample_size,
         }
     }
 

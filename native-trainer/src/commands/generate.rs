@@ -1,0 +1,117 @@
+//! `popalign generate --model DIR --prompt "..." --out DIR`: PNGs with JSON sidecars.
+//!
+//! Each image's id is `uuid5(prompt)-s<seed>-<index>`, so re-running skips what exists and a killed run
+//! resumes without duplicates; files are written under a temporary name and renamed.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use popalign_core::pipeline::{DiffusionPipeline, GenerateOptions};
+use popalign_core::schedulers::{SchedulerKind, sampler};
+use serde_json::json;
+
+use crate::backend::{Backend as B, device};
+use crate::error::{CliError, CliResult, input};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A diffusers model root (`model_index.json`, `unet/`, `vae/`, text encoders, tokenizers, `scheduler/`).
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    /// Omit for diffusers' default (zero embeddings on SDXL); `""` encodes the empty prompt.
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Defaults to the U-Net's `sample_size` × the VAE factor (1024 for SDXL).
+    #[arg(long)]
+    width: Option<usize>,
+    #[arg(long)]
+    height: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    num_images: usize,
+    /// `euler` (SDXL default) or `ddim`.
+    #[arg(long, default_value = "euler")]
+    scheduler: String,
+    /// Weight variant, e.g. `fp16`.
+    #[arg(long)]
+    variant: Option<String>,
+}
+
+pub fn run(args: Args) -> CliResult {
+    let kind = SchedulerKind::parse(&args.scheduler)
+        .ok_or_else(|| input(format!("unknown scheduler `{}` (expected euler or ddim)", args.scheduler)))?;
+    if args.steps == 0 {
+        return Err(input("--steps must be at least 1"));
+    }
+    let device = device();
+    let pipeline = DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
+    let factor = pipeline.vae_scale_factor();
+    let default_size = pipeline.unet.sample_size.unwrap_or(128) * factor;
+    let options = GenerateOptions {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        width: args.width.unwrap_or(default_size),
+        height: args.height.unwrap_or(default_size),
+        guidance_scale: args.guidance,
+    };
+    if options.width % factor != 0 || options.height % factor != 0 || options.width == 0 || options.height == 0 {
+        return Err(input(format!("--width and --height must be positive multiples of {factor}")));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| CliError::Runtime(format!("{}: {e}", args.out.display())))?;
+    let prompt_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, args.prompt.as_bytes());
+    let sampler = sampler::<B>(kind, &pipeline.scheduler, args.steps, 0.0);
+
+    let bar = ProgressBar::new((args.num_images * args.steps) as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} eta {eta} {msg}").expect("template"));
+    for index in 0..args.num_images {
+        let id = format!("{prompt_id}-s{}-{index}", args.seed);
+        let png = args.out.join(format!("{id}.png"));
+        if png.exists() && args.out.join(format!("{id}.json")).exists() {
+            bar.inc(args.steps as u64);
+            continue;
+        }
+        B::seed(&device, args.seed.wrapping_add(index as u64));
+        let image = pipeline
+            .generate(&options, sampler.as_ref(), &device, |_| bar.inc(1))
+            .map_err(CliError::Runtime)?;
+        save_png(&png, image)?;
+        let sidecar = json!({
+            "id": id, "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
+            "index": index, "steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
+            "width": options.width, "height": options.height, "model": args.model, "variant": args.variant,
+            "lora": null, "popalign_version": popalign_core::VERSION,
+        });
+        write_atomic(&args.out.join(format!("{id}.json")), serde_json::to_string_pretty(&sidecar).expect("json").as_bytes())?;
+        bar.set_message(id);
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// `[1, 3, H, W]` in [0, 1] → 8-bit RGB PNG.
+fn save_png(path: &Path, image: Tensor<B, 4>) -> CliResult {
+    let [_, _, h, w] = image.dims();
+    let pixels = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0).round().into_data();
+    let bytes: Vec<u8> = pixels.to_vec::<f32>().map_err(|e| CliError::Runtime(format!("{e:?}")))?.iter().map(|v| *v as u8).collect();
+    let buffer = image::RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer matches size");
+    let mut encoded = Vec::new();
+    buffer
+        .write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png)
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    write_atomic(path, &encoded)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,4 @@
+pub mod generate;
+pub mod run_module;
+pub mod schedule;
+pub mod tokenize;
