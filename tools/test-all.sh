@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's full check (the README's test command): the main test suite, the trainer's GPU backends
+# (compiled, not run: no GPU needed), and the browser app. Stops at the first failure; prints each step's
+# wall time and a summary at the end. Logs to stdout.
+#
+#   bash tools/test-all.sh
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+summary=()
+step() {
+  local name="$1"; shift
+  echo
+  echo "==> [$name] $*"
+  local t0=$SECONDS rc=0
+  "$@" || rc=$?
+  local dt=$((SECONDS - t0))
+  if [[ $rc -ne 0 ]]; then
+    echo "==> [$name] FAILED (exit $rc) after ${dt}s"
+    summary+=("$(printf '%-14s FAILED %5ds' "$name" "$dt")")
+    printf '%s\n' "" "test-all summary:" "${summary[@]}"
+    exit "$rc"
+  fi
+  echo "==> [$name] ok in ${dt}s"
+  summary+=("$(printf '%-14s ok     %5ds' "$name" "$dt")")
+}
+
+t_all=$SECONDS
+step test        cargo test --workspace
+step build-cuda  cargo build -p popalign-trainer --features cuda
+step build-wgpu  cargo build -p popalign-trainer --features wgpu
+step build-web   bash tools/build-web.sh
+
+printf '%s\n' "" "test-all summary:" "${summary[@]}"
+echo "test-all: all steps passed in $((SECONDS - t_all))s"
