@@ -50,9 +50,10 @@ impl std::fmt::Display for More {
 /// Reads a JSON config file into `T`, naming the file and the serde error on failure.
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|e| LoadError::Config {
+    // serde_path_to_error names the offending field, e.g. `layers_per_block: expected ...`.
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text)).map_err(|e| LoadError::Config {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: format!("field `{}`: {}", e.path(), e.inner()),
     })
 }
 

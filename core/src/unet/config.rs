@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 /// diffusers accepts a single value or one per block for several fields.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a number or a list with one number per block")]
 pub enum PerBlock<T> {
     One(T),
     Each(Vec<T>),
