@@ -3,6 +3,7 @@
 pub mod clip;
 pub mod load;
 pub mod nn;
+pub mod objectives;
 pub mod schedulers;
 pub mod tensor_io;
 pub mod tokenizer;

@@ -105,9 +105,20 @@ pub type KeyRemap = (&'static str, &'static str);
 
 /// Loads `files` into `module`, failing on any missing, unexpected or mis-shaped tensor.
 pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: M,
+    files: &[PathBuf],
+    remaps: &[KeyRemap],
+) -> Result<M, LoadError> {
+    load_weights_except(module, files, remaps, |_| false)
+}
+
+/// [`load_weights`], tolerating missing module tensors for which `missing_ok` holds (e.g. fresh LoRA
+/// adapters when loading a base checkpoint, or the base weights when loading a LoRA file).
+pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     mut module: M,
     files: &[PathBuf],
     remaps: &[KeyRemap],
+    missing_ok: impl Fn(&str) -> bool,
 ) -> Result<M, LoadError> {
     let mut missing: Option<std::collections::BTreeSet<String>> = None;
     let mut first_missing_file = files[0].clone();
@@ -136,7 +147,7 @@ pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
             return Err(LoadError::UnexpectedTensor { path: file.clone(), key: key.clone(), more: More(unused.len() - 1) });
         }
         let now: std::collections::BTreeSet<String> =
-            result.missing.iter().map(|(path, _)| path.clone()).collect();
+            result.missing.iter().map(|(path, _)| path.clone()).filter(|path| !missing_ok(path)).collect();
         missing = Some(match missing {
             None => now,
             Some(before) => before.intersection(&now).cloned().collect(),

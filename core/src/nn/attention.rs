@@ -1,12 +1,13 @@
 //! diffusers `Attention` (the `to_q`/`to_k`/`to_v`/`to_out.0` layout) used by the U-Net transformer blocks
 //! and, with a group norm and a residual, by the VAE mid-block.
 
-use burn::nn::{GroupNorm, Linear};
+use burn::nn::GroupNorm;
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::{from_tokens, linear, merge_heads, split_heads, to_tokens};
+use super::lora::{Linear, LoraConfig};
+use super::{from_tokens, merge_heads, split_heads, to_tokens};
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -28,14 +29,15 @@ impl<B: Backend> Attention<B> {
         heads: usize,
         dim_head: usize,
         qkv_bias: bool,
+        lora: Option<&LoraConfig>,
         device: &B::Device,
     ) -> Self {
         let inner = heads * dim_head;
         Self {
-            to_q: linear(query_dim, inner, qkv_bias, device),
-            to_k: linear(context_dim, inner, qkv_bias, device),
-            to_v: linear(context_dim, inner, qkv_bias, device),
-            to_out: vec![linear(inner, query_dim, true, device)],
+            to_q: Linear::new(query_dim, inner, qkv_bias, "to_q", lora, device),
+            to_k: Linear::new(context_dim, inner, qkv_bias, "to_k", lora, device),
+            to_v: Linear::new(context_dim, inner, qkv_bias, "to_v", lora, device),
+            to_out: vec![Linear::new(inner, query_dim, true, "to_out.0", lora, device)],
             group_norm: None,
             heads,
         }

@@ -1,6 +1,7 @@
 //! Building blocks shared by the U-Net, the VAE and the CLIP towers, one per file.
 
 pub mod attention;
+pub mod lora;
 pub mod resnet;
 pub mod sampling;
 

@@ -86,3 +86,12 @@ impl<B: Backend> Sampler<B> for DdimScheduler {
         }
     }
 }
+
+/// Per-element mean of `log N(x; mean, std²)`, `[B, …]` → `[B]`: the log-density of a DDIM η > 0 step as
+/// dense-reward DPO averages it over latent elements.
+pub fn gaussian_log_density<B: Backend>(x: Tensor<B, 4>, mean: Tensor<B, 4>, std: f64) -> Tensor<B, 1> {
+    let [b, c, h, w] = x.dims();
+    let z = (x - mean) / std;
+    let log_density = z.powf_scalar(2.0) * -0.5 - (std.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
+    log_density.reshape([b, c * h * w]).mean_dim(1).reshape([b])
+}

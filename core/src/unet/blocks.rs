@@ -40,7 +40,7 @@ pub struct UpBlock<B: Backend> {
 fn transformers<B: Backend>(spec: &BlockSpec, channels: usize, count: usize, device: &B::Device) -> Vec<Transformer2DModel<B>> {
     match &spec.transformer {
         Some(t) => (0..count)
-            .map(|_| Transformer2DModel::new(&TransformerSpec { channels, ..*t }, device))
+            .map(|_| Transformer2DModel::new(&TransformerSpec { channels, ..t.clone() }, device))
             .collect(),
         None => Vec::new(),
     }

@@ -2,12 +2,13 @@
 //! self-attention, cross-attention to the text, GEGLU feed-forward, each pre-norm with a residual.
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, LayerNorm, Linear};
+use burn::nn::{GroupNorm, LayerNorm};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
 use crate::nn::attention::Attention;
-use crate::nn::{conv2d, from_tokens, group_norm, layer_norm, linear, to_tokens};
+use crate::nn::lora::{Linear, LoraConfig};
+use crate::nn::{conv2d, from_tokens, group_norm, layer_norm, to_tokens};
 
 /// `proj_in` / `proj_out`: a linear layer in SDXL, a 1×1 convolution in SD 1.5.
 #[derive(Module, Debug)]
@@ -47,7 +48,7 @@ pub struct Transformer2DModel<B: Backend> {
 }
 
 /// Shape parameters of one `Transformer2DModel`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TransformerSpec {
     pub channels: usize,
     pub heads: usize,
@@ -56,14 +57,16 @@ pub struct TransformerSpec {
     pub groups: usize,
     pub norm_eps: f64,
     pub linear_projection: bool,
+    pub lora: Option<LoraConfig>,
 }
 
 impl<B: Backend> Transformer2DModel<B> {
     pub fn new(spec: &TransformerSpec, device: &B::Device) -> Self {
         let c = spec.channels;
-        let projection = || {
+        let lora = spec.lora.as_ref();
+        let projection = |name: &str| {
             if spec.linear_projection {
-                Projection::Linear(linear(c, c, true, device))
+                Projection::Linear(Linear::new(c, c, true, name, lora, device))
             } else {
                 Projection::Conv(conv2d(c, c, 1, 1, 0, device))
             }
@@ -72,16 +75,19 @@ impl<B: Backend> Transformer2DModel<B> {
         let blocks = (0..spec.depth)
             .map(|_| BasicTransformerBlock {
                 norm1: layer_norm(c, spec.norm_eps, device),
-                attn1: Attention::new(c, c, spec.heads, dim_head, false, device),
+                attn1: Attention::new(c, c, spec.heads, dim_head, false, lora, device),
                 norm2: layer_norm(c, spec.norm_eps, device),
-                attn2: Attention::new(c, spec.context_dim, spec.heads, dim_head, false, device),
+                attn2: Attention::new(c, spec.context_dim, spec.heads, dim_head, false, lora, device),
                 norm3: layer_norm(c, spec.norm_eps, device),
                 ff: FeedForward {
-                    net: (GegluProj { proj: linear(c, c * 8, true, device) }, linear(c * 4, c, true, device)),
+                    net: (
+                        GegluProj { proj: Linear::new(c, c * 8, true, "ff.net.0.proj", lora, device) },
+                        Linear::new(c * 4, c, true, "ff.net.2", lora, device),
+                    ),
                 },
             })
             .collect();
-        Self { norm: group_norm(spec.groups, c, 1e-6, device), proj_in: projection(), transformer_blocks: blocks, proj_out: projection() }
+        Self { norm: group_norm(spec.groups, c, 1e-6, device), proj_in: projection("proj_in"), transformer_blocks: blocks, proj_out: projection("proj_out") }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, context: Tensor<B, 3>) -> Tensor<B, 4> {

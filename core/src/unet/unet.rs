@@ -14,6 +14,7 @@ use super::config::UNetConfig;
 use super::embeddings::{TimestepEmbedding, timestep_features};
 use super::transformer::TransformerSpec;
 use crate::load::{self, LoadError};
+use crate::nn::lora::LoraConfig;
 use crate::nn::{conv2d, group_norm};
 
 #[derive(Module, Debug)]
@@ -50,6 +51,11 @@ const FEED_FORWARD_OUTPUT: load::KeyRemap = (r"\.ff\.net\.2\.", ".ff.net.1.");
 
 impl<B: Backend> UNet2DConditionModel<B> {
     pub fn new(config: &UNetConfig, device: &B::Device) -> Self {
+        Self::with_lora(config, None, device)
+    }
+
+    /// The model with LoRA adapters (freshly initialised) on the layers `lora` targets.
+    pub fn with_lora(config: &UNetConfig, lora: Option<&LoraConfig>, device: &B::Device) -> Self {
         let channels = &config.block_out_channels;
         let n = channels.len();
         let temb = channels[0] * 4;
@@ -69,6 +75,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
                 groups: config.norm_num_groups,
                 norm_eps: config.norm_eps,
                 linear_projection: config.use_linear_projection,
+                lora: lora.cloned(),
             }),
         };
 
@@ -111,6 +118,16 @@ impl<B: Backend> UNet2DConditionModel<B> {
 
     /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` from the `unet` folder.
     pub fn from_dir(dir: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+        Self::from_dir_with_lora(dir, variant, None, device)
+    }
+
+    /// [`Self::from_dir`] with fresh LoRA adapters on the layers `lora` targets.
+    pub fn from_dir_with_lora(
+        dir: &Path,
+        variant: Option<&str>,
+        lora: Option<&LoraConfig>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let config_path = dir.join("config.json");
         let config: UNetConfig = load::read_config(&config_path)?;
         config.validate().map_err(|message| LoadError::Unsupported { path: config_path.clone(), message })?;
@@ -123,7 +140,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
             });
         }
         let files = load::weight_files(dir, "diffusion_pytorch_model", variant)?;
-        load::load_weights(Self::new(&config, device), &files, &[FEED_FORWARD_OUTPUT])
+        load::load_weights_except(Self::with_lora(&config, lora, device), &files, &[FEED_FORWARD_OUTPUT], is_lora_key)
     }
 
     /// `sample` `[B, C, h, w]`, `timesteps` `[B]` (one per sample) → predicted noise `[B, C, h, w]`.
@@ -167,5 +184,36 @@ impl<B: Backend> UNet2DConditionModel<B> {
     /// Whether `forward` needs `text_embeds` and `time_ids` (SDXL's `text_time` embedding).
     pub fn needs_added_conditioning(&self) -> bool {
         self.add_embedding.is_some()
+    }
+}
+
+fn is_lora_key(path: &str) -> bool {
+    path.contains(".lora_")
+}
+
+/// diffusers LoRA files prefix U-Net keys with `unet.`.
+const LORA_PREFIX: load::KeyRemap = (r"^unet\.", "");
+
+impl<B: Backend> UNet2DConditionModel<B> {
+    /// Loads adapter weights from a diffusers/peft LoRA file (`unet.<module>.lora_A.weight`, …) into the
+    /// adapters this model was built with. Every tensor of the file must find its adapter.
+    pub fn load_lora(self, file: &Path) -> Result<Self, LoadError> {
+        load::load_weights_except(self, &[file.to_path_buf()], &[LORA_PREFIX, FEED_FORWARD_OUTPUT], |path| !is_lora_key(path))
+    }
+
+    /// Writes the adapters as diffusers' `save_lora_weights` does (`unet.` prefix, PyTorch `[out, in]`),
+    /// so `pipeline.load_lora_weights(file)` reads them.
+    pub fn save_lora(&self, file: &Path) -> Result<(), String> {
+        use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+        let tmp = file.with_extension("safetensors.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut store = SafetensorsStore::from_file(tmp.clone())
+            .with_regex(r"\.lora_[AB]\.")
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
+            .with_key_remapping(r"\.ff\.net\.1\.", ".ff.net.2.")
+            .with_key_remapping(r"^", "unet.");
+        self.save_into(&mut store).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
     }
 }

@@ -53,7 +53,7 @@ impl<B: Backend> VaeMidBlock<B> {
     pub fn new(channels: usize, groups: usize, attention: bool, device: &B::Device) -> Self {
         let attentions = attention
             .then(|| {
-                let mut attn = Attention::new(channels, channels, 1, channels, true, device);
+                let mut attn = Attention::new(channels, channels, 1, channels, true, None, device);
                 attn.group_norm = Some(group_norm(groups, channels, VAE_EPS, device));
                 attn
             })
