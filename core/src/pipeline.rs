@@ -19,9 +19,16 @@ pub struct TextTower<B: Backend> {
     pub encoder: ClipTextModel<B>,
 }
 
+/// The text side of a model root: one tower (SD 1.5) or two (SDXL).
+pub struct TextConditioner<B: Backend> {
+    pub towers: Vec<TextTower<B>>,
+    /// SDXL reads penultimate hidden states and a pooled projection; SD 1.5 the last hidden state.
+    pub sdxl: bool,
+}
+
 /// All components of a diffusers model root.
 pub struct DiffusionPipeline<B: Backend> {
-    pub towers: Vec<TextTower<B>>,
+    pub text: TextConditioner<B>,
     pub unet: UNet2DConditionModel<B>,
     pub vae: AutoencoderKL<B>,
     pub scheduler: SchedulerConfig,
@@ -60,47 +67,24 @@ impl<B: Backend> DiffusionPipeline<B> {
     /// Loads a model root: `unet/`, `vae/`, `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`.
     pub fn from_dir(root: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
         let index: ModelIndex = load::read_config(&root.join("model_index.json"))?;
-        let mut towers = Vec::new();
-        for suffix in ["", "_2"] {
-            let encoder_dir = root.join(format!("text_encoder{suffix}"));
-            if encoder_dir.is_dir() {
-                towers.push(TextTower {
-                    tokenizer: ClipTokenizer::from_dir(&root.join(format!("tokenizer{suffix}")))?,
-                    encoder: ClipTextModel::from_dir(&encoder_dir, variant, device)?,
-                });
-            }
-        }
+        let unet = UNet2DConditionModel::from_dir(&root.join("unet"), variant, device)?;
+        let text = TextConditioner::from_dir(root, variant, unet.needs_added_conditioning(), device)?;
         let scheduler_path = root.join("scheduler").join("scheduler_config.json");
         let scheduler: SchedulerConfig = load::read_config(&scheduler_path)?;
         scheduler
             .validate()
             .map_err(|message| LoadError::Unsupported { path: scheduler_path, message })?;
-        let unet = UNet2DConditionModel::from_dir(&root.join("unet"), variant, device)?;
         Ok(Self {
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(unet.needs_added_conditioning()),
-            towers,
+            text,
             unet,
             vae: AutoencoderKL::from_dir(&root.join("vae"), variant, device)?,
             scheduler,
         })
     }
 
-    /// Encodes a prompt with every text tower, as `StableDiffusionXLPipeline.encode_prompt` does: the
-    /// penultimate hidden states (SDXL) or the last hidden state (a single SD 1.5 encoder), and the
-    /// projected pooled output of the last tower.
     pub fn encode_prompt(&self, prompt: &str, device: &B::Device) -> Result<PromptEmbeds<B>, String> {
-        let sdxl = self.unet.needs_added_conditioning();
-        let mut hidden = Vec::new();
-        let mut pooled = None;
-        for tower in &self.towers {
-            let ids: Vec<i64> = tower.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
-            let input = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([1, ids.len()]);
-            let ClipTextOutput { last_hidden_state, penultimate, pooled: raw_pooled, text_embeds } =
-                tower.encoder.forward(input);
-            hidden.push(if sdxl { penultimate } else { last_hidden_state });
-            pooled = Some(text_embeds.unwrap_or(raw_pooled));
-        }
-        Ok(PromptEmbeds { hidden: Tensor::cat(hidden, 2), pooled: if sdxl { pooled } else { None } })
+        self.text.encode(prompt, device)
     }
 
     /// Positive and negative embeddings for classifier-free guidance (see [`GenerateOptions`]).
@@ -183,6 +167,43 @@ impl<B: Backend> DiffusionPipeline<B> {
     /// Pixels per latent cell: 2^(VAE levels − 1).
     pub fn vae_scale_factor(&self) -> usize {
         1 << (self.vae.decoder.up_blocks.len() - 1)
+    }
+}
+
+impl<B: Backend> TextConditioner<B> {
+    /// Loads `text_encoder[_2]/` with `tokenizer[_2]/` from a model root.
+    pub fn from_dir(root: &Path, variant: Option<&str>, sdxl: bool, device: &B::Device) -> Result<Self, LoadError> {
+        let mut towers = Vec::new();
+        for suffix in ["", "_2"] {
+            let encoder_dir = root.join(format!("text_encoder{suffix}"));
+            if encoder_dir.is_dir() {
+                towers.push(TextTower {
+                    tokenizer: ClipTokenizer::from_dir(&root.join(format!("tokenizer{suffix}")))?,
+                    encoder: ClipTextModel::from_dir(&encoder_dir, variant, device)?,
+                });
+            }
+        }
+        if towers.is_empty() {
+            return Err(LoadError::Missing { path: root.join("text_encoder") });
+        }
+        Ok(Self { towers, sdxl })
+    }
+
+    /// Encodes a prompt with every tower, as `StableDiffusionXLPipeline.encode_prompt` does: the
+    /// penultimate hidden states (SDXL) or the last hidden state (SD 1.5), concatenated, and the
+    /// projected pooled output of the last tower.
+    pub fn encode(&self, prompt: &str, device: &B::Device) -> Result<PromptEmbeds<B>, String> {
+        let mut hidden = Vec::new();
+        let mut pooled = None;
+        for tower in &self.towers {
+            let ids: Vec<i64> = tower.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
+            let input = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([1, ids.len()]);
+            let ClipTextOutput { last_hidden_state, penultimate, pooled: raw_pooled, text_embeds } =
+                tower.encoder.forward(input);
+            hidden.push(if self.sdxl { penultimate } else { last_hidden_state });
+            pooled = Some(text_embeds.unwrap_or(raw_pooled));
+        }
+        Ok(PromptEmbeds { hidden: Tensor::cat(hidden, 2), pooled: if self.sdxl { pooled } else { None } })
     }
 }
 

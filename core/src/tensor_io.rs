@@ -1,5 +1,5 @@
 //! Named tensors in safetensors files, as the parity fixtures and `popalign run-module` exchange them.
-//! Floats of any width come back as f32, integers as i64.
+//! f64 stays f64 (for float64 reference fixtures), other floats come back as f32, integers as i64.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,7 +25,7 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, LoadErr
         let raw = view.data();
         let data = match view.dtype() {
             Dtype::F32 => TensorData::new(decode(raw, f32::from_le_bytes), shape),
-            Dtype::F64 => TensorData::new(decode(raw, |b: [u8; 8]| f64::from_le_bytes(b) as f32), shape),
+            Dtype::F64 => TensorData::new(decode(raw, f64::from_le_bytes), shape),
             Dtype::F16 => TensorData::new(decode(raw, |b: [u8; 2]| half::f16::from_le_bytes(b).to_f32()), shape),
             Dtype::BF16 => TensorData::new(decode(raw, |b: [u8; 2]| half::bf16::from_le_bytes(b).to_f32()), shape),
             Dtype::I64 => TensorData::new(decode(raw, i64::from_le_bytes), shape),

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod lora;
+pub mod params;
 pub mod resnet;
 pub mod sampling;
 

@@ -191,14 +191,17 @@ fn is_lora_key(path: &str) -> bool {
     path.contains(".lora_")
 }
 
-/// diffusers LoRA files prefix U-Net keys with `unet.`.
-const LORA_PREFIX: load::KeyRemap = (r"^unet\.", "");
+/// diffusers LoRA files prefix U-Net keys with `unet.`; files converted with diffusers'
+/// `convert_state_dict_to_diffusers` (as the official PopAlign trainer saves them) say `lora.down/up`.
+const LORA_KEYS: [load::KeyRemap; 3] =
+    [(r"^unet\.", ""), (r"\.lora\.down\.", ".lora_A."), (r"\.lora\.up\.", ".lora_B.")];
 
 impl<B: Backend> UNet2DConditionModel<B> {
     /// Loads adapter weights from a diffusers/peft LoRA file (`unet.<module>.lora_A.weight`, …) into the
     /// adapters this model was built with. Every tensor of the file must find its adapter.
     pub fn load_lora(self, file: &Path) -> Result<Self, LoadError> {
-        load::load_weights_except(self, &[file.to_path_buf()], &[LORA_PREFIX, FEED_FORWARD_OUTPUT], |path| !is_lora_key(path))
+        let remaps = [LORA_KEYS[0], LORA_KEYS[1], LORA_KEYS[2], FEED_FORWARD_OUTPUT];
+        load::load_weights_except(self, &[file.to_path_buf()], &remaps, |path| !is_lora_key(path))
     }
 
     /// Writes the adapters as diffusers' `save_lora_weights` does (`unet.` prefix, PyTorch `[out, in]`),
