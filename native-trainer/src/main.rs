@@ -3,6 +3,7 @@
 mod backend;
 mod commands;
 mod error;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Schedule(schedule::Args),
     /// Generate images from a prompt with a diffusers model folder.
     Generate(generate::Args),
+    /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
+    Train(train::Args),
 }
 
 fn main() {
@@ -34,6 +37,7 @@ fn main() {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Train(args) => train::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

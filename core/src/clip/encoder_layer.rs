@@ -2,11 +2,11 @@
 
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::nn::{layer_norm, linear, merge_heads, split_heads};
+use crate::nn::{gelu, layer_norm, linear, merge_heads, split_heads};
 
 #[derive(Module, Debug)]
 pub struct ClipAttention<B: Backend> {

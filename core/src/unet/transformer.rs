@@ -4,7 +4,7 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+use crate::nn::gelu;
 
 use crate::nn::attention::Attention;
 use crate::nn::lora::{Linear, LoraConfig};

@@ -207,15 +207,25 @@ impl<B: Backend> UNet2DConditionModel<B> {
     /// Writes the adapters as diffusers' `save_lora_weights` does (`unet.` prefix, PyTorch `[out, in]`),
     /// so `pipeline.load_lora_weights(file)` reads them.
     pub fn save_lora(&self, file: &Path) -> Result<(), String> {
+        self.save_matching(file, |path, _| is_lora_key(path), "unet.")
+    }
+
+    /// Writes the base weights (no adapters) as a diffusers `diffusion_pytorch_model.safetensors`.
+    pub fn save_weights(&self, file: &Path) -> Result<(), String> {
+        self.save_matching(file, |path, _| !is_lora_key(path), "")
+    }
+
+    /// Saves the parameters `keep` selects, in PyTorch layout with diffusers key names.
+    fn save_matching(&self, file: &Path, keep: fn(&str, &str) -> bool, prefix: &str) -> Result<(), String> {
         use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
         let tmp = file.with_extension("safetensors.tmp");
         let _ = std::fs::remove_file(&tmp);
         let mut store = SafetensorsStore::from_file(tmp.clone())
-            .with_regex(r"\.lora_[AB]\.")
+            .with_predicate(keep)
             .with_to_adapter(BurnToPyTorchAdapter)
             .skip_enum_variants(true)
             .with_key_remapping(r"\.ff\.net\.1\.", ".ff.net.2.")
-            .with_key_remapping(r"^", "unet.");
+            .with_key_remapping(r"^", prefix);
         self.save_into(&mut store).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
     }

@@ -48,3 +48,4 @@ pub fn assert_close<const D: usize>(label: &str, actual: Tensor<B, D>, expected:
     let error = max_abs_error(label, actual, expected);
     assert!(error <= tolerance, "{label}: max abs error {error:.3e} > {tolerance:.0e}");
 }
+pub mod lora_unet;

@@ -1,0 +1,124 @@
+//! The objectives on the tiny SDXL U-Net with a peft LoRA, shared by the f32 and f64 test binaries.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::backend::AutodiffBackend;
+use super::{fixtures, io};
+use popalign_core::nn::lora::{DisableLora, LoraConfig, TrainOnlyLora};
+use popalign_core::nn::params::checkpoint_key;
+use popalign_core::objectives::dpo::dpo_loss;
+use popalign_core::objectives::popalign::{PopAlignConfig, SingleWorker, popalign_loss};
+use popalign_core::objectives::sft::sft_loss;
+use popalign_core::objectives::{PairErrors, per_sample_mse};
+use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
+
+fn values(data: TensorData) -> Vec<f64> {
+    data.convert::<f64>().to_vec::<f64>().unwrap()
+}
+
+/// Max |a − b| divided by max |b|.
+fn relative(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
+}
+
+fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max)
+}
+
+/// Gradients of the LoRA parameters by diffusers key, in PyTorch's [out, in] layout.
+fn lora_grads<A: AutodiffBackend>(unet: &UNet2DConditionModel<A>, grads: &A::Gradients) -> BTreeMap<String, Vec<f64>> {
+    struct Visitor<'a, A: AutodiffBackend>(Vec<String>, BTreeMap<String, Vec<f64>>, &'a A::Gradients);
+    impl<A: AutodiffBackend> ModuleVisitor<A> for Visitor<'_, A> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            if let Some(grad) = param.val().grad(self.2) {
+                let data = if D == 2 { grad.transpose().into_data() } else { grad.into_data() };
+                self.1.insert(format!("unet.{}", checkpoint_key(&self.0)), values(data));
+            }
+        }
+    }
+    let mut visitor = Visitor::<A>(Vec::new(), BTreeMap::new(), grads);
+    unet.visit(&mut visitor);
+    visitor.1
+}
+
+pub struct Measured {
+
+    pub output: f64,
+    pub e: f64,
+    /// (objective, loss relative error, gradient max error / max |gradient|)
+    pub objectives: Vec<(&'static str, f64, f64)>,
+}
+
+pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
+    let device = Default::default();
+    let golden = io(fixture);
+    let tensor = |name: &str| golden[name].clone();
+    let t4 = |name: &str| Tensor::<A, 4>::from_data(tensor(name), &device);
+    let repeat2 = |t: Tensor<A, 3>| Tensor::cat(vec![t.clone(), t], 0);
+    let repeat2_2d = |t: Tensor<A, 2>| Tensor::cat(vec![t.clone(), t], 0);
+    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(&fixtures().join("tiny-sdxl/unet"), None, Some(&LoraConfig::new(2, 2.0)), &device)
+        .unwrap()
+        .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
+        .unwrap();
+    let unet = TrainOnlyLora::apply(unet);
+    let cond = UNetConditioning {
+        encoder_hidden_states: repeat2(Tensor::from_data(tensor("encoder_hidden_states"), &device)),
+        text_embeds: Some(repeat2_2d(Tensor::from_data(tensor("text_embeds"), &device))),
+        time_ids: Some(repeat2_2d(Tensor::from_data(tensor("time_ids"), &device))),
+    };
+    let t = Tensor::<A, 1>::from_data(tensor("timesteps").convert::<f64>(), &device);
+    let timesteps = Tensor::cat(vec![t.clone(), t], 0);
+    let noise = Tensor::cat(vec![t4("noise"), t4("noise")], 0);
+    let x_t = t4("x_t");
+
+    // One forward per objective: a backward pass consumes its graph.
+    let forward = || {
+        let out = unet.forward(x_t.clone(), timesteps.clone(), &cond);
+        let reference = DisableLora::apply(unet.clone()).forward(x_t.clone(), timesteps.clone(), &cond).detach();
+        (out, reference)
+    };
+    let (out, reference) = forward();
+    let output = max_abs(&values(out.to_data()), &values(tensor("unet_lora_out")))
+        .max(max_abs(&values(reference.to_data()), &values(tensor("unet_base_out"))));
+    let errors = |(out, reference): (Tensor<A, 4>, Tensor<A, 4>)| PairErrors {
+        e_theta: per_sample_mse(out, noise.clone()),
+        e_ref: per_sample_mse(reference, noise.clone()),
+    };
+    let first = errors((out, reference));
+    let e = max_abs(&values(first.e_theta.to_data()), &values(tensor("e_theta")))
+        .max(max_abs(&values(first.e_ref.to_data()), &values(tensor("e_ref"))));
+
+    let mut objectives = Vec::new();
+    for name in ["popalign", "dpo", "sft"] {
+        let errors = errors(forward());
+        let loss = match name {
+            "popalign" => popalign_loss(&errors, &PopAlignConfig::default(), &SingleWorker).loss,
+            "dpo" => dpo_loss(&errors, 5000.0).loss,
+            _ => sft_loss(&errors).loss,
+        };
+        let loss_rel = relative(&values(loss.to_data()), &values(tensor(&format!("{name}_loss"))));
+        let grads = lora_grads(&unet, &loss.backward());
+        assert_eq!(grads.len(), 272, "one gradient per LoRA tensor");
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for (key, grad) in grads {
+            ours.extend(grad);
+            theirs.extend(values(golden.get(&format!("{name}_grad.{key}")).unwrap_or_else(|| panic!("no golden for {key}")).clone()));
+        }
+        objectives.push((name, loss_rel, relative(&ours, &theirs)));
+    }
+    Measured { output, e, objectives }
+}
+

@@ -1,0 +1,83 @@
+//! One micro-batch: sampled pairs, preprocessed images, captions (with empty-prompt dropout), and the
+//! random draws of the step. Everything random comes from one ChaCha stream per (seed, micro-step), so a
+//! resumed run draws exactly what an uninterrupted run would.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::config::{BadImagePolicy, TrainConfig};
+use super::data::{PreferenceData, prepare_image};
+use crate::error::{CliResult, input};
+
+pub struct Batch {
+    /// `[2B, 3, R, R]` channel-major, `[preferred_1..B, dispreferred_1..B]`.
+    pub pixels: Vec<f32>,
+    /// Caption per pair (`""` where dropped).
+    pub captions: Vec<String>,
+    /// `time_ids` per pair (from the preferred image, shared by the pair as in the official trainer).
+    pub time_ids: Vec<[f32; 6]>,
+    /// Caption group per pair, for `popalign-pairwise`.
+    pub groups: Vec<usize>,
+    /// Timestep per pair.
+    pub timesteps: Vec<usize>,
+    /// `[B, C, h, w]` noise per pair.
+    pub noise: Vec<f32>,
+    /// `[2B, C, h, w]` standard normals for sampling the VAE posterior.
+    pub posterior_noise: Vec<f32>,
+    pub skipped: usize,
+}
+
+pub fn rng_for(seed: u64, micro_step: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(micro_step);
+    rng
+}
+
+pub fn sample_batch(
+    config: &TrainConfig,
+    data: &PreferenceData,
+    micro_step: u64,
+    latent_shape: [usize; 3],
+    train_timesteps: usize,
+) -> CliResult<Batch> {
+    let mut rng = rng_for(config.seed, micro_step);
+    let b = config.batch_size;
+    let r = config.resolution;
+    let mut preferred = Vec::new();
+    let mut dispreferred = Vec::new();
+    let (mut captions, mut time_ids, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    let mut skipped = 0;
+    while captions.len() < b {
+        let index = rng.random_range(0..data.pairs.len());
+        let flip = config.random_flip && rng.random_bool(0.5);
+        let drop_caption = rng.random::<f64>() < config.proportion_empty_prompts;
+        let pair = &data.pairs[index];
+        let images = prepare_image(&pair.preferred, r, flip).and_then(|w| Ok((w, prepare_image(&pair.dispreferred, r, flip)?)));
+        match images {
+            Ok((w, l)) => {
+                time_ids.push(w.time_ids);
+                preferred.extend(w.pixels);
+                dispreferred.extend(l.pixels);
+                captions.push(if drop_caption { String::new() } else { pair.caption.clone() });
+                groups.push(data.groups[index]);
+            }
+            Err(message) if config.on_bad_image == BadImagePolicy::Error => {
+                return Err(input(format!("{message} (set on_bad_image = \"skip\" to skip such pairs)")));
+            }
+            Err(_) => {
+                skipped += 1;
+                if skipped > 100 * b {
+                    return Err(input("too many unreadable images in the preference data".to_string()));
+                }
+            }
+        }
+    }
+    preferred.extend(dispreferred);
+    let timesteps = (0..b).map(|_| rng.random_range(0..train_timesteps)).collect();
+    let latent_len: usize = latent_shape.iter().product();
+    let mut normals = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect() };
+    let noise = normals(b * latent_len);
+    let posterior_noise = normals(2 * b * latent_len);
+    Ok(Batch { pixels: preferred, captions, time_ids, groups, timesteps, noise, posterior_noise, skipped })
+}

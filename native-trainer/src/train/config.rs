@@ -1,0 +1,160 @@
+//! `train.toml`: everything a training run depends on. Unknown keys are errors, so a typo never
+//! silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use popalign_core::nn::lora::LoraConfig;
+use popalign_core::objectives::ObjectiveKind;
+use popalign_core::objectives::dense::DenseConfig;
+use popalign_core::objectives::popalign::PopAlignConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CliResult, input};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// diffusers model root (text encoders, VAE, U-Net, scheduler).
+    pub model: PathBuf,
+    /// `preferences.jsonl`; image paths in it are relative to its folder.
+    pub preferences: PathBuf,
+    /// Output folder: `metrics.jsonl` and `step-<n>/` checkpoints.
+    pub output: PathBuf,
+    #[serde(default = "popalign")]
+    pub objective: ObjectiveKind,
+    #[serde(default)]
+    pub seed: u64,
+    pub steps: usize,
+    /// Preference pairs per optimiser step (per device).
+    #[serde(default = "one")]
+    pub batch_size: usize,
+    #[serde(default = "one")]
+    pub gradient_accumulation: usize,
+    pub learning_rate: f64,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    #[serde(default = "weight_decay")]
+    pub weight_decay: f64,
+    /// Global gradient-norm clipping (as accelerate's `clip_grad_norm_`).
+    #[serde(default = "one_f")]
+    pub max_grad_norm: f64,
+    #[serde(default = "fifty")]
+    pub checkpoint_every: usize,
+    /// Square training resolution in pixels (shorter side resized, then centre-cropped).
+    pub resolution: usize,
+    #[serde(default = "empty_prompts")]
+    pub proportion_empty_prompts: f64,
+    #[serde(default = "yes")]
+    pub random_flip: bool,
+    /// What to do with a missing or corrupt image: stop with an error, or skip the pair (counted).
+    #[serde(default)]
+    pub on_bad_image: BadImagePolicy,
+    /// Absent: full fine-tuning against a frozen copy of the U-Net.
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
+    #[serde(default)]
+    pub popalign: PopAlignConfig,
+    /// β of `dpo` and `popalign-pairwise`.
+    #[serde(default = "beta")]
+    pub beta: f64,
+    #[serde(default)]
+    pub dense: DenseConfig,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    #[default]
+    ConstantWithWarmup,
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BadImagePolicy {
+    #[default]
+    Error,
+    Skip,
+}
+
+fn popalign() -> ObjectiveKind {
+    ObjectiveKind::Popalign
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn fifty() -> usize {
+    50
+}
+fn weight_decay() -> f64 {
+    1e-2
+}
+fn empty_prompts() -> f64 {
+    0.2
+}
+fn yes() -> bool {
+    true
+}
+fn beta() -> f64 {
+    5000.0
+}
+
+impl TrainConfig {
+    /// Reads the TOML file; relative paths in it are taken relative to the file's folder.
+    pub fn load(path: &Path) -> CliResult<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+        let mut config: Self = toml::from_str(&text)
+            .map_err(|e| input(format!("{}: {}", path.display(), e.to_string().replace('\n', " "))))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.model, &mut config.preferences, &mut config.output] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.validate().map_err(|m| input(format!("{}: {m}", path.display())))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.steps == 0 || self.batch_size == 0 || self.gradient_accumulation == 0 || self.checkpoint_every == 0 {
+            return Err("steps, batch_size, gradient_accumulation and checkpoint_every must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.proportion_empty_prompts) {
+            return Err("proportion_empty_prompts must lie in [0, 1]".into());
+        }
+        if self.resolution == 0 || self.resolution % 8 != 0 {
+            return Err("resolution must be a positive multiple of 8".into());
+        }
+        Ok(())
+    }
+
+    /// Learning rate at optimiser step `step` (0-based), as diffusers' `get_scheduler` computes it.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        let warmup = self.warmup_steps;
+        if step < warmup {
+            return self.learning_rate * step as f64 / warmup.max(1) as f64;
+        }
+        match self.lr_schedule {
+            LrSchedule::ConstantWithWarmup => self.learning_rate,
+            LrSchedule::Cosine => {
+                let progress = (step - warmup) as f64 / (self.steps - warmup).max(1) as f64;
+                self.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+
+    /// A short hash of the resolved configuration, stored with every checkpoint.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let text = serde_json::to_string(self).expect("config serialises");
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -1,0 +1,234 @@
+//! `popalign train --config train.toml [--resume]`: preference fine-tuning of the U-Net (LoRA or full)
+//! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device.
+
+mod batch;
+mod checkpoint;
+mod config;
+mod data;
+mod params;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use popalign_core::load::{component_dir, read_config};
+use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
+use popalign_core::nn::params::stable_param_ids;
+use popalign_core::objectives::dpo::dpo_loss;
+use popalign_core::objectives::pairwise::pairwise_loss;
+use popalign_core::objectives::popalign::{SingleWorker, popalign_loss};
+use popalign_core::objectives::sft::sft_loss;
+use popalign_core::objectives::{Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse};
+use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
+use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
+use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
+use popalign_core::vae::AutoencoderKL;
+use serde_json::json;
+
+use crate::backend::{Backend, device};
+use crate::error::{CliError, CliResult, input};
+use batch::{Batch, sample_batch};
+use checkpoint::TrainState;
+use config::TrainConfig;
+use data::PreferenceData;
+
+type AD = Autodiff<Backend>;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's `train.toml`.
+    #[arg(long)]
+    config: PathBuf,
+    /// Continue from the newest checkpoint in the output folder.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// The frozen parts: text encoders, VAE, noise schedule, and (full fine-tuning) the reference U-Net.
+struct Frozen {
+    text: TextConditioner<Backend>,
+    vae: AutoencoderKL<Backend>,
+    schedule: NoiseSchedule,
+    reference: Option<UNet2DConditionModel<Backend>>,
+    captions: HashMap<String, PromptEmbeds<Backend>>,
+}
+
+pub fn run(args: Args) -> CliResult {
+    let config = TrainConfig::load(&args.config)?;
+    let data = PreferenceData::load(&config.preferences)?;
+    let device = device();
+    let unet_dir = component_dir(&config.model, "unet");
+    let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
+    let variant = config.variant.as_deref();
+    let scheduler: SchedulerConfig = read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
+    let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(&unet_dir, variant, config.lora.as_ref(), &device)?;
+    let sdxl = unet.needs_added_conditioning();
+    let mut frozen = Frozen {
+        text: TextConditioner::from_dir(&config.model, variant, sdxl, &device)?,
+        vae: AutoencoderKL::from_dir(&component_dir(&config.model, "vae"), variant, &device)?,
+        schedule: NoiseSchedule::new(&scheduler),
+        reference: config.lora.is_none().then(|| unet.valid()),
+        captions: HashMap::new(),
+    };
+    let unet = if config.lora.is_some() { TrainOnlyLora::apply(unet) } else { unet };
+    let mut unet = stable_param_ids(unet);
+    let mut optimizer = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init::<AD, UNet2DConditionModel<AD>>();
+
+    let hash = config.hash();
+    let mut state = TrainState { step: 0, config_hash: hash.clone(), skipped_pairs: 0 };
+    let latest = checkpoint::latest(&config.output)?;
+    match (latest, args.resume) {
+        (Some((saved, dir)), true) => {
+            if saved.config_hash != hash {
+                return Err(input(format!("{}: written under config {} but train.toml is now {hash}", dir.display(), saved.config_hash)));
+            }
+            unet = match config.lora {
+                Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
+                None => stable_param_ids(UNet2DConditionModel::from_dir(&dir.join("unet"), None, &device)?),
+            };
+            optimizer = checkpoint::load_optimizer(optimizer, &dir, &device)?;
+            state = saved;
+        }
+        (Some((_, dir)), false) => {
+            return Err(input(format!("{} exists: pass --resume to continue, or choose another output", dir.display())));
+        }
+        (None, _) => {}
+    }
+    std::fs::create_dir_all(&config.output).map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
+    let metrics_path = config.output.join("metrics.jsonl");
+    keep_metrics_before(&metrics_path, state.step)?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+
+    let factor = 1 << (frozen.vae.decoder.up_blocks.len() - 1);
+    let latent_shape = [unet_config.in_channels, config.resolution / factor, config.resolution / factor];
+    let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}").expect("template"));
+    let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
+    while state.step < config.steps {
+        let started = Instant::now();
+        let mut accumulator = GradientsAccumulator::new();
+        let mut logged = (0.0, Diagnostics::default());
+        for micro in 0..config.gradient_accumulation {
+            let micro_step = (state.step * config.gradient_accumulation + micro) as u64;
+            let batch = sample_batch(&config, &data, micro_step, latent_shape, frozen.schedule.alphas_cumprod.len())?;
+            state.skipped_pairs += batch.skipped;
+            let output = pair_loss(&config, &unet, &mut frozen, &batch, latent_shape, &device)?;
+            let loss = output.loss.clone().into_scalar().elem::<f64>();
+            if !loss.is_finite() {
+                let kept = last_checkpoint.as_ref().map_or("none".to_string(), |d| d.display().to_string());
+                return Err(CliError::Runtime(format!(
+                    "step {}: the loss is {loss}; training stopped (last good checkpoint: {kept})",
+                    state.step + 1
+                )));
+            }
+            logged = (logged.0 + loss / config.gradient_accumulation as f64, output.diagnostics);
+            accumulator.accumulate(&unet, GradientsParams::from_grads(output.loss.backward(), &unet));
+        }
+        let scale = 1.0 / config.gradient_accumulation as f64;
+        let (grads, grad_norm) = params::scale_and_clip(accumulator.grads(), &unet, scale, config.max_grad_norm);
+        let lr = config.learning_rate_at(state.step);
+        unet = optimizer.step(lr, unet, grads);
+        state.step += 1;
+
+        let images_per_s = (2 * config.batch_size * config.gradient_accumulation) as f64 / started.elapsed().as_secs_f64();
+        let (loss, d) = logged;
+        let line = json!({
+            "step": state.step, "loss": loss, "implicit_accuracy": d.implicit_accuracy,
+            "g_preferred": d.g_preferred, "g_dispreferred": d.g_dispreferred, "z": d.z,
+            "lr": lr, "grad_norm": grad_norm, "images_per_s": images_per_s, "skipped_pairs": state.skipped_pairs,
+        });
+        writeln!(metrics, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+        bar.set_message(format!("loss {loss:.4} acc {:.2} {images_per_s:.1} img/s", d.implicit_accuracy));
+        bar.inc(1);
+        if state.step % config.checkpoint_every == 0 || state.step == config.steps {
+            metrics.flush().map_err(|e| CliError::Runtime(e.to_string()))?;
+            last_checkpoint =
+                Some(checkpoint::save(&config.output, &state, &unet, &optimizer, config.lora.is_some(), &unet_dir.join("config.json"))?);
+        }
+    }
+    bar.finish();
+    Ok(())
+}
+
+/// Drops metric lines of steps after `step` (work a killed run did past its last checkpoint).
+fn keep_metrics_before(path: &std::path::Path, step: usize) -> CliResult {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|line| serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(path, kept).map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
+}
+
+/// Encodes images to latents, noises them (shared `t` and `ε` per pair), runs the policy and the
+/// reference, and evaluates the configured objective.
+fn pair_loss(
+    config: &TrainConfig,
+    unet: &UNet2DConditionModel<AD>,
+    frozen: &mut Frozen,
+    batch: &Batch,
+    [c, h, w]: [usize; 3],
+    device: &<Backend as burn::tensor::backend::BackendTypes>::Device,
+) -> CliResult<ObjectiveOutput<AD>> {
+    let b = config.batch_size;
+    let r = config.resolution;
+    let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([2 * b, 3, r, r]);
+    let (mean, logvar) = frozen.vae.encode(pixels);
+    let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device).reshape([2 * b, c, h, w]);
+    let z = mean + (logvar * 0.5).exp() * posterior;
+    let latents = (z - frozen.vae.shift_factor) * frozen.vae.scaling_factor;
+    let noise = Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
+    let noise = Tensor::cat(vec![noise.clone(), noise], 0);
+    let timesteps: Vec<usize> = batch.timesteps.iter().chain(&batch.timesteps).copied().collect();
+    let x_t = frozen.schedule.add_noise(latents, noise.clone(), &timesteps);
+
+    let mut hidden = Vec::new();
+    let mut pooled = Vec::new();
+    for caption in &batch.captions {
+        if !frozen.captions.contains_key(caption) {
+            let embeds = frozen.text.encode(caption, device).map_err(CliError::Runtime)?;
+            frozen.captions.insert(caption.clone(), embeds);
+        }
+        let embeds = &frozen.captions[caption];
+        hidden.push(embeds.hidden.clone());
+        pooled.extend(embeds.pooled.clone());
+    }
+    let twice = |v: Vec<Tensor<Backend, 3>>| Tensor::cat([v.clone(), v].concat(), 0);
+    let time_ids: Vec<f32> = batch.time_ids.iter().chain(&batch.time_ids).flatten().copied().collect();
+    let cond = UNetConditioning {
+        encoder_hidden_states: twice(hidden),
+        text_embeds: (!pooled.is_empty()).then(|| Tensor::cat([pooled.clone(), pooled].concat(), 0)),
+        time_ids: Some(Tensor::<Backend, 1>::from_floats(time_ids.as_slice(), device).reshape([2 * b, 6])),
+    };
+    let t = Tensor::<Backend, 1>::from_floats(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>().as_slice(), device);
+
+    let reference_out = match &frozen.reference {
+        Some(reference) => reference.forward(x_t.clone(), t.clone(), &cond),
+        None => DisableLora::apply(unet.valid()).forward(x_t.clone(), t.clone(), &cond),
+    };
+    let e_ref = per_sample_mse(reference_out, noise.clone());
+    let to_ad_cond = UNetConditioning {
+        encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
+        text_embeds: cond.text_embeds.map(Tensor::from_inner),
+        time_ids: cond.time_ids.map(Tensor::from_inner),
+    };
+    let out = unet.forward(Tensor::from_inner(x_t), Tensor::from_inner(t), &to_ad_cond);
+    let errors = PairErrors { e_theta: per_sample_mse(out, Tensor::from_inner(noise)), e_ref: Tensor::from_inner(e_ref) };
+    Ok(match config.objective {
+        ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, &SingleWorker),
+        ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
+        ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
+        ObjectiveKind::Sft => sft_loss(&errors),
+    })
+}
