@@ -104,3 +104,14 @@ fn dense_loss_step_weights_and_log_density_match() {
     let lp = gaussian_log_density(float::<4>(&golden["lp_prev"]), float::<4>(&golden["lp_mean"]), std);
     assert_close("ddim log density", lp, &golden["lp_value"], 1e-5);
 }
+
+#[test]
+fn softplus_has_gradient_one_half_at_zero() {
+    // Training starts with policy = reference (fresh LoRA), so u = 0 exactly: the gradient must not vanish there.
+    let v = Tensor::<AD, 1>::from_floats([0.0, 3.0, -3.0], &device()).require_grad();
+    let grad = v.grad(&popalign_core::objectives::softplus(v.clone()).sum().backward()).unwrap().to_data().to_vec::<f32>().unwrap();
+    let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+    for (g, x) in grad.iter().zip([0.0f32, 3.0, -3.0]) {
+        assert!((g - sigmoid(x)).abs() < 1e-6, "softplus'({x}) = {g}");
+    }
+}

@@ -108,14 +108,20 @@ impl<B: Backend> ModuleMapper<B> for DisableLora {
     }
 }
 
-/// Marks only LoRA parameters as trainable (the base model is frozen).
+/// Marks only LoRA parameters as trainable (the base model is frozen), or with `lora_only = false`
+/// every parameter (full fine-tuning). Apply it last: re-wrapping parameters (e.g. new ids) drops the flag.
 pub struct TrainOnlyLora {
     path: Vec<String>,
+    lora_only: bool,
 }
 
 impl TrainOnlyLora {
     pub fn apply<B: Backend, M: Module<B>>(module: M) -> M {
-        module.map(&mut Self { path: Vec::new() })
+        module.map(&mut Self { path: Vec::new(), lora_only: true })
+    }
+
+    pub fn all_trainable<B: Backend, M: Module<B>>(module: M) -> M {
+        module.map(&mut Self { path: Vec::new(), lora_only: false })
     }
 }
 
@@ -129,7 +135,7 @@ impl<B: Backend> ModuleMapper<B> for TrainOnlyLora {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let trainable = self.path.iter().any(|p| p.starts_with("lora_"));
+        let trainable = !self.lora_only || self.path.iter().any(|p| p.starts_with("lora_"));
         param.set_require_grad(trainable)
     }
 }

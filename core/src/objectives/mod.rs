@@ -80,9 +80,12 @@ impl<B: Backend> PairErrors<B> {
     }
 }
 
-/// Numerically stable `softplus(v) = ln(1 + eᵛ) = max(v, 0) + ln(1 + e^{−|v|})`.
+/// Numerically stable `softplus(v) = ln(1 + eᵛ) = max(v, 0) + ln(1 + e^{−|v|})`, with `−|v|` written as
+/// `v − 2·max(v, 0)` so the gradient at `v = 0` is σ(0) = ½. (With `abs`, whose derivative at 0 is 0, the
+/// gradient vanishes exactly where training starts: a fresh LoRA makes policy = reference, so `u = 0`.)
 pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
-    relu(v.clone()) + v.abs().neg().exp().log1p()
+    let positive = relu(v.clone());
+    positive.clone() + (v - positive * 2.0).exp().log1p()
 }
 
 pub(crate) fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {

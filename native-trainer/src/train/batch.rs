@@ -34,24 +34,34 @@ pub fn rng_for(seed: u64, micro_step: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Which pairs a batch holds: drawn at random (training), or given (validation, no flips or dropout).
+pub enum Selection {
+    Random(usize),
+    Fixed(Vec<usize>),
+}
+
 pub fn sample_batch(
     config: &TrainConfig,
     data: &PreferenceData,
-    micro_step: u64,
+    stream: u64,
+    selection: Selection,
     latent_shape: [usize; 3],
     train_timesteps: usize,
 ) -> CliResult<Batch> {
-    let mut rng = rng_for(config.seed, micro_step);
-    let b = config.batch_size;
+    let mut rng = rng_for(config.seed, stream);
+    let (b, fixed, augment) = match selection {
+        Selection::Random(b) => (b, Vec::new(), true),
+        Selection::Fixed(pairs) => (pairs.len(), pairs, false),
+    };
     let r = config.resolution;
     let mut preferred = Vec::new();
     let mut dispreferred = Vec::new();
     let (mut captions, mut time_ids, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     let mut skipped = 0;
     while captions.len() < b {
-        let index = rng.random_range(0..data.pairs.len());
-        let flip = config.random_flip && rng.random_bool(0.5);
-        let drop_caption = rng.random::<f64>() < config.proportion_empty_prompts;
+        let index = fixed.get(captions.len() + skipped).copied().unwrap_or_else(|| rng.random_range(0..data.pairs.len()));
+        let flip = augment && config.random_flip && rng.random_bool(0.5);
+        let drop_caption = augment && rng.random::<f64>() < config.proportion_empty_prompts;
         let pair = &data.pairs[index];
         let images = prepare_image(&pair.preferred, r, flip).and_then(|w| Ok((w, prepare_image(&pair.dispreferred, r, flip)?)));
         match images {
@@ -65,6 +75,7 @@ pub fn sample_batch(
             Err(message) if config.on_bad_image == BadImagePolicy::Error => {
                 return Err(input(format!("{message} (set on_bad_image = \"skip\" to skip such pairs)")));
             }
+            Err(_) if !fixed.is_empty() => return Err(input(format!("validation pair {index}: unreadable image"))),
             Err(_) => {
                 skipped += 1;
                 if skipped > 100 * b {

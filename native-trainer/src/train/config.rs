@@ -63,6 +63,22 @@ pub struct TrainConfig {
     pub dense: DenseConfig,
     #[serde(default)]
     pub variant: Option<String>,
+    /// Held-out pairs evaluated at step 0 and at every checkpoint (`val_loss`, `val_accuracy` in the metrics).
+    #[serde(default)]
+    pub validation: Option<ValidationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    pub preferences: PathBuf,
+    /// Noise/timestep draws per pair (the implicit reward is a noisy estimate).
+    #[serde(default = "four")]
+    pub draws: usize,
+}
+
+fn four() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -113,7 +129,8 @@ impl TrainConfig {
         let mut config: Self = toml::from_str(&text)
             .map_err(|e| input(format!("{}: {}", path.display(), e.to_string().replace('\n', " "))))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.model, &mut config.preferences, &mut config.output] {
+        let validation = config.validation.as_mut().map(|v| &mut v.preferences);
+        for p in [&mut config.model, &mut config.preferences, &mut config.output].into_iter().chain(validation) {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -33,7 +33,7 @@ use serde_json::json;
 
 use crate::backend::{Backend, device};
 use crate::error::{CliError, CliResult, input};
-use batch::{Batch, sample_batch};
+use batch::{Batch, Selection, sample_batch};
 use checkpoint::TrainState;
 use config::TrainConfig;
 use data::PreferenceData;
@@ -67,6 +67,8 @@ pub fn run(args: Args) -> CliResult {
     let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
     let variant = config.variant.as_deref();
     let scheduler: SchedulerConfig = read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
+    // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from `batch::rng_for`.
+    <AD as burn::tensor::backend::Backend>::seed(&device, config.seed);
     let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(&unet_dir, variant, config.lora.as_ref(), &device)?;
     let sdxl = unet.needs_added_conditioning();
     let mut frozen = Frozen {
@@ -76,8 +78,8 @@ pub fn run(args: Args) -> CliResult {
         reference: config.lora.is_none().then(|| unet.valid()),
         captions: HashMap::new(),
     };
-    let unet = if config.lora.is_some() { TrainOnlyLora::apply(unet) } else { unet };
-    let mut unet = stable_param_ids(unet);
+    let lora = config.lora.is_some();
+    let mut unet = trainable(unet, lora);
     let mut optimizer = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init::<AD, UNet2DConditionModel<AD>>();
 
     let hash = config.hash();
@@ -88,10 +90,14 @@ pub fn run(args: Args) -> CliResult {
             if saved.config_hash != hash {
                 return Err(input(format!("{}: written under config {} but train.toml is now {hash}", dir.display(), saved.config_hash)));
             }
-            unet = match config.lora {
-                Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
-                None => stable_param_ids(UNet2DConditionModel::from_dir(&dir.join("unet"), None, &device)?),
-            };
+            // Ids again after loading, so the optimiser state (keyed by id) finds its parameters.
+            unet = trainable(
+                match config.lora {
+                    Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
+                    None => UNet2DConditionModel::from_dir(&dir.join("unet"), None, &device)?,
+                },
+                lora,
+            );
             optimizer = checkpoint::load_optimizer(optimizer, &dir, &device)?;
             state = saved;
         }
@@ -114,13 +120,28 @@ pub fn run(args: Args) -> CliResult {
     let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}").expect("template"));
     let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
+    let validation = match &config.validation {
+        Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
+        None => None,
+    };
+    let validate = |unet: &UNet2DConditionModel<AD>, frozen: &mut Frozen| -> CliResult<serde_json::Value> {
+        let Some((data, draws)) = &validation else { return Ok(json!({})) };
+        let (loss, accuracy) = evaluate(&config, unet, frozen, data, *draws, latent_shape, &device)?;
+        Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
+    };
+    if state.step == 0 && validation.is_some() {
+        let mut line = validate(&unet, &mut frozen)?;
+        line["step"] = json!(0);
+        writeln!(metrics, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+    }
     while state.step < config.steps {
         let started = Instant::now();
         let mut accumulator = GradientsAccumulator::new();
         let mut logged = (0.0, Diagnostics::default());
         for micro in 0..config.gradient_accumulation {
             let micro_step = (state.step * config.gradient_accumulation + micro) as u64;
-            let batch = sample_batch(&config, &data, micro_step, latent_shape, frozen.schedule.alphas_cumprod.len())?;
+            let selection = Selection::Random(config.batch_size);
+            let batch = sample_batch(&config, &data, micro_step, selection, latent_shape, frozen.schedule.alphas_cumprod.len())?;
             state.skipped_pairs += batch.skipped;
             let output = pair_loss(&config, &unet, &mut frozen, &batch, latent_shape, &device)?;
             let loss = output.loss.clone().into_scalar().elem::<f64>();
@@ -142,15 +163,19 @@ pub fn run(args: Args) -> CliResult {
 
         let images_per_s = (2 * config.batch_size * config.gradient_accumulation) as f64 / started.elapsed().as_secs_f64();
         let (loss, d) = logged;
-        let line = json!({
+        let checkpoint_now = state.step % config.checkpoint_every == 0 || state.step == config.steps;
+        let mut line = json!({
             "step": state.step, "loss": loss, "implicit_accuracy": d.implicit_accuracy,
             "g_preferred": d.g_preferred, "g_dispreferred": d.g_dispreferred, "z": d.z,
             "lr": lr, "grad_norm": grad_norm, "images_per_s": images_per_s, "skipped_pairs": state.skipped_pairs,
         });
+        if checkpoint_now && let serde_json::Value::Object(extra) = validate(&unet, &mut frozen)? {
+            line.as_object_mut().expect("object").extend(extra);
+        }
         writeln!(metrics, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
         bar.set_message(format!("loss {loss:.4} acc {:.2} {images_per_s:.1} img/s", d.implicit_accuracy));
         bar.inc(1);
-        if state.step % config.checkpoint_every == 0 || state.step == config.steps {
+        if checkpoint_now {
             metrics.flush().map_err(|e| CliError::Runtime(e.to_string()))?;
             last_checkpoint =
                 Some(checkpoint::save(&config.output, &state, &unet, &optimizer, config.lora.is_some(), &unet_dir.join("config.json"))?);
@@ -158,6 +183,12 @@ pub fn run(args: Args) -> CliResult {
     }
     bar.finish();
     Ok(())
+}
+
+/// Stable parameter ids (the optimiser state is keyed by them), then the trainable flags.
+fn trainable(unet: UNet2DConditionModel<AD>, lora: bool) -> UNet2DConditionModel<AD> {
+    let unet = stable_param_ids(unet);
+    if lora { TrainOnlyLora::apply(unet) } else { TrainOnlyLora::all_trainable(unet) }
 }
 
 /// Drops metric lines of steps after `step` (work a killed run did past its last checkpoint).
@@ -181,7 +212,7 @@ fn pair_loss(
     [c, h, w]: [usize; 3],
     device: &<Backend as burn::tensor::backend::BackendTypes>::Device,
 ) -> CliResult<ObjectiveOutput<AD>> {
-    let b = config.batch_size;
+    let b = batch.captions.len();
     let r = config.resolution;
     let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([2 * b, 3, r, r]);
     let (mean, logvar) = frozen.vae.encode(pixels);
@@ -231,4 +262,31 @@ fn pair_loss(
         ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
         ObjectiveKind::Sft => sft_loss(&errors),
     })
+}
+
+/// Mean loss and implicit accuracy over held-out pairs, `draws` fixed noise/timestep draws each.
+fn evaluate(
+    config: &TrainConfig,
+    unet: &UNet2DConditionModel<AD>,
+    frozen: &mut Frozen,
+    data: &PreferenceData,
+    draws: usize,
+    latent_shape: [usize; 3],
+    device: &<Backend as burn::tensor::backend::BackendTypes>::Device,
+) -> CliResult<(f64, f64)> {
+    let (mut loss, mut accuracy, mut n) = (0.0, 0.0, 0.0);
+    for draw in 0..draws {
+        for start in (0..data.pairs.len()).step_by(config.batch_size) {
+            let pairs: Vec<usize> = (start..(start + config.batch_size).min(data.pairs.len())).collect();
+            let weight = pairs.len() as f64;
+            // Streams far above the training ones, fixed per (draw, pair), so every evaluation sees the same draws.
+            let stream = (1u64 << 48) + (draw * data.pairs.len() + start) as u64;
+            let batch = sample_batch(config, data, stream, Selection::Fixed(pairs), latent_shape, frozen.schedule.alphas_cumprod.len())?;
+            let out = pair_loss(config, unet, frozen, &batch, latent_shape, device)?;
+            loss += out.loss.into_scalar().elem::<f64>() * weight;
+            accuracy += out.diagnostics.implicit_accuracy * weight;
+            n += weight;
+        }
+    }
+    Ok((loss / n, accuracy / n))
 }

@@ -1,0 +1,184 @@
+//! `popalign train` end to end on the tiny SDXL fixture with synthetic preference images: learning
+//! (held-out implicit accuracy rises), kill-and-resume equality, NaN stop, bad images, bad config.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// Writes `n` preference pairs: preferred images are warm stripes, dispreferred cool blobs, with noise.
+fn write_pairs(dir: &Path, name: &str, n: usize, seed: u32) -> PathBuf {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let mut lines = String::new();
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state % 40) as u8
+    };
+    for i in 0..n {
+        let warm = image::RgbImage::from_fn(64, 64, |x, _| {
+            let stripe = if (x / 8) % 2 == 0 { 200 } else { 120 };
+            image::Rgb([stripe + noise() / 2, 60 + noise(), 30 + noise()])
+        });
+        let cool = image::RgbImage::from_fn(64, 64, |x, y| {
+            let d = ((x as i32 - 32).pow(2) + (y as i32 - 32).pow(2)) as f32;
+            let blob = if d < 300.0 { 220 } else { 90 };
+            image::Rgb([30 + noise(), 80 + noise(), blob + noise() / 2])
+        });
+        let (w, l) = (format!("images/{name}-{i}-w.png"), format!("images/{name}-{i}-l.png"));
+        warm.save(dir.join(&w)).unwrap();
+        cool.save(dir.join(&l)).unwrap();
+        lines += &format!("{{\"caption\": \"a photo of a doctor\", \"preferred\": \"{w}\", \"dispreferred\": \"{l}\"}}\n");
+    }
+    let path = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let model = fixtures().join("tiny-sdxl");
+    let text = format!(
+        "model = {model:?}\npreferences = \"train.jsonl\"\noutput = \"out\"\nresolution = 64\nbatch_size = 2\n{extra}\n"
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn popalign() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_popalign"))
+}
+
+fn train(config: &Path, resume: bool) -> std::process::Output {
+    let mut command = popalign();
+    command.arg("train").arg("--config").arg(config);
+    if resume {
+        command.arg("--resume");
+    }
+    command.output().unwrap()
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("out/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn training_raises_held_out_implicit_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pairs(dir.path(), "train", 12, 1);
+    write_pairs(dir.path(), "val", 6, 2);
+    let config = write_config(
+        dir.path(),
+        "objective = \"popalign\"\nsteps = 160\nlearning_rate = 2e-3\nwarmup_steps = 10\ncheckpoint_every = 80\nseed = 3\n\
+         [lora]\nrank = 4\nalpha = 4.0\n[validation]\npreferences = \"val.jsonl\"\ndraws = 4\n",
+    );
+    let output = train(&config, false);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = metrics(dir.path());
+    let val: Vec<(u64, f64, f64)> = lines
+        .iter()
+        .filter(|l| l.get("val_accuracy").is_some())
+        .map(|l| (l["step"].as_u64().unwrap(), l["val_loss"].as_f64().unwrap(), l["val_accuracy"].as_f64().unwrap()))
+        .collect();
+    let losses: Vec<f64> = lines.iter().filter_map(|l| l.get("loss").and_then(|v| v.as_f64())).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (early, late) = (mean(&losses[..30]), mean(&losses[losses.len() - 30..]));
+    println!("held-out (step, loss, accuracy): {val:?}; training loss first 30 steps {early:.4}, last 30 {late:.4}");
+    let (first, last) = (val.first().unwrap(), val.last().unwrap());
+    assert_eq!((first.0, last.0), (0, 160));
+    assert!(last.2 > first.2 && last.2 >= 0.75, "held-out accuracy {first:?} -> {last:?}");
+    assert!(last.1 < first.1, "held-out loss {first:?} -> {last:?}");
+    assert!(late < early, "training loss {early} -> {late}");
+    assert!(dir.path().join("out/step-160/pytorch_lora_weights.safetensors").exists());
+}
+
+fn quick_config(dir: &Path, extra: &str) -> PathBuf {
+    write_pairs(dir, "train", 4, 5);
+    write_config(dir, &format!("steps = 6\nlearning_rate = 1e-3\ncheckpoint_every = 2\n[lora]\nrank = 2\nalpha = 2.0\n{extra}"))
+}
+
+#[test]
+fn a_killed_run_resumed_ends_with_identical_weights() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (config_a, config_b) = (quick_config(a.path(), ""), quick_config(b.path(), ""));
+    assert!(train(&config_a, false).status.success());
+
+    // Kill the second run with SIGKILL once its first checkpoint exists, then resume it.
+    let mut child = popalign().arg("train").arg("--config").arg(&config_b).spawn().unwrap();
+    let started = Instant::now();
+    while !b.path().join("out/step-2/state.json").exists() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let output = train(&config_b, true);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let weights = |d: &Path| {
+        let tensors = popalign_core::tensor_io::read_tensors(&d.join("out/step-6/pytorch_lora_weights.safetensors")).unwrap();
+        tensors.into_iter().map(|(k, v)| (k, v.bytes.to_vec())).collect::<Vec<_>>()
+    };
+    let (wa, wb) = (weights(a.path()), weights(b.path()));
+    assert_eq!(wa.len(), 4 * 34, "LoRA tensors");
+    assert!(wa == wb, "resumed weights differ (bitwise) from the uninterrupted run");
+    let strip = |d: &Path| -> Vec<serde_json::Value> {
+        metrics(d).into_iter().map(|mut l| {
+            l.as_object_mut().unwrap().remove("images_per_s");
+            l
+        }).collect()
+    };
+    assert_eq!(strip(a.path()), strip(b.path()), "metrics differ");
+    // Without --resume an existing run is not overwritten.
+    let output = train(&config_b, false);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = quick_config(dir.path(), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("learning_rate = 1e-3", "learning_rate = 1e30\nmax_grad_norm = 1e30");
+    std::fs::write(&config, text).unwrap();
+    let output = train(&config, false);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the loss is NaN") || stderr.contains("the loss is inf"), "{stderr}");
+    println!("{stderr}");
+}
+
+#[test]
+fn bad_images_and_bad_config_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = quick_config(dir.path(), "");
+    let image = dir.path().join("images/train-1-l.png");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&image, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::remove_file(dir.path().join("images/train-2-w.png")).unwrap();
+    let output = train(&config, false);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("images/train-") && stderr.contains("on_bad_image"), "{stderr}");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("steps = 6", "steps = 6\non_bad_image = \"skip\"")).unwrap();
+    let output = train(&config, false);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let skipped = metrics(dir.path()).last().unwrap()["skipped_pairs"].as_u64().unwrap();
+    assert!(skipped > 0, "skipped pairs are counted");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("learning_rat = 1.0\n{text}")).unwrap();
+    let output = train(&config, true);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("learning_rat"), "{stderr}");
+}
