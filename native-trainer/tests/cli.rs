@@ -194,3 +194,43 @@ fn bad_inputs_exit_2_with_one_clear_line() {
     let line = fails_with_code_2(&mut module_command("unet-xl", &unet, "unet_sdxl_inputs"));
     assert!(line.contains("unknown component `unet-xl`"), "{line}");
 }
+
+#[test]
+fn run_module_applies_a_diffusers_lora_like_peft() {
+    use burn::tensor::TensorData;
+    let golden = read_tensors(&fixtures().join("io/objectives_unet.safetensors")).unwrap();
+    let twice = |name: &str| {
+        let data = golden[name].clone().convert::<f32>();
+        let mut shape = data.shape.to_vec();
+        let values = data.to_vec::<f32>().unwrap();
+        shape[0] *= 2;
+        TensorData::new([values.clone(), values].concat(), shape)
+    };
+    let inputs: std::collections::BTreeMap<String, TensorData> = [
+        ("sample".to_string(), golden["x_t"].clone()),
+        ("timestep".to_string(), twice("timesteps")),
+        ("encoder_hidden_states".to_string(), twice("encoder_hidden_states")),
+        ("text_embeds".to_string(), twice("text_embeds")),
+        ("time_ids".to_string(), twice("time_ids")),
+    ]
+    .into();
+    let dir = tempfile::tempdir().unwrap();
+    let (input_file, output_file) = (dir.path().join("in.safetensors"), dir.path().join("out.safetensors"));
+    popalign_core::tensor_io::write_tensors(&input_file, &inputs).unwrap();
+    popalign()
+        .args(["run-module", "--component", "unet", "--model"])
+        .arg(fixtures().join("tiny-sdxl"))
+        .arg("--lora")
+        .arg(fixtures().join("io/lora_tiny.safetensors"))
+        .arg("--inputs")
+        .arg(&input_file)
+        .arg("--out")
+        .arg(&output_file)
+        .assert()
+        .success();
+    let out = read_tensors(&output_file).unwrap()["out"].to_vec::<f32>().unwrap();
+    let want = golden["unet_lora_out"].to_vec::<f32>().unwrap();
+    let error = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    println!("run-module --lora vs diffusers+peft: max abs error {error:.3e}");
+    assert!(error <= 1e-4);
+}

@@ -32,6 +32,32 @@ impl LoraConfig {
         Self { rank, alpha, targets: default_targets() }
     }
 
+    /// The adapter layout of a diffusers/peft LoRA file: targets from its keys, rank from `lora_A`.
+    /// Files without adapter metadata mean α = rank (scale 1), as diffusers reads them.
+    pub fn from_file(file: &std::path::Path) -> Result<Self, crate::load::LoadError> {
+        const KNOWN: [&str; 8] = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"];
+        let tensors = crate::tensor_io::read_tensors(file)?;
+        let mut targets: Vec<String> = Vec::new();
+        let mut rank = None;
+        for (key, data) in &tensors {
+            let module = key.split(".lora_A.").next().filter(|_| key.contains(".lora_A."));
+            let module = module.or_else(|| key.split(".lora.down.").next().filter(|_| key.contains(".lora.down.")));
+            let Some(module) = module else { continue };
+            rank = rank.or(data.shape.first().copied());
+            if let Some(name) = KNOWN.iter().find(|name| module.ends_with(&format!(".{name}"))) {
+                if !targets.iter().any(|t| t == name) {
+                    targets.push(name.to_string());
+                }
+            }
+        }
+        let bad = |message: &str| crate::load::LoadError::Config { path: file.to_path_buf(), message: message.into() };
+        let rank = rank.ok_or_else(|| bad("no `lora_A` / `lora.down` tensors: not a diffusers LoRA file"))?;
+        if targets.is_empty() {
+            return Err(bad("its LoRA layers target no module this U-Net implementation knows"));
+        }
+        Ok(Self { rank, alpha: rank as f64, targets })
+    }
+
     pub fn targets(&self, name: &str) -> bool {
         self.targets.iter().any(|t| t == name)
     }

@@ -116,6 +116,17 @@ impl<B: Backend> UNet2DConditionModel<B> {
         }
     }
 
+    /// [`Self::from_dir`], then a diffusers LoRA file (its targets and rank read from the file) if given.
+    pub fn from_dir_and_lora_file(dir: &Path, variant: Option<&str>, lora: Option<&Path>, device: &B::Device) -> Result<Self, LoadError> {
+        match lora {
+            None => Self::from_dir(dir, variant, device),
+            Some(file) => {
+                let config = LoraConfig::from_file(file)?;
+                Self::from_dir_with_lora(dir, variant, Some(&config), device)?.load_lora(file)
+            }
+        }
+    }
+
     /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` from the `unet` folder.
     pub fn from_dir(dir: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
         Self::from_dir_with_lora(dir, variant, None, device)

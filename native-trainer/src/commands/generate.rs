@@ -45,6 +45,9 @@ pub struct Args {
     /// Weight variant, e.g. `fp16`.
     #[arg(long)]
     variant: Option<String>,
+    /// A diffusers LoRA file applied to the U-Net.
+    #[arg(long)]
+    lora: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -54,7 +57,11 @@ pub fn run(args: Args) -> CliResult {
         return Err(input("--steps must be at least 1"));
     }
     let device = device();
-    let pipeline = DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
+    let mut pipeline = DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
+    if let Some(lora) = &args.lora {
+        let unet_dir = popalign_core::load::component_dir(&args.model, "unet");
+        pipeline.unet = popalign_core::unet::UNet2DConditionModel::from_dir_and_lora_file(&unet_dir, args.variant.as_deref(), Some(lora), &device)?;
+    }
     let factor = pipeline.vae_scale_factor();
     let default_size = pipeline.unet.sample_size.unwrap_or(128) * factor;
     let options = GenerateOptions {
@@ -89,7 +96,7 @@ pub fn run(args: Args) -> CliResult {
             "id": id, "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "index": index, "steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
             "width": options.width, "height": options.height, "model": args.model, "variant": args.variant,
-            "lora": null, "popalign_version": popalign_core::VERSION,
+            "lora": args.lora, "popalign_version": popalign_core::VERSION,
         });
         write_atomic(&args.out.join(format!("{id}.json")), serde_json::to_string_pretty(&sidecar).expect("json").as_bytes())?;
         bar.set_message(id);

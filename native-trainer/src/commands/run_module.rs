@@ -36,6 +36,9 @@ pub struct Args {
     /// Weight variant, e.g. `fp16` for `*.fp16.safetensors`.
     #[arg(long)]
     variant: Option<String>,
+    /// A diffusers LoRA file (`pytorch_lora_weights.safetensors`) applied to the U-Net.
+    #[arg(long)]
+    lora: Option<PathBuf>,
 }
 
 /// The named input tensors of one call, with the file they came from for error messages.
@@ -70,7 +73,7 @@ pub fn run(args: Args) -> CliResult {
     let inputs = Inputs { file: args.inputs.clone(), tensors: read_tensors(&args.inputs)? };
     let variant = args.variant.as_deref();
     let outputs = match args.component.as_str() {
-        "unet" => run_unet(&component_dir(&args.model, "unet"), variant, &inputs)?,
+        "unet" => run_unet(&component_dir(&args.model, "unet"), variant, args.lora.as_deref(), &inputs)?,
         "vae-encode" | "vae-decode" => run_vae(&component_dir(&args.model, "vae"), variant, &args.component, &inputs)?,
         "text-encoder" => run_text(&component_dir(&args.model, "text_encoder"), variant, &inputs)?,
         _ => run_text(&component_dir(&args.model, "text_encoder_2"), variant, &inputs)?,
@@ -79,9 +82,9 @@ pub fn run(args: Args) -> CliResult {
     write_tensors(&args.out, &data).map_err(CliError::Runtime)
 }
 
-fn run_unet(dir: &Path, variant: Option<&str>, inputs: &Inputs) -> CliResult<Vec<(String, TensorData)>> {
+fn run_unet(dir: &Path, variant: Option<&str>, lora: Option<&Path>, inputs: &Inputs) -> CliResult<Vec<(String, TensorData)>> {
     let config: UNetConfig = read_config(&dir.join("config.json"))?;
-    let unet = UNet2DConditionModel::<B>::from_dir(dir, variant, &device())?;
+    let unet = UNet2DConditionModel::<B>::from_dir_and_lora_file(dir, variant, lora, &device())?;
     let sample: Tensor<B, 4> =
         inputs.float("sample", &format!("[B, {}, h, w]", config.in_channels), |s| s[1] == config.in_channels)?;
     let batch = sample.dims()[0];

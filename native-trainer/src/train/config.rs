@@ -146,6 +146,12 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.proportion_empty_prompts) {
             return Err("proportion_empty_prompts must lie in [0, 1]".into());
         }
+        if let Some(lora) = &self.lora
+            && (lora.alpha - lora.rank as f64).abs() > 0.0
+        {
+            // Saved adapters carry no alpha; diffusers then reads them with alpha = rank.
+            return Err("lora.alpha must equal lora.rank (diffusers loads adapter files with alpha = rank)".into());
+        }
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());
         }
