@@ -1,6 +1,6 @@
 """PyTorch/diffusers side of the CPU benchmark: median forward and training-step times, JSON on stdout.
 
-usage: python bench/torch_unet.py MODEL_DIR [--what forward|train|both] [--iters N] [--train-iters N]
+usage: python bench/torch_unet.py MODEL_DIR [--what forward|train|both] [--iters N] [--train-iters N] [--threads N]
 MODEL_DIR holds unet/ and inputs.safetensors from bench/make_unet.py.
 """
 import argparse
@@ -31,6 +31,7 @@ def timed(fn, iters):
 def record(report, name, times):
     wall, cpu = times
     report[f"{name}_ms"] = statistics.median(wall)
+    report[f"{name}_min_ms"] = min(wall)
     report[f"{name}_cpu_ms"] = statistics.median(cpu)
     report[f"{name}_all_ms"] = wall
 
@@ -41,9 +42,10 @@ def main():
     ap.add_argument("--what", choices=["forward", "train", "both"], default="both")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--train-iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
     args = ap.parse_args()
 
-    threads = len(os.sched_getaffinity(0))
+    threads = args.threads
     torch.set_num_threads(threads)
     unet = UNet2DConditionModel.from_pretrained(args.model_dir / "unet", torch_dtype=torch.float32)
     x = load_file(args.model_dir / "inputs.safetensors")
