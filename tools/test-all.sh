@@ -29,8 +29,8 @@ step() {
 
 t_all=$SECONDS
 step test        cargo test --workspace
-step build-cuda  cargo build -p popalign-trainer --features cuda
-step build-wgpu  cargo build -p popalign-trainer --features wgpu
+step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
+step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
 step build-web   bash tools/build-web.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
