@@ -119,8 +119,9 @@ impl<B: Backend> Inputs<B> {
 }
 
 fn record(report: &mut serde_json::Map<String, Value>, name: &str, (wall, cpu): (Vec<f64>, Vec<f64>)) {
+    let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
     report.insert(format!("{name}_ms"), json!(median(&wall)));
-    report.insert(format!("{name}_min_ms"), json!(wall.iter().copied().fold(f64::INFINITY, f64::min)));
+    report.insert(format!("{name}_min_ms"), json!(min));
     report.insert(format!("{name}_cpu_ms"), json!(median(&cpu)));
     report.insert(format!("{name}_all_ms"), json!(wall));
 }
