@@ -4,12 +4,12 @@ pub mod clip;
 pub mod load;
 pub mod nn;
 pub mod objectives;
+pub mod pipeline;
 pub mod schedulers;
 pub mod tensor_io;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
-pub mod pipeline;
 
 /// The crate version, shown by the CLI and the browser app.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

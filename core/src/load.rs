@@ -28,13 +28,30 @@ pub enum LoadError {
     #[error("{path}: cannot read safetensors: {message}")]
     Safetensors { path: PathBuf, message: String },
     #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected:?}")]
-    Shape { path: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
+    Shape {
+        path: PathBuf,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{path}: missing tensor `{key}`{more}")]
-    MissingTensor { path: PathBuf, key: String, more: More },
+    MissingTensor {
+        path: PathBuf,
+        key: String,
+        more: More,
+    },
     #[error("{path}: unexpected tensor `{key}` not used by the model{more}")]
-    UnexpectedTensor { path: PathBuf, key: String, more: More },
+    UnexpectedTensor {
+        path: PathBuf,
+        key: String,
+        more: More,
+    },
     #[error("{path}: tensor `{key}`: {message}")]
-    Tensor { path: PathBuf, key: String, message: String },
+    Tensor {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// How many more tensors share the problem, printed only when there are any.
@@ -43,7 +60,11 @@ pub struct More(pub usize);
 
 impl std::fmt::Display for More {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 > 0 { write!(f, " (and {} more)", self.0) } else { Ok(()) }
+        if self.0 > 0 {
+            write!(f, " (and {} more)", self.0)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -51,15 +72,19 @@ impl std::fmt::Display for More {
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     let text = read_text(path)?;
     // serde_path_to_error names the offending field, e.g. `layers_per_block: expected ...`.
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text)).map_err(|e| LoadError::Config {
-        path: path.to_path_buf(),
-        message: format!("field `{}`: {}", e.path(), e.inner()),
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text)).map_err(|e| {
+        LoadError::Config {
+            path: path.to_path_buf(),
+            message: format!("field `{}`: {}", e.path(), e.inner()),
+        }
     })
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
     if !path.exists() {
-        return Err(LoadError::Missing { path: path.to_path_buf() });
+        return Err(LoadError::Missing {
+            path: path.to_path_buf(),
+        });
     }
     std::fs::read_to_string(path).map_err(|e| LoadError::Io {
         path: path.to_path_buf(),
@@ -76,7 +101,11 @@ pub fn component_dir(dir: &Path, name: &str) -> PathBuf {
 
 /// The weight files of a component folder, diffusers-style: `<stem>.safetensors`, or
 /// `<stem>.<variant>.safetensors`, or the shards named by `<stem>.safetensors.index.json`.
-pub fn weight_files(dir: &Path, stem: &str, variant: Option<&str>) -> Result<Vec<PathBuf>, LoadError> {
+pub fn weight_files(
+    dir: &Path,
+    stem: &str,
+    variant: Option<&str>,
+) -> Result<Vec<PathBuf>, LoadError> {
     let name = match variant {
         Some(v) => format!("{stem}.{v}.safetensors"),
         None => format!("{stem}.safetensors"),
@@ -92,7 +121,11 @@ pub fn weight_files(dir: &Path, stem: &str, variant: Option<&str>) -> Result<Vec
             weight_map: std::collections::BTreeMap<String, String>,
         }
         let index_data: Index = read_config(&index)?;
-        let mut shards: Vec<PathBuf> = index_data.weight_map.values().map(|f| dir.join(f)).collect();
+        let mut shards: Vec<PathBuf> = index_data
+            .weight_map
+            .values()
+            .map(|f| dir.join(f))
+            .collect();
         shards.sort();
         shards.dedup();
         return Ok(shards);
@@ -135,19 +168,29 @@ pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         for (pattern, replacement) in remaps {
             store = store.with_key_remapping(*pattern, *replacement);
         }
-        let result = module.load_from(&mut store).map_err(|e| LoadError::Safetensors {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
+        let result = module
+            .load_from(&mut store)
+            .map_err(|e| LoadError::Safetensors {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
         if let Some(error) = result.errors.first() {
             return Err(apply_error(file, error));
         }
         let unused = truly_unused(&result);
         if let Some(key) = unused.first() {
-            return Err(LoadError::UnexpectedTensor { path: file.clone(), key: key.clone(), more: More(unused.len() - 1) });
+            return Err(LoadError::UnexpectedTensor {
+                path: file.clone(),
+                key: key.clone(),
+                more: More(unused.len() - 1),
+            });
         }
-        let now: std::collections::BTreeSet<String> =
-            result.missing.iter().map(|(path, _)| path.clone()).filter(|path| !missing_ok(path)).collect();
+        let now: std::collections::BTreeSet<String> = result
+            .missing
+            .iter()
+            .map(|(path, _)| path.clone())
+            .filter(|path| !missing_ok(path))
+            .collect();
         missing = Some(match missing {
             None => now,
             Some(before) => before.intersection(&now).cloned().collect(),
@@ -185,12 +228,20 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
             segments.join(".")
         })
         .collect();
-    result.unused.iter().filter(|key| !applied.contains(*key)).cloned().collect()
+    result
+        .unused
+        .iter()
+        .filter(|key| !applied.contains(*key))
+        .cloned()
+        .collect()
 }
 
 /// Parses the safetensors header up front, so a truncated or corrupt file is reported as such.
 fn check_header(file: &Path) -> Result<(), LoadError> {
-    let bytes = std::fs::read(file).map_err(|e| LoadError::Io { path: file.to_path_buf(), message: e.to_string() })?;
+    let bytes = std::fs::read(file).map_err(|e| LoadError::Io {
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
     safetensors::SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Safetensors {
         path: file.to_path_buf(),
         message: e.to_string(),
@@ -201,22 +252,39 @@ fn check_header(file: &Path) -> Result<(), LoadError> {
 fn apply_error(file: &Path, error: &burn_store::ApplyError) -> LoadError {
     use burn_store::ApplyError;
     match error {
-        ApplyError::ShapeMismatch { path, expected, found } => {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => {
             let (mut expected, mut found) = (expected.to_vec(), found.to_vec());
             // Linear weights were transposed to burn's [in, out]; report them in the file's [out, in].
             if expected.len() == 2 && found.len() == 2 && !path.ends_with("embedding.weight") {
                 expected.reverse();
                 found.reverse();
             }
-            LoadError::Shape { path: file.to_path_buf(), key: path.clone(), expected, found }
+            LoadError::Shape {
+                path: file.to_path_buf(),
+                key: path.clone(),
+                expected,
+                found,
+            }
         }
-        ApplyError::DTypeMismatch { path, expected, found } => LoadError::Tensor {
+        ApplyError::DTypeMismatch {
+            path,
+            expected,
+            found,
+        } => LoadError::Tensor {
             path: file.to_path_buf(),
             key: path.clone(),
             message: format!("dtype {found:?}, expected {expected:?}"),
         },
         ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
-            LoadError::Tensor { path: file.to_path_buf(), key: path.clone(), message: message.clone() }
+            LoadError::Tensor {
+                path: file.to_path_buf(),
+                key: path.clone(),
+                message: message.clone(),
+            }
         }
     }
 }

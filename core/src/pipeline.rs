@@ -65,17 +65,27 @@ struct ModelIndex {
 
 impl<B: Backend> DiffusionPipeline<B> {
     /// Loads a model root: `unet/`, `vae/`, `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`.
-    pub fn from_dir(root: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir(
+        root: &Path,
+        variant: Option<&str>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let index: ModelIndex = load::read_config(&root.join("model_index.json"))?;
         let unet = UNet2DConditionModel::from_dir(&root.join("unet"), variant, device)?;
-        let text = TextConditioner::from_dir(root, variant, unet.needs_added_conditioning(), device)?;
+        let text =
+            TextConditioner::from_dir(root, variant, unet.needs_added_conditioning(), device)?;
         let scheduler_path = root.join("scheduler").join("scheduler_config.json");
         let scheduler: SchedulerConfig = load::read_config(&scheduler_path)?;
         scheduler
             .validate()
-            .map_err(|message| LoadError::Unsupported { path: scheduler_path, message })?;
+            .map_err(|message| LoadError::Unsupported {
+                path: scheduler_path,
+                message,
+            })?;
         Ok(Self {
-            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(unet.needs_added_conditioning()),
+            force_zeros_for_empty_prompt: index
+                .force_zeros_for_empty_prompt
+                .unwrap_or(unet.needs_added_conditioning()),
             text,
             unet,
             vae: AutoencoderKL::from_dir(&root.join("vae"), variant, device)?,
@@ -83,7 +93,11 @@ impl<B: Backend> DiffusionPipeline<B> {
         })
     }
 
-    pub fn encode_prompt(&self, prompt: &str, device: &B::Device) -> Result<PromptEmbeds<B>, String> {
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        device: &B::Device,
+    ) -> Result<PromptEmbeds<B>, String> {
         self.text.encode(prompt, device)
     }
 
@@ -118,7 +132,10 @@ impl<B: Backend> DiffusionPipeline<B> {
         mut progress: impl FnMut(usize),
     ) -> Tensor<B, 4> {
         let cond = UNetConditioning {
-            encoder_hidden_states: Tensor::cat(vec![negative.hidden.clone(), positive.hidden.clone()], 0),
+            encoder_hidden_states: Tensor::cat(
+                vec![negative.hidden.clone(), positive.hidden.clone()],
+                0,
+            ),
             text_embeds: match (&negative.pooled, &positive.pooled) {
                 (Some(n), Some(p)) => Some(Tensor::cat(vec![n.clone(), p.clone()], 0)),
                 _ => None,
@@ -127,10 +144,14 @@ impl<B: Backend> DiffusionPipeline<B> {
         };
         let device = latents.device();
         for (i, &t) in sampler.timesteps().iter().enumerate() {
-            let input = sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
+            let input = sampler
+                .scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
             let timesteps = Tensor::<B, 1>::from_floats([t as f32, t as f32], &device);
             let out = self.unet.forward(input, timesteps, &cond);
-            let [uncond, text] = out.chunk(2, 0).try_into().expect("guidance batch splits in two");
+            let [uncond, text] = out
+                .chunk(2, 0)
+                .try_into()
+                .expect("guidance batch splits in two");
             let guided = uncond.clone() + (text - uncond) * guidance_scale;
             latents = sampler.step(guided, i, latents, None);
             progress(i);
@@ -146,16 +167,31 @@ impl<B: Backend> DiffusionPipeline<B> {
         device: &B::Device,
         progress: impl FnMut(usize),
     ) -> Result<Tensor<B, 4>, String> {
-        let (positive, negative) = self.encode_guidance_pair(&options.prompt, options.negative_prompt.as_deref(), device)?;
+        let (positive, negative) =
+            self.encode_guidance_pair(&options.prompt, options.negative_prompt.as_deref(), device)?;
         let factor = self.vae_scale_factor();
         if options.width % factor != 0 || options.height % factor != 0 {
             return Err(format!("width and height must be multiples of {factor}"));
         }
         let channels = self.unet.conv_in.weight.dims()[1];
         let shape = [1, channels, options.height / factor, options.width / factor];
-        let latents = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device) * sampler.init_noise_sigma();
-        let time_ids = sdxl_time_ids::<B>((options.height, options.width), (0, 0), (options.height, options.width), device);
-        let latents = self.denoise(&positive, &negative, time_ids, latents, sampler, options.guidance_scale, progress);
+        let latents = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device)
+            * sampler.init_noise_sigma();
+        let time_ids = sdxl_time_ids::<B>(
+            (options.height, options.width),
+            (0, 0),
+            (options.height, options.width),
+            device,
+        );
+        let latents = self.denoise(
+            &positive,
+            &negative,
+            time_ids,
+            latents,
+            sampler,
+            options.guidance_scale,
+            progress,
+        );
         Ok(self.decode_to_unit(latents))
     }
 
@@ -172,7 +208,12 @@ impl<B: Backend> DiffusionPipeline<B> {
 
 impl<B: Backend> TextConditioner<B> {
     /// Loads `text_encoder[_2]/` with `tokenizer[_2]/` from a model root.
-    pub fn from_dir(root: &Path, variant: Option<&str>, sdxl: bool, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir(
+        root: &Path,
+        variant: Option<&str>,
+        sdxl: bool,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let mut towers = Vec::new();
         for suffix in ["", "_2"] {
             let encoder_dir = root.join(format!("text_encoder{suffix}"));
@@ -184,7 +225,9 @@ impl<B: Backend> TextConditioner<B> {
             }
         }
         if towers.is_empty() {
-            return Err(LoadError::Missing { path: root.join("text_encoder") });
+            return Err(LoadError::Missing {
+                path: root.join("text_encoder"),
+            });
         }
         Ok(Self { towers, sdxl })
     }
@@ -196,14 +239,31 @@ impl<B: Backend> TextConditioner<B> {
         let mut hidden = Vec::new();
         let mut pooled = None;
         for tower in &self.towers {
-            let ids: Vec<i64> = tower.tokenizer.encode(prompt)?.into_iter().map(i64::from).collect();
-            let input = Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([1, ids.len()]);
-            let ClipTextOutput { last_hidden_state, penultimate, pooled: raw_pooled, text_embeds } =
-                tower.encoder.forward(input);
-            hidden.push(if self.sdxl { penultimate } else { last_hidden_state });
+            let ids: Vec<i64> = tower
+                .tokenizer
+                .encode(prompt)?
+                .into_iter()
+                .map(i64::from)
+                .collect();
+            let input =
+                Tensor::<B, 1, Int>::from_ints(ids.as_slice(), device).reshape([1, ids.len()]);
+            let ClipTextOutput {
+                last_hidden_state,
+                penultimate,
+                pooled: raw_pooled,
+                text_embeds,
+            } = tower.encoder.forward(input);
+            hidden.push(if self.sdxl {
+                penultimate
+            } else {
+                last_hidden_state
+            });
             pooled = Some(text_embeds.unwrap_or(raw_pooled));
         }
-        Ok(PromptEmbeds { hidden: Tensor::cat(hidden, 2), pooled: if self.sdxl { pooled } else { None } })
+        Ok(PromptEmbeds {
+            hidden: Tensor::cat(hidden, 2),
+            pooled: if self.sdxl { pooled } else { None },
+        })
     }
 }
 
@@ -214,6 +274,14 @@ pub fn sdxl_time_ids<B: Backend>(
     target: (usize, usize),
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    let values = [original.0, original.1, crop_top_left.0, crop_top_left.1, target.0, target.1].map(|v| v as f32);
+    let values = [
+        original.0,
+        original.1,
+        crop_top_left.0,
+        crop_top_left.1,
+        target.0,
+        target.1,
+    ]
+    .map(|v| v as f32);
     Tensor::<B, 1>::from_floats(values, device).reshape([1, 6])
 }

@@ -12,9 +12,14 @@ use crate::load::LoadError;
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, LoadError> {
     if !path.exists() {
-        return Err(LoadError::Missing { path: path.to_path_buf() });
+        return Err(LoadError::Missing {
+            path: path.to_path_buf(),
+        });
     }
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -26,10 +31,19 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, LoadErr
         let data = match view.dtype() {
             Dtype::F32 => TensorData::new(decode(raw, f32::from_le_bytes), shape),
             Dtype::F64 => TensorData::new(decode(raw, f64::from_le_bytes), shape),
-            Dtype::F16 => TensorData::new(decode(raw, |b: [u8; 2]| half::f16::from_le_bytes(b).to_f32()), shape),
-            Dtype::BF16 => TensorData::new(decode(raw, |b: [u8; 2]| half::bf16::from_le_bytes(b).to_f32()), shape),
+            Dtype::F16 => TensorData::new(
+                decode(raw, |b: [u8; 2]| half::f16::from_le_bytes(b).to_f32()),
+                shape,
+            ),
+            Dtype::BF16 => TensorData::new(
+                decode(raw, |b: [u8; 2]| half::bf16::from_le_bytes(b).to_f32()),
+                shape,
+            ),
             Dtype::I64 => TensorData::new(decode(raw, i64::from_le_bytes), shape),
-            Dtype::I32 => TensorData::new(decode(raw, |b: [u8; 4]| i32::from_le_bytes(b) as i64), shape),
+            Dtype::I32 => TensorData::new(
+                decode(raw, |b: [u8; 4]| i32::from_le_bytes(b) as i64),
+                shape,
+            ),
             other => {
                 return Err(LoadError::Tensor {
                     path: path.to_path_buf(),
@@ -44,7 +58,9 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, LoadErr
 }
 
 fn decode<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-    raw.chunks_exact(N).map(|c| f(c.try_into().expect("exact chunk"))).collect()
+    raw.chunks_exact(N)
+        .map(|c| f(c.try_into().expect("exact chunk")))
+        .collect()
 }
 
 /// Writes f32 tensors to a safetensors file (through a temporary name, then renamed).
@@ -59,7 +75,8 @@ pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Res
     let views = buffers
         .iter()
         .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.clone(), view))
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;

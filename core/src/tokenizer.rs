@@ -54,35 +54,60 @@ impl ClipTokenizer {
         })
     }
 
-    fn from_parts(vocab: HashMap<String, u32>, merges: &str, specials: Specials) -> Result<Self, String> {
-        let id = |token: &str| vocab.get(token).copied().ok_or(format!("special token `{token}` is not in vocab.json"));
+    fn from_parts(
+        vocab: HashMap<String, u32>,
+        merges: &str,
+        specials: Specials,
+    ) -> Result<Self, String> {
+        let id = |token: &str| {
+            vocab
+                .get(token)
+                .copied()
+                .ok_or(format!("special token `{token}` is not in vocab.json"))
+        };
         let (bos_id, eos_id, pad_id) = (id(&specials.bos)?, id(&specials.eos)?, id(&specials.pad)?);
         let merges = parse_merges(merges)?;
         let bpe = BPE::builder()
-            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+            .vocab_and_merges(
+                vocab
+                    .into_iter()
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merges,
+            )
             .end_of_word_suffix("</w>".into())
             .unk_token(specials.unk.clone())
             .build()
             .map_err(|e| e.to_string())?;
         let mut tokenizer = Tokenizer::new(bpe);
-        let whitespace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-            .map_err(|e| e.to_string())?;
-        tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
-            NFC.into(),
-            whitespace.into(),
-            Lowercase.into(),
-        ])))
+        let whitespace = Replace::new(
+            tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+            " ",
+        )
         .map_err(|e| e.to_string())?;
-        let words = Split::new(SplitPattern::Regex(WORD_REGEX.into()), SplitDelimiterBehavior::Removed, true)
+        tokenizer
+            .with_normalizer(Some(NormalizerSequence::new(vec![
+                NFC.into(),
+                whitespace.into(),
+                Lowercase.into(),
+            ])))
             .map_err(|e| e.to_string())?;
+        let words = Split::new(
+            SplitPattern::Regex(WORD_REGEX.into()),
+            SplitDelimiterBehavior::Removed,
+            true,
+        )
+        .map_err(|e| e.to_string())?;
         tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
             words.into(),
             ByteLevel::new(false, true, false).into(),
         ])));
         tokenizer.with_post_processor(Some(
-            RobertaProcessing::new((specials.eos.clone(), eos_id), (specials.bos.clone(), bos_id))
-                .trim_offsets(false)
-                .add_prefix_space(false),
+            RobertaProcessing::new(
+                (specials.eos.clone(), eos_id),
+                (specials.bos.clone(), bos_id),
+            )
+            .trim_offsets(false)
+            .add_prefix_space(false),
         ));
         // Registered in transformers' order; a later registration of the same content wins, which is
         // how `tokenizer/` ends up with an un-normalised `<|endoftext|>` (it is also the plain-string pad).
@@ -91,9 +116,14 @@ impl ClipTokenizer {
             special_tokens.retain(|t| &t.content != content);
             special_tokens.push(AddedToken::from(content.clone(), true).normalized(*normalized));
         }
-        tokenizer.add_special_tokens(special_tokens).map_err(|e| e.to_string())?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: specials.max_length, ..Default::default() }))
+            .add_special_tokens(special_tokens)
+            .map_err(|e| e.to_string())?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: specials.max_length,
+                ..Default::default()
+            }))
             .map_err(|e| e.to_string())?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(specials.max_length),
@@ -101,12 +131,19 @@ impl ClipTokenizer {
             pad_token: specials.pad.clone(),
             ..Default::default()
         }));
-        Ok(Self { tokenizer, max_length: specials.max_length, pad_id })
+        Ok(Self {
+            tokenizer,
+            max_length: specials.max_length,
+            pad_id,
+        })
     }
 
     /// Token ids of one prompt, exactly `max_length` long.
     pub fn encode(&self, prompt: &str) -> Result<Vec<u32>, String> {
-        let encoding = self.tokenizer.encode(prompt, true).map_err(|e| e.to_string())?;
+        let encoding = self
+            .tokenizer
+            .encode(prompt, true)
+            .map_err(|e| e.to_string())?;
         Ok(encoding.get_ids().to_vec())
     }
 }
@@ -139,8 +176,13 @@ impl Specials {
         let token = |key: &str, default: &str| match values.get(key) {
             Some(Value::String(s)) => (s.clone(), false),
             Some(Value::Object(o)) => (
-                o.get("content").and_then(Value::as_str).unwrap_or(default).to_string(),
-                o.get("normalized").and_then(Value::as_bool).unwrap_or(false),
+                o.get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or(default)
+                    .to_string(),
+                o.get("normalized")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             ),
             _ => (default.to_string(), false),
         };

@@ -12,15 +12,37 @@ use popalign_core::vae::AutoencoderKL;
 const TOLERANCE: f32 = 1e-4;
 
 fn check_text_encoder(folder: &str, io_name: &str) {
-    let model = ClipTextModel::<B>::from_dir(&fixtures().join("tiny-sdxl").join(folder), None, &device()).unwrap();
+    let model =
+        ClipTextModel::<B>::from_dir(&fixtures().join("tiny-sdxl").join(folder), None, &device())
+            .unwrap();
     let inputs = io(&format!("{io_name}_inputs"));
     let expected = io(&format!("{io_name}_outputs"));
     let out = model.forward(int(&inputs["input_ids"]));
-    assert_close(&format!("{folder} last_hidden_state"), out.last_hidden_state, &expected["last_hidden_state"], TOLERANCE);
-    assert_close(&format!("{folder} penultimate"), out.penultimate, &expected["penultimate"], TOLERANCE);
-    assert_close(&format!("{folder} pooled"), out.pooled, &expected["pooled"], TOLERANCE);
+    assert_close(
+        &format!("{folder} last_hidden_state"),
+        out.last_hidden_state,
+        &expected["last_hidden_state"],
+        TOLERANCE,
+    );
+    assert_close(
+        &format!("{folder} penultimate"),
+        out.penultimate,
+        &expected["penultimate"],
+        TOLERANCE,
+    );
+    assert_close(
+        &format!("{folder} pooled"),
+        out.pooled,
+        &expected["pooled"],
+        TOLERANCE,
+    );
     if let Some(text_embeds) = expected.get("text_embeds") {
-        assert_close(&format!("{folder} text_embeds"), out.text_embeds.expect("projection"), text_embeds, TOLERANCE);
+        assert_close(
+            &format!("{folder} text_embeds"),
+            out.text_embeds.expect("projection"),
+            text_embeds,
+            TOLERANCE,
+        );
     }
 }
 
@@ -35,7 +57,8 @@ fn text_encoder_2_with_projection_matches_transformers() {
 }
 
 fn check_unet(folder: &str, io_name: &str) {
-    let unet = UNet2DConditionModel::<B>::from_dir(&fixtures().join(folder), None, &device()).unwrap();
+    let unet =
+        UNet2DConditionModel::<B>::from_dir(&fixtures().join(folder), None, &device()).unwrap();
     let inputs = io(&format!("{io_name}_inputs"));
     let cond = UNetConditioning {
         encoder_hidden_states: float(&inputs["encoder_hidden_states"]),
@@ -43,7 +66,12 @@ fn check_unet(folder: &str, io_name: &str) {
         time_ids: inputs.get("time_ids").map(float),
     };
     let out = unet.forward(float(&inputs["sample"]), float(&inputs["timestep"]), &cond);
-    assert_close(io_name, out, &io(&format!("{io_name}_outputs"))["out"], TOLERANCE);
+    assert_close(
+        io_name,
+        out,
+        &io(&format!("{io_name}_outputs"))["out"],
+        TOLERANCE,
+    );
 }
 
 #[test]
@@ -63,11 +91,17 @@ fn sd15_unet_matches_diffusers_on_odd_latent_sizes() {
 
 #[test]
 fn vae_encode_and_decode_match_diffusers() {
-    let vae = AutoencoderKL::<B>::from_dir(&fixtures().join("tiny-sdxl/vae"), None, &device()).unwrap();
+    let vae =
+        AutoencoderKL::<B>::from_dir(&fixtures().join("tiny-sdxl/vae"), None, &device()).unwrap();
     let (mean, logvar) = vae.encode(float(&io("vae_encode_inputs")["image"]));
     let expected = io("vae_encode_outputs");
     assert_close("vae mean", mean, &expected["mean"], TOLERANCE);
     assert_close("vae logvar", logvar, &expected["logvar"], TOLERANCE);
     let decoded = vae.decode(float(&io("vae_decode_inputs")["latents"]));
-    assert_close("vae decoded", decoded, &io("vae_decode_outputs")["decoded"], TOLERANCE);
+    assert_close(
+        "vae decoded",
+        decoded,
+        &io("vae_decode_outputs")["decoded"],
+        TOLERANCE,
+    );
 }

@@ -14,7 +14,9 @@ use common::lora_unet::run;
 #[test]
 fn lora_unet_outputs_and_errors_match_pytorch_in_f32() {
     let m = run::<Autodiff<NdArray<f32>>>("objectives_unet");
-    println!("f32: U-Net outputs max abs error {:.2e}, per-sample errors {:.2e}; losses/grads {:?}", m.output, m.e, m.objectives);
+    println!(
+        "f32: U-Net outputs max abs error {:.2e}, per-sample errors {:.2e}; losses/grads {:?}",
+        m.output, m.e, m.objectives
+    );
     assert!(m.output <= 1e-4 && m.e <= 1e-6);
 }
-

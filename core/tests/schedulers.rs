@@ -4,11 +4,14 @@
 mod common;
 
 use common::*;
-use popalign_core::schedulers::{DdimScheduler, EulerDiscreteScheduler, NoiseSchedule, Sampler, SchedulerConfig, Spacing};
+use popalign_core::schedulers::{
+    DdimScheduler, EulerDiscreteScheduler, NoiseSchedule, Sampler, SchedulerConfig, Spacing,
+};
 use serde_json::Value;
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("io/schedulers.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("io/schedulers.json")).unwrap())
+        .unwrap()
 }
 
 fn config() -> SchedulerConfig {
@@ -17,12 +20,20 @@ fn config() -> SchedulerConfig {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn assert_all_close(label: &str, got: &[f64], want: &[f64], rel: f64) {
     assert_eq!(got.len(), want.len(), "{label}: length");
-    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs() / w.abs().max(1e-6)).fold(0.0, f64::max);
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1e-6))
+        .fold(0.0, f64::max);
     println!("{label}: max rel error {worst:.2e}");
     assert!(worst <= rel, "{label}: {got:?} vs {want:?}");
 }
@@ -30,7 +41,12 @@ fn assert_all_close(label: &str, got: &[f64], want: &[f64], rel: f64) {
 #[test]
 fn alphas_cumprod_match() {
     let schedule = NoiseSchedule::new(&config());
-    assert_all_close("alphas_cumprod", &schedule.alphas_cumprod, &floats(&reference()["alphas_cumprod"]), 1e-6);
+    assert_all_close(
+        "alphas_cumprod",
+        &schedule.alphas_cumprod,
+        &floats(&reference()["alphas_cumprod"]),
+        1e-6,
+    );
 }
 
 #[test]
@@ -39,17 +55,53 @@ fn euler_timesteps_sigmas_and_init_sigma_match() {
     for steps in ["1", "4", "30", "50"] {
         let euler = EulerDiscreteScheduler::new(&config(), steps.parse().unwrap());
         let want = &reference["euler"][steps];
-        assert_eq!(euler.timesteps, floats(&want["timesteps"]), "euler {steps} timesteps");
-        assert_all_close(&format!("euler {steps} sigmas"), &euler.sigmas, &floats(&want["sigmas"]), 1e-6);
-        assert_all_close(&format!("euler {steps} init sigma"), &[euler.init_noise_sigma], &[want["init_noise_sigma"].as_f64().unwrap()], 1e-6);
+        assert_eq!(
+            euler.timesteps,
+            floats(&want["timesteps"]),
+            "euler {steps} timesteps"
+        );
+        assert_all_close(
+            &format!("euler {steps} sigmas"),
+            &euler.sigmas,
+            &floats(&want["sigmas"]),
+            1e-6,
+        );
+        assert_all_close(
+            &format!("euler {steps} init sigma"),
+            &[euler.init_noise_sigma],
+            &[want["init_noise_sigma"].as_f64().unwrap()],
+            1e-6,
+        );
     }
-    for (name, spacing) in [("leading", Spacing::Leading), ("trailing", Spacing::Trailing), ("linspace", Spacing::Linspace)] {
-        let config = SchedulerConfig { timestep_spacing: spacing, ..config() };
+    for (name, spacing) in [
+        ("leading", Spacing::Leading),
+        ("trailing", Spacing::Trailing),
+        ("linspace", Spacing::Linspace),
+    ] {
+        let config = SchedulerConfig {
+            timestep_spacing: spacing,
+            ..config()
+        };
         let euler = EulerDiscreteScheduler::new(&config, 30);
         let want = &reference["euler_spacing"][name]["30"];
-        assert_all_close(&format!("euler {name} timesteps"), &euler.timesteps, &floats(&want["timesteps"]), 1e-6);
-        assert_all_close(&format!("euler {name} sigmas"), &euler.sigmas, &floats(&want["sigmas"]), 1e-6);
-        assert_all_close(&format!("euler {name} init sigma"), &[euler.init_noise_sigma], &[want["init_noise_sigma"].as_f64().unwrap()], 1e-6);
+        assert_all_close(
+            &format!("euler {name} timesteps"),
+            &euler.timesteps,
+            &floats(&want["timesteps"]),
+            1e-6,
+        );
+        assert_all_close(
+            &format!("euler {name} sigmas"),
+            &euler.sigmas,
+            &floats(&want["sigmas"]),
+            1e-6,
+        );
+        assert_all_close(
+            &format!("euler {name} init sigma"),
+            &[euler.init_noise_sigma],
+            &[want["init_noise_sigma"].as_f64().unwrap()],
+            1e-6,
+        );
     }
 }
 
@@ -58,7 +110,11 @@ fn ddim_timesteps_match() {
     let reference = reference();
     for steps in ["1", "4", "30", "50"] {
         let ddim = DdimScheduler::new(&config(), steps.parse().unwrap(), 0.0);
-        assert_eq!(ddim.timesteps, floats(&reference["ddim"][steps]["timesteps"]), "ddim {steps}");
+        assert_eq!(
+            ddim.timesteps,
+            floats(&reference["ddim"][steps]["timesteps"]),
+            "ddim {steps}"
+        );
     }
 }
 
@@ -70,9 +126,19 @@ fn euler_steps_match() {
     let mut sample = float::<4>(&golden["sample"]);
     for i in 0..4 {
         let scaled = Sampler::scale_model_input(&euler, sample.clone(), i);
-        assert_close(&format!("euler scaled {i}"), scaled, &golden[&format!("scaled_{i}")], 1e-5);
+        assert_close(
+            &format!("euler scaled {i}"),
+            scaled,
+            &golden[&format!("scaled_{i}")],
+            1e-5,
+        );
         sample = euler.step(model_output.clone(), i, sample, None);
-        assert_close(&format!("euler prev {i}"), sample.clone(), &golden[&format!("prev_sample_{i}")], 1e-5);
+        assert_close(
+            &format!("euler prev {i}"),
+            sample.clone(),
+            &golden[&format!("prev_sample_{i}")],
+            1e-5,
+        );
     }
 }
 
@@ -86,7 +152,12 @@ fn ddim_steps_match_for_eta_zero_and_one() {
         for i in 0..4 {
             let noise = (eta > 0.0).then(|| float::<4>(&golden[&format!("variance_noise_{i}")]));
             sample = ddim.step(model_output.clone(), i, sample, noise);
-            assert_close(&format!("ddim η={eta} step {i}"), sample.clone(), &golden[&format!("{prefix}_{i}")], 1e-5);
+            assert_close(
+                &format!("ddim η={eta} step {i}"),
+                sample.clone(),
+                &golden[&format!("{prefix}_{i}")],
+                1e-5,
+            );
         }
     }
 }
@@ -94,7 +165,16 @@ fn ddim_steps_match_for_eta_zero_and_one() {
 #[test]
 fn ddpm_add_noise_matches() {
     let golden = io("ddpm_add_noise");
-    let timesteps: Vec<usize> = golden["timesteps"].to_vec::<i64>().unwrap().iter().map(|&t| t as usize).collect();
-    let noisy = NoiseSchedule::new(&config()).add_noise(float::<4>(&golden["original"]), float::<4>(&golden["noise"]), &timesteps);
+    let timesteps: Vec<usize> = golden["timesteps"]
+        .to_vec::<i64>()
+        .unwrap()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let noisy = NoiseSchedule::new(&config()).add_noise(
+        float::<4>(&golden["original"]),
+        float::<4>(&golden["noise"]),
+        &timesteps,
+    );
     assert_close("add_noise", noisy, &golden["noisy"], 1e-5);
 }

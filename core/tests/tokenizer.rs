@@ -7,8 +7,10 @@ use popalign_core::tokenizer::ClipTokenizer;
 
 fn check(folder: &str) {
     let dir = common::fixtures().join("clip-tokenizer");
-    let prompts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(dir.join("prompts.json")).unwrap()).unwrap();
-    let ids: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
+    let prompts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("prompts.json")).unwrap()).unwrap();
+    let ids: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ids.json")).unwrap()).unwrap();
     let expected: Vec<Vec<u32>> = serde_json::from_value(ids[folder].clone()).unwrap();
     let tokenizer = ClipTokenizer::from_dir(&dir.join(folder)).unwrap();
     let mut mismatches = Vec::new();
@@ -18,7 +20,11 @@ fn check(folder: &str) {
             mismatches.push(format!("{prompt:?}\n  got  {got:?}\n  want {want:?}"));
         }
     }
-    println!("{folder}: {} prompts, {} mismatches", prompts.len(), mismatches.len());
+    println!(
+        "{folder}: {} prompts, {} mismatches",
+        prompts.len(),
+        mismatches.len()
+    );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
@@ -36,8 +42,14 @@ fn tokenizer_2_pads_with_exclamation_like_transformers() {
 fn missing_vocab_is_a_clear_error() {
     let dir = tempfile_dir();
     std::fs::write(dir.join("merges.txt"), "#version: 0.2\n").unwrap();
-    let error = ClipTokenizer::from_dir(&dir).err().expect("must fail").to_string();
-    assert!(error.contains("vocab.json") && error.contains("not found"), "{error}");
+    let error = ClipTokenizer::from_dir(&dir)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        error.contains("vocab.json") && error.contains("not found"),
+        "{error}"
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

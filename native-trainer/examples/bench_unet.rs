@@ -54,7 +54,12 @@ fn cpu_ms() -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     (ticks(11) + ticks(12)) * 10.0 // utime, stime: fields 14 and 15 of proc(5), counted after the comm field
 }
 
@@ -118,7 +123,11 @@ impl<B: Backend> Inputs<B> {
     }
 }
 
-fn record(report: &mut serde_json::Map<String, Value>, name: &str, (wall, cpu): (Vec<f64>, Vec<f64>)) {
+fn record(
+    report: &mut serde_json::Map<String, Value>,
+    name: &str,
+    (wall, cpu): (Vec<f64>, Vec<f64>),
+) {
     let min = wall.iter().copied().fold(f64::INFINITY, f64::min);
     report.insert(format!("{name}_ms"), json!(median(&wall)));
     report.insert(format!("{name}_min_ms"), json!(min));
@@ -136,7 +145,8 @@ fn main() {
     if matches!(args.what.as_str(), "forward" | "both") {
         type B = NdArray<f32>;
         let device = Default::default();
-        let unet = UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device).unwrap_or_else(|e| panic!("{e}"));
+        let unet = UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
+            .unwrap_or_else(|e| panic!("{e}"));
         let x = Inputs::<B>::new(&data, &device);
         // ndarray is eager: the forward call does all the work (into_data() only copies 64 KiB out).
         record(
@@ -149,11 +159,16 @@ fn main() {
     if matches!(args.what.as_str(), "train" | "both") {
         type B = Autodiff<NdArray<f32>>;
         let device = Default::default();
-        let mut unet =
-            Some(UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device).unwrap_or_else(|e| panic!("{e}")));
+        let mut unet = Some(
+            UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
         let x = Inputs::<B>::new(&data, &device);
         // Same hyper-parameters as bench/torch_unet.py (PyTorch's AdamW defaults), not that they change the time.
-        let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(1e-2).init();
+        let mut optim = AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(1e-2)
+            .init();
         let mut n_grads = 0;
         let step = timed(args.train_iters, || {
             let model = unet.take().expect("model");
@@ -165,7 +180,10 @@ fn main() {
         record(&mut report, "train_step", step);
         // Checks the step really trains every parameter: compare with torch_unet.py's param_tensors.
         report.insert("param_tensors_with_grad".into(), json!(n_grads));
-        report.insert("params".into(), json!(unet.as_ref().expect("model").num_params()));
+        report.insert(
+            "params".into(),
+            json!(unet.as_ref().expect("model").num_params()),
+        );
     }
     // Whole process: load + warm-up + timed runs.
     report.insert("peak_rss_mib".into(), json!(peak_rss_mib()));

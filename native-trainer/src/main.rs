@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use commands::{generate, run_module, schedule, tokenize};
 
 #[derive(Parser)]
-#[command(name = "popalign", version, about = "Population-level alignment of text-to-image diffusion models")]
+#[command(
+    name = "popalign",
+    version,
+    about = "Population-level alignment of text-to-image diffusion models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -30,10 +30,15 @@ fn write_pairs(dir: &Path, name: &str, n: usize, seed: u32) -> PathBuf {
             let blob = if d < 300.0 { 220 } else { 90 };
             image::Rgb([30 + noise(), 80 + noise(), blob + noise() / 2])
         });
-        let (w, l) = (format!("images/{name}-{i}-w.png"), format!("images/{name}-{i}-l.png"));
+        let (w, l) = (
+            format!("images/{name}-{i}-w.png"),
+            format!("images/{name}-{i}-l.png"),
+        );
         warm.save(dir.join(&w)).unwrap();
         cool.save(dir.join(&l)).unwrap();
-        lines += &format!("{{\"caption\": \"a photo of a doctor\", \"preferred\": \"{w}\", \"dispreferred\": \"{l}\"}}\n");
+        lines += &format!(
+            "{{\"caption\": \"a photo of a doctor\", \"preferred\": \"{w}\", \"dispreferred\": \"{l}\"}}\n"
+        );
     }
     let path = dir.join(format!("{name}.jsonl"));
     std::fs::write(&path, lines).unwrap();
@@ -82,30 +87,60 @@ fn training_raises_held_out_implicit_accuracy() {
          [lora]\nrank = 4\nalpha = 4.0\n[validation]\npreferences = \"val.jsonl\"\ndraws = 4\n",
     );
     let output = train(&config, false);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = metrics(dir.path());
     let val: Vec<(u64, f64, f64)> = lines
         .iter()
         .filter(|l| l.get("val_accuracy").is_some())
-        .map(|l| (l["step"].as_u64().unwrap(), l["val_loss"].as_f64().unwrap(), l["val_accuracy"].as_f64().unwrap()))
+        .map(|l| {
+            (
+                l["step"].as_u64().unwrap(),
+                l["val_loss"].as_f64().unwrap(),
+                l["val_accuracy"].as_f64().unwrap(),
+            )
+        })
         .collect();
-    let losses: Vec<f64> = lines.iter().filter_map(|l| l.get("loss").and_then(|v| v.as_f64())).collect();
+    let losses: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| l.get("loss").and_then(|v| v.as_f64()))
+        .collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (early, late) = (mean(&losses[..15]), mean(&losses[losses.len() - 15..]));
-    println!("held-out (step, loss, accuracy): {val:?}; training loss first 15 steps {early:.4}, last 15 {late:.4}");
+    println!(
+        "held-out (step, loss, accuracy): {val:?}; training loss first 15 steps {early:.4}, last 15 {late:.4}"
+    );
     let (first, last) = (val.first().unwrap(), val.last().unwrap());
     assert_eq!((first.0, last.0), (0, 60));
     // Step 0 has policy = reference (all ties: accuracy 0, loss ln 2). Training must push the held-out loss
     // below ln 2 at every evaluation and the accuracy above chance.
-    assert!(val.windows(2).all(|w| w[1].1 < w[0].1), "held-out loss must fall at every checkpoint: {val:?}");
-    assert!(last.2 > 0.5, "held-out implicit accuracy {first:?} -> {last:?}");
+    assert!(
+        val.windows(2).all(|w| w[1].1 < w[0].1),
+        "held-out loss must fall at every checkpoint: {val:?}"
+    );
+    assert!(
+        last.2 > 0.5,
+        "held-out implicit accuracy {first:?} -> {last:?}"
+    );
     assert!(late < early, "training loss {early} -> {late}");
-    assert!(dir.path().join("out/step-60/pytorch_lora_weights.safetensors").exists());
+    assert!(
+        dir.path()
+            .join("out/step-60/pytorch_lora_weights.safetensors")
+            .exists()
+    );
 }
 
 fn quick_config(dir: &Path, extra: &str) -> PathBuf {
     write_pairs(dir, "train", 4, 5);
-    write_config(dir, &format!("steps = 6\nlearning_rate = 1e-3\ncheckpoint_every = 2\n[lora]\nrank = 2\nalpha = 2.0\n{extra}"))
+    write_config(
+        dir,
+        &format!(
+            "steps = 6\nlearning_rate = 1e-3\ncheckpoint_every = 2\n[lora]\nrank = 2\nalpha = 2.0\n{extra}"
+        ),
+    )
 }
 
 #[test]
@@ -115,28 +150,55 @@ fn a_killed_run_resumed_ends_with_identical_weights() {
     assert!(train(&config_a, false).status.success());
 
     // Kill the second run with SIGKILL once its first checkpoint exists, then resume it.
-    let mut child = popalign().arg("train").arg("--config").arg(&config_b).spawn().unwrap();
+    let mut child = popalign()
+        .arg("train")
+        .arg("--config")
+        .arg(&config_b)
+        .spawn()
+        .unwrap();
     let started = Instant::now();
-    while !b.path().join("out/step-2/state.json").exists() && started.elapsed() < Duration::from_secs(120) {
+    while !b.path().join("out/step-2/state.json").exists()
+        && started.elapsed() < Duration::from_secs(120)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let output = train(&config_b, true);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let weights = |d: &Path| {
-        let tensors = popalign_core::tensor_io::read_tensors(&d.join("out/step-6/pytorch_lora_weights.safetensors")).unwrap();
-        tensors.into_iter().map(|(k, v)| (k, v.bytes.to_vec())).collect::<Vec<_>>()
+        let tensors = popalign_core::tensor_io::read_tensors(
+            &d.join("out/step-6/pytorch_lora_weights.safetensors"),
+        )
+        .unwrap();
+        tensors
+            .into_iter()
+            .map(|(k, v)| (k, v.bytes.to_vec()))
+            .collect::<Vec<_>>()
     };
     let (wa, wb) = (weights(a.path()), weights(b.path()));
-    assert_eq!(wa.len(), 2 * 4 * 34, "lora_A and lora_B of to_q/k/v/out.0 in 34 attention layers");
-    assert!(wa == wb, "resumed weights differ (bitwise) from the uninterrupted run");
+    assert_eq!(
+        wa.len(),
+        2 * 4 * 34,
+        "lora_A and lora_B of to_q/k/v/out.0 in 34 attention layers"
+    );
+    assert!(
+        wa == wb,
+        "resumed weights differ (bitwise) from the uninterrupted run"
+    );
     let strip = |d: &Path| -> Vec<serde_json::Value> {
-        metrics(d).into_iter().map(|mut l| {
-            l.as_object_mut().unwrap().remove("images_per_s");
-            l
-        }).collect()
+        metrics(d)
+            .into_iter()
+            .map(|mut l| {
+                l.as_object_mut().unwrap().remove("images_per_s");
+                l
+            })
+            .collect()
     };
     assert_eq!(strip(a.path()), strip(b.path()), "metrics differ");
     // Without --resume an existing run is not overwritten.
@@ -152,17 +214,35 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     // weights blow up.
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("learning_rate = 1e-3", "learning_rate = 1e30\nmax_grad_norm = 1e30\nwarmup_steps = 1")
+        .replace(
+            "learning_rate = 1e-3",
+            "learning_rate = 1e30\nmax_grad_norm = 1e30\nwarmup_steps = 1",
+        )
         .replace("checkpoint_every = 2", "checkpoint_every = 1");
     std::fs::write(&config, text).unwrap();
     let output = train(&config, false);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stderr}");
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("the loss is NaN") || stderr.contains("the loss is inf"), "{stderr}");
-    assert!(stderr.contains("last good checkpoint") && stderr.contains("step-"), "{stderr}");
-    let last = stderr.split("step-").nth(1).unwrap().trim_end_matches(|c: char| !c.is_ascii_digit());
-    assert!(dir.path().join(format!("out/step-{last}/pytorch_lora_weights.safetensors")).exists(), "{stderr}");
+    assert!(
+        stderr.contains("the loss is NaN") || stderr.contains("the loss is inf"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("last good checkpoint") && stderr.contains("step-"),
+        "{stderr}"
+    );
+    let last = stderr
+        .split("step-")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_digit());
+    assert!(
+        dir.path()
+            .join(format!("out/step-{last}/pytorch_lora_weights.safetensors"))
+            .exists(),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -176,13 +256,26 @@ fn bad_images_and_bad_config_are_reported() {
     let output = train(&config, false);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("images/train-") && stderr.contains("on_bad_image"), "{stderr}");
+    assert!(
+        stderr.contains("images/train-") && stderr.contains("on_bad_image"),
+        "{stderr}"
+    );
 
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("steps = 6", "steps = 6\non_bad_image = \"skip\"")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("steps = 6", "steps = 6\non_bad_image = \"skip\""),
+    )
+    .unwrap();
     let output = train(&config, false);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let skipped = metrics(dir.path()).last().unwrap()["skipped_pairs"].as_u64().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let skipped = metrics(dir.path()).last().unwrap()["skipped_pairs"]
+        .as_u64()
+        .unwrap();
     assert!(skipped > 0, "skipped pairs are counted");
 
     let text = std::fs::read_to_string(&config).unwrap();

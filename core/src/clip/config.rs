@@ -36,6 +36,8 @@ fn default_eos() -> i64 {
 impl ClipTextConfig {
     /// transformers decides projection from the class; the config names it in `architectures`.
     pub fn with_projection(&self) -> bool {
-        self.architectures.iter().any(|a| a == "CLIPTextModelWithProjection")
+        self.architectures
+            .iter()
+            .any(|a| a == "CLIPTextModelWithProjection")
     }
 }

@@ -34,7 +34,14 @@ pub struct ClipEncoderLayer<B: Backend> {
 }
 
 impl<B: Backend> ClipEncoderLayer<B> {
-    pub fn new(d: usize, ffn: usize, heads: usize, quick_gelu: bool, eps: f64, device: &B::Device) -> Self {
+    pub fn new(
+        d: usize,
+        ffn: usize,
+        heads: usize,
+        quick_gelu: bool,
+        eps: f64,
+        device: &B::Device,
+    ) -> Self {
         Self {
             self_attn: ClipAttention {
                 q_proj: linear(d, d, true, device),
@@ -44,7 +51,11 @@ impl<B: Backend> ClipEncoderLayer<B> {
                 heads,
             },
             layer_norm1: layer_norm(d, eps, device),
-            mlp: ClipMlp { fc1: linear(d, ffn, true, device), fc2: linear(ffn, d, true, device), quick_gelu },
+            mlp: ClipMlp {
+                fc1: linear(d, ffn, true, device),
+                fc2: linear(ffn, d, true, device),
+                quick_gelu,
+            },
             layer_norm2: layer_norm(d, eps, device),
         }
     }
@@ -60,15 +71,23 @@ impl<B: Backend> ClipAttention<B> {
         let q = split_heads(self.q_proj.forward(x.clone()), self.heads);
         let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
         let v = split_heads(self.v_proj.forward(x), self.heads);
-        let options = AttentionModuleOptions { is_causal: true, ..Default::default() };
-        self.out_proj.forward(merge_heads(attention(q, k, v, None, None, options)))
+        let options = AttentionModuleOptions {
+            is_causal: true,
+            ..Default::default()
+        };
+        self.out_proj
+            .forward(merge_heads(attention(q, k, v, None, None, options)))
     }
 }
 
 impl<B: Backend> ClipMlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = self.fc1.forward(x);
-        let h = if self.quick_gelu { h.clone() * sigmoid(h * 1.702) } else { gelu(h) };
+        let h = if self.quick_gelu {
+            h.clone() * sigmoid(h * 1.702)
+        } else {
+            gelu(h)
+        };
         self.fc2.forward(h)
     }
 }

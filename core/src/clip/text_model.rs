@@ -50,7 +50,10 @@ pub struct ClipTextOutput<B: Backend> {
 }
 
 /// Checkpoints written by transformers ≥ 5 drop the `text_model.` prefix of `CLIPTextModel`.
-const ADD_TEXT_MODEL_PREFIX: load::KeyRemap = (r"^(embeddings|encoder|final_layer_norm)\.", "text_model.$1.");
+const ADD_TEXT_MODEL_PREFIX: load::KeyRemap = (
+    r"^(embeddings|encoder|final_layer_norm)\.",
+    "text_model.$1.",
+);
 
 impl<B: Backend> ClipTextModel<B> {
     pub fn new(config: &ClipTextConfig, device: &B::Device) -> Self {
@@ -75,7 +78,8 @@ impl<B: Backend> ClipTextModel<B> {
             text_model: ClipTextTransformer {
                 embeddings: ClipTextEmbeddings {
                     token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
-                    position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
+                    position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d)
+                        .init(device),
                 },
                 encoder: ClipEncoder { layers },
                 final_layer_norm: layer_norm(d, config.layer_norm_eps, device),
@@ -88,13 +92,20 @@ impl<B: Backend> ClipTextModel<B> {
     }
 
     /// Loads `config.json` and `model[.variant].safetensors` from a component folder.
-    pub fn from_dir(dir: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir(
+        dir: &Path,
+        variant: Option<&str>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let config_path = dir.join("config.json");
         let config: ClipTextConfig = load::read_config(&config_path)?;
         if !matches!(config.hidden_act.as_str(), "quick_gelu" | "gelu") {
             return Err(LoadError::Unsupported {
                 path: config_path,
-                message: format!("hidden_act `{}` (supported: quick_gelu, gelu)", config.hidden_act),
+                message: format!(
+                    "hidden_act `{}` (supported: quick_gelu, gelu)",
+                    config.hidden_act
+                ),
             });
         }
         let files = load::weight_files(dir, "model", variant)?;
@@ -121,9 +132,20 @@ impl<B: Backend> ClipTextModel<B> {
         let eos = self.eos_positions(input_ids);
         let d = last_hidden_state.dims()[2];
         let index = eos.reshape([batch, 1, 1]).expand([batch, 1, d]);
-        let pooled = last_hidden_state.clone().gather(1, index).reshape([batch, d]);
-        let text_embeds = self.text_projection.as_ref().map(|p| p.forward(pooled.clone()));
-        ClipTextOutput { last_hidden_state, penultimate, pooled, text_embeds }
+        let pooled = last_hidden_state
+            .clone()
+            .gather(1, index)
+            .reshape([batch, d]);
+        let text_embeds = self
+            .text_projection
+            .as_ref()
+            .map(|p| p.forward(pooled.clone()));
+        ClipTextOutput {
+            last_hidden_state,
+            penultimate,
+            pooled,
+            text_embeds,
+        }
     }
 
     /// The pooling position per sequence, as transformers computes it: for the legacy `eos_token_id == 2`

@@ -37,7 +37,9 @@ impl<B: Backend> Attention<B> {
             to_q: Linear::new(query_dim, inner, qkv_bias, "to_q", lora, device),
             to_k: Linear::new(context_dim, inner, qkv_bias, "to_k", lora, device),
             to_v: Linear::new(context_dim, inner, qkv_bias, "to_v", lora, device),
-            to_out: vec![Linear::new(inner, query_dim, true, "to_out.0", lora, device)],
+            to_out: vec![Linear::new(
+                inner, query_dim, true, "to_out.0", lora, device,
+            )],
             group_norm: None,
             heads,
         }

@@ -24,38 +24,73 @@ pub struct LoraConfig {
 }
 
 fn default_targets() -> Vec<String> {
-    ["to_q", "to_k", "to_v", "to_out.0"].map(String::from).to_vec()
+    ["to_q", "to_k", "to_v", "to_out.0"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl LoraConfig {
     pub fn new(rank: usize, alpha: f64) -> Self {
-        Self { rank, alpha, targets: default_targets() }
+        Self {
+            rank,
+            alpha,
+            targets: default_targets(),
+        }
     }
 
     /// The adapter layout of a diffusers/peft LoRA file: targets from its keys, rank from `lora_A`.
     /// Files without adapter metadata mean α = rank (scale 1), as diffusers reads them.
     pub fn from_file(file: &std::path::Path) -> Result<Self, crate::load::LoadError> {
-        const KNOWN: [&str; 8] = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"];
+        const KNOWN: [&str; 8] = [
+            "to_q",
+            "to_k",
+            "to_v",
+            "to_out.0",
+            "proj_in",
+            "proj_out",
+            "ff.net.0.proj",
+            "ff.net.2",
+        ];
         let tensors = crate::tensor_io::read_tensors(file)?;
         let mut targets: Vec<String> = Vec::new();
         let mut rank = None;
         for (key, data) in &tensors {
-            let module = key.split(".lora_A.").next().filter(|_| key.contains(".lora_A."));
-            let module = module.or_else(|| key.split(".lora.down.").next().filter(|_| key.contains(".lora.down.")));
+            let module = key
+                .split(".lora_A.")
+                .next()
+                .filter(|_| key.contains(".lora_A."));
+            let module = module.or_else(|| {
+                key.split(".lora.down.")
+                    .next()
+                    .filter(|_| key.contains(".lora.down."))
+            });
             let Some(module) = module else { continue };
             rank = rank.or(data.shape.first().copied());
-            if let Some(name) = KNOWN.iter().find(|name| module.ends_with(&format!(".{name}"))) {
+            if let Some(name) = KNOWN
+                .iter()
+                .find(|name| module.ends_with(&format!(".{name}")))
+            {
                 if !targets.iter().any(|t| t == name) {
                     targets.push(name.to_string());
                 }
             }
         }
-        let bad = |message: &str| crate::load::LoadError::Config { path: file.to_path_buf(), message: message.into() };
-        let rank = rank.ok_or_else(|| bad("no `lora_A` / `lora.down` tensors: not a diffusers LoRA file"))?;
+        let bad = |message: &str| crate::load::LoadError::Config {
+            path: file.to_path_buf(),
+            message: message.into(),
+        };
+        let rank = rank
+            .ok_or_else(|| bad("no `lora_A` / `lora.down` tensors: not a diffusers LoRA file"))?;
         if targets.is_empty() {
-            return Err(bad("its LoRA layers target no module this U-Net implementation knows"));
+            return Err(bad(
+                "its LoRA layers target no module this U-Net implementation knows",
+            ));
         }
-        Ok(Self { rank, alpha: rank as f64, targets })
+        Ok(Self {
+            rank,
+            alpha: rank as f64,
+            targets,
+        })
     }
 
     pub fn targets(&self, name: &str) -> bool {
@@ -77,26 +112,52 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// A plain linear layer; `lora` adds an adapter when its target list names `name`.
-    pub fn new(d_in: usize, d_out: usize, bias: bool, name: &str, lora: Option<&LoraConfig>, device: &B::Device) -> Self {
-        let base = LinearConfig::new(d_in, d_out).with_bias(bias).init::<B>(device);
-        let mut layer = Self { weight: base.weight, bias: base.bias, lora_A: None, lora_B: None, lora_scale: 0.0 };
+    pub fn new(
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        name: &str,
+        lora: Option<&LoraConfig>,
+        device: &B::Device,
+    ) -> Self {
+        let base = LinearConfig::new(d_in, d_out)
+            .with_bias(bias)
+            .init::<B>(device);
+        let mut layer = Self {
+            weight: base.weight,
+            bias: base.bias,
+            lora_A: None,
+            lora_B: None,
+            lora_scale: 0.0,
+        };
         if let Some(config) = lora.filter(|c| c.targets(name)) {
             let r = config.rank;
             layer.lora_A = Some(
                 LinearConfig::new(d_in, r)
                     .with_bias(false)
-                    .with_initializer(Initializer::Normal { mean: 0.0, std: 1.0 / r as f64 })
+                    .with_initializer(Initializer::Normal {
+                        mean: 0.0,
+                        std: 1.0 / r as f64,
+                    })
                     .init(device),
             );
-            layer.lora_B =
-                Some(LinearConfig::new(r, d_out).with_bias(false).with_initializer(Initializer::Zeros).init(device));
+            layer.lora_B = Some(
+                LinearConfig::new(r, d_out)
+                    .with_bias(false)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device),
+            );
             layer.lora_scale = config.alpha / r as f64;
         }
         layer
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = burn::tensor::module::linear(x.clone(), self.weight.val(), self.bias.as_ref().map(|b| b.val()));
+        let base = burn::tensor::module::linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
         match (&self.lora_A, &self.lora_B) {
             (Some(a), Some(b)) => base + b.forward(a.forward(x)) * self.lora_scale,
             _ => base,
@@ -143,11 +204,17 @@ pub struct TrainOnlyLora {
 
 impl TrainOnlyLora {
     pub fn apply<B: Backend, M: Module<B>>(module: M) -> M {
-        module.map(&mut Self { path: Vec::new(), lora_only: true })
+        module.map(&mut Self {
+            path: Vec::new(),
+            lora_only: true,
+        })
     }
 
     pub fn all_trainable<B: Backend, M: Module<B>>(module: M) -> M {
-        module.map(&mut Self { path: Vec::new(), lora_only: false })
+        module.map(&mut Self {
+            path: Vec::new(),
+            lora_only: false,
+        })
     }
 }
 

@@ -7,7 +7,9 @@ pub mod resnet;
 pub mod sampling;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::prelude::*;
 
 /// `nn.Linear(d_in, d_out, bias)`.
@@ -26,13 +28,22 @@ pub fn conv2d<B: Backend>(
 ) -> Conv2d<B> {
     Conv2dConfig::new([c_in, c_out], [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_padding(PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .init(device)
 }
 
 /// `nn.GroupNorm(groups, channels, eps, affine=True)`.
-pub fn group_norm<B: Backend>(groups: usize, channels: usize, eps: f64, device: &B::Device) -> GroupNorm<B> {
-    GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device)
+pub fn group_norm<B: Backend>(
+    groups: usize,
+    channels: usize,
+    eps: f64,
+    device: &B::Device,
+) -> GroupNorm<B> {
+    GroupNormConfig::new(groups, channels)
+        .with_epsilon(eps)
+        .init(device)
 }
 
 /// `nn.LayerNorm(dim, eps)`.
@@ -68,5 +79,9 @@ pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B,
 /// burn 0.21's fused `gelu` computes the exact value but back-propagates the derivative of the tanh
 /// approximation (≈ 7e-5 relative gradient error through the U-Net, against PyTorch).
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    (x.clone() / std::f64::consts::SQRT_2).erf().add_scalar(1.0).mul(x) * 0.5
+    (x.clone() / std::f64::consts::SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul(x)
+        * 0.5
 }

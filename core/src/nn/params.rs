@@ -7,13 +7,19 @@ use burn::prelude::*;
 /// The checkpoint key of a parameter path: enum variant segments (`Linear`, `Conv`) dropped, as burn-store
 /// does with `skip_enum_variants`.
 pub fn checkpoint_key(path: &[String]) -> String {
-    let segments: Vec<&str> = path.iter().map(String::as_str).filter(|s| !s.starts_with(|c: char| c.is_ascii_uppercase())).collect();
+    let segments: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect();
     segments.join(".")
 }
 
 /// FNV-1a: a fixed hash (std's `DefaultHasher` may change between Rust releases).
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Gives every parameter the id `hash(path)`, so two processes building the same model agree on ids.
@@ -28,7 +34,11 @@ pub fn stable_param_ids<B: Backend, M: Module<B>>(module: M) -> M {
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
             let (_, tensor, mapper) = param.consume();
-            Param::from_mapped_value(ParamId::from(fnv1a(&checkpoint_key(&self.0))), tensor, mapper)
+            Param::from_mapped_value(
+                ParamId::from(fnv1a(&checkpoint_key(&self.0))),
+                tensor,
+                mapper,
+            )
         }
     }
     module.map(&mut Mapper(Vec::new()))
@@ -45,7 +55,8 @@ pub fn param_data<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, burn::te
             self.0.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.1.push((checkpoint_key(&self.0), param.val().into_data()));
+            self.1
+                .push((checkpoint_key(&self.0), param.val().into_data()));
         }
     }
     let mut visitor = Visitor(Vec::new(), Vec::new());

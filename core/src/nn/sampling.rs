@@ -1,7 +1,7 @@
 //! diffusers `Downsample2D` and `Upsample2D` (both with their convolution, the only form SD/SDXL use).
 
-use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
@@ -41,7 +41,9 @@ pub struct Upsample2D<B: Backend> {
 
 impl<B: Backend> Upsample2D<B> {
     pub fn new(channels: usize, device: &B::Device) -> Self {
-        Self { conv: conv2d(channels, channels, 3, 1, 1, device) }
+        Self {
+            conv: conv2d(channels, channels, 3, 1, 1, device),
+        }
     }
 
     /// Nearest-neighbour upsampling to `size` (twice the input by default), then a 3×3 convolution.

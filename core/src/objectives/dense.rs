@@ -43,7 +43,12 @@ fn three() -> usize {
 
 impl Default for DenseConfig {
     fn default() -> Self {
-        Self { gamma: gamma(), coefficient: coefficient(), log_ratio_clip: clip(), steps_per_update: three() }
+        Self {
+            gamma: gamma(),
+            coefficient: coefficient(),
+            log_ratio_clip: clip(),
+            steps_per_update: three(),
+        }
     }
 }
 
@@ -60,18 +65,25 @@ pub fn sample_steps(weights: &[f64], uniforms: &[f64]) -> Vec<usize> {
         .iter()
         .map(|&u| {
             let mut acc = 0.0;
-            weights.iter().position(|w| {
-                acc += w;
-                u < acc
-            })
-            .unwrap_or(weights.len() - 1)
+            weights
+                .iter()
+                .position(|w| {
+                    acc += w;
+                    u < acc
+                })
+                .unwrap_or(weights.len() - 1)
         })
         .collect()
 }
 
 /// Loss from `[2, M]` log-densities (row 0 the winner trajectory, row 1 the loser) under θ and the reference.
-pub fn dense_loss<B: Backend>(log_p_theta: Tensor<B, 2>, log_p_ref: Tensor<B, 2>, config: &DenseConfig) -> Tensor<B, 1> {
-    let ratio = (log_p_theta - log_p_ref.detach()).clamp(-config.log_ratio_clip, config.log_ratio_clip);
+pub fn dense_loss<B: Backend>(
+    log_p_theta: Tensor<B, 2>,
+    log_p_ref: Tensor<B, 2>,
+    config: &DenseConfig,
+) -> Tensor<B, 1> {
+    let ratio =
+        (log_p_theta - log_p_ref.detach()).clamp(-config.log_ratio_clip, config.log_ratio_clip);
     let logits = ratio.mean_dim(1).reshape([2]) * config.coefficient;
     let margin = logits.clone().narrow(0, 0, 1) - logits.narrow(0, 1, 1);
     softplus(margin.neg())

@@ -12,5 +12,8 @@ use super::{ObjectiveOutput, PairErrors, softplus};
 pub fn dpo_loss<B: Backend>(errors: &PairErrors<B>, beta: f64) -> ObjectiveOutput<B> {
     let (g_w, g_l) = errors.implicit_rewards();
     let inside = (g_w - g_l) * (0.5 * beta);
-    ObjectiveOutput { loss: softplus(inside.neg()).mean(), diagnostics: errors.diagnostics() }
+    ObjectiveOutput {
+        loss: softplus(inside.neg()).mean(),
+        diagnostics: errors.diagnostics(),
+    }
 }

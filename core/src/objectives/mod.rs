@@ -89,11 +89,18 @@ pub fn softplus<B: Backend, const D: usize>(v: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 pub(crate) fn to_vec<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().expect("f64 data")
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("f64 data")
 }
 
 /// `e = mean_{c,h,w}(prediction − target)²` per sample: `[N, C, H, W]` → `[N]`.
 pub fn per_sample_mse<B: Backend>(prediction: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
     let [n, c, h, w] = prediction.dims();
-    (prediction - target).powf_scalar(2.0).reshape([n, c * h * w]).mean_dim(1).reshape([n])
+    (prediction - target)
+        .powf_scalar(2.0)
+        .reshape([n, c * h * w])
+        .mean_dim(1)
+        .reshape([n])
 }

@@ -41,7 +41,12 @@ fn one() -> f64 {
 
 impl Default for PopAlignConfig {
     fn default() -> Self {
-        Self { beta: beta(), alpha: half(), lambda_preferred: 1.0, lambda_dispreferred: 1.0 }
+        Self {
+            beta: beta(),
+            alpha: half(),
+            lambda_preferred: 1.0,
+            lambda_dispreferred: 1.0,
+        }
     }
 }
 
@@ -66,7 +71,8 @@ pub fn popalign_loss<B: Backend>(
 ) -> ObjectiveOutput<B> {
     let (g_w, g_l) = errors.implicit_rewards();
     // The official code divides by (n + 1e-6), not n; kept so the numbers match it exactly.
-    let local_mean = |g: &Tensor<B, 1>| to_vec(g.clone()).iter().sum::<f64>() / (g.dims()[0] as f64 + 1e-6);
+    let local_mean =
+        |g: &Tensor<B, 1>| to_vec(g.clone()).iter().sum::<f64>() / (g.dims()[0] as f64 + 1e-6);
     let [z_w, z_l] = reduce.mean_across_workers([local_mean(&g_w), local_mean(&g_l)]);
     let z = config.alpha * z_w + (1.0 - config.alpha) * z_l;
     let preferred = softplus((g_w - z).neg() * config.beta) * config.lambda_preferred;

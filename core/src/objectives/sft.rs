@@ -8,5 +8,8 @@ use super::{ObjectiveOutput, PairErrors};
 pub fn sft_loss<B: Backend>(errors: &PairErrors<B>) -> ObjectiveOutput<B> {
     let b = errors.pairs();
     let loss = errors.e_theta.clone().narrow(0, 0, b).sum() / (2 * b) as f64;
-    ObjectiveOutput { loss, diagnostics: errors.diagnostics() }
+    ObjectiveOutput {
+        loss,
+        diagnostics: errors.diagnostics(),
+    }
 }

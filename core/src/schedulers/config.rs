@@ -89,7 +89,10 @@ impl Default for SchedulerConfig {
 
 impl SchedulerConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !matches!(self.beta_schedule.as_str(), "linear" | "scaled_linear" | "squaredcos_cap_v2") {
+        if !matches!(
+            self.beta_schedule.as_str(),
+            "linear" | "scaled_linear" | "squaredcos_cap_v2"
+        ) {
             return Err(format!("beta_schedule `{}`", self.beta_schedule));
         }
         if !matches!(self.prediction_type.as_str(), "epsilon" | "v_prediction") {
@@ -112,17 +115,28 @@ impl SchedulerConfig {
         match self.timestep_spacing {
             Spacing::Leading => {
                 let ratio = n / steps;
-                (0..steps).rev().map(|i| (i * ratio + self.steps_offset) as f64).collect()
+                (0..steps)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as f64)
+                    .collect()
             }
             Spacing::Trailing => {
                 let ratio = n as f64 / steps as f64;
-                (0..steps).map(|i| (n as f64 - i as f64 * ratio).round() - 1.0).collect()
+                (0..steps)
+                    .map(|i| (n as f64 - i as f64 * ratio).round() - 1.0)
+                    .collect()
             }
             Spacing::Linspace => {
                 let last = (n - 1) as f64;
                 (0..steps)
                     .rev()
-                    .map(|i| if steps == 1 { 0.0 } else { last * i as f64 / (steps - 1) as f64 })
+                    .map(|i| {
+                        if steps == 1 {
+                            0.0
+                        } else {
+                            last * i as f64 / (steps - 1) as f64
+                        }
+                    })
                     .collect()
             }
         }

@@ -4,9 +4,9 @@
 
 use burn::prelude::*;
 
+use super::Sampler;
 use super::config::SchedulerConfig;
 use super::ddpm::NoiseSchedule;
-use super::Sampler;
 
 #[derive(Debug, Clone)]
 pub struct DdimScheduler {
@@ -27,7 +27,11 @@ impl DdimScheduler {
         for t in &mut timesteps {
             *t = t.round();
         }
-        let final_alpha_cumprod = if config.set_alpha_to_one { 1.0 } else { schedule.alphas_cumprod[0] };
+        let final_alpha_cumprod = if config.set_alpha_to_one {
+            1.0
+        } else {
+            schedule.alphas_cumprod[0]
+        };
         Self {
             timesteps,
             final_alpha_cumprod,
@@ -40,12 +44,20 @@ impl DdimScheduler {
     }
 
     /// Mean and standard deviation of `x_prev` given the model output at step `i`.
-    pub fn step_mean_std<B: Backend>(&self, model_output: Tensor<B, 4>, i: usize, sample: Tensor<B, 4>) -> (Tensor<B, 4>, f64)
-    {
+    pub fn step_mean_std<B: Backend>(
+        &self,
+        model_output: Tensor<B, 4>,
+        i: usize,
+        sample: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, f64) {
         let t = self.timesteps[i] as i64;
         let prev = t - self.step_ratio as i64;
         let alpha = self.alphas_cumprod[t as usize];
-        let alpha_prev = if prev >= 0 { self.alphas_cumprod[prev as usize] } else { self.final_alpha_cumprod };
+        let alpha_prev = if prev >= 0 {
+            self.alphas_cumprod[prev as usize]
+        } else {
+            self.final_alpha_cumprod
+        };
         let beta = 1.0 - alpha;
         let (mut x0, eps) = if self.v_prediction {
             (
@@ -53,7 +65,10 @@ impl DdimScheduler {
                 model_output * alpha.sqrt() + sample * beta.sqrt(),
             )
         } else {
-            ((sample - model_output.clone() * beta.sqrt()) / alpha.sqrt(), model_output)
+            (
+                (sample - model_output.clone() * beta.sqrt()) / alpha.sqrt(),
+                model_output,
+            )
         };
         if let Some(range) = self.clip_sample {
             x0 = x0.clamp(-range, range);
@@ -78,7 +93,13 @@ impl<B: Backend> Sampler<B> for DdimScheduler {
         sample
     }
 
-    fn step(&self, model_output: Tensor<B, 4>, i: usize, sample: Tensor<B, 4>, noise: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
+    fn step(
+        &self,
+        model_output: Tensor<B, 4>,
+        i: usize,
+        sample: Tensor<B, 4>,
+        noise: Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 4> {
         let (mean, std) = self.step_mean_std(model_output, i, sample);
         match noise {
             Some(noise) if std > 0.0 => mean + noise * std,
@@ -89,9 +110,14 @@ impl<B: Backend> Sampler<B> for DdimScheduler {
 
 /// Per-element mean of `log N(x; mean, std²)`, `[B, …]` → `[B]`: the log-density of a DDIM η > 0 step as
 /// dense-reward DPO averages it over latent elements.
-pub fn gaussian_log_density<B: Backend>(x: Tensor<B, 4>, mean: Tensor<B, 4>, std: f64) -> Tensor<B, 1> {
+pub fn gaussian_log_density<B: Backend>(
+    x: Tensor<B, 4>,
+    mean: Tensor<B, 4>,
+    std: f64,
+) -> Tensor<B, 1> {
     let [b, c, h, w] = x.dims();
     let z = (x - mean) / std;
-    let log_density = z.powf_scalar(2.0) * -0.5 - (std.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
+    let log_density =
+        z.powf_scalar(2.0) * -0.5 - (std.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
     log_density.reshape([b, c * h * w]).mean_dim(1).reshape([b])
 }

@@ -17,12 +17,20 @@ impl NoiseSchedule {
     pub fn new(config: &SchedulerConfig) -> Self {
         let n = config.num_train_timesteps;
         let betas: Vec<f32> = match config.beta_schedule.as_str() {
-            "scaled_linear" => linspace_f32(config.beta_start.sqrt() as f32, config.beta_end.sqrt() as f32, n)
-                .into_iter()
-                .map(|b| b * b)
-                .collect(),
+            "scaled_linear" => linspace_f32(
+                config.beta_start.sqrt() as f32,
+                config.beta_end.sqrt() as f32,
+                n,
+            )
+            .into_iter()
+            .map(|b| b * b)
+            .collect(),
             "squaredcos_cap_v2" => {
-                let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+                let alpha_bar = |t: f64| {
+                    ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
+                        .cos()
+                        .powi(2)
+                };
                 (0..n)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
@@ -40,7 +48,10 @@ impl NoiseSchedule {
                 product as f32 as f64
             })
             .collect();
-        Self { betas: betas.into_iter().map(f64::from).collect(), alphas_cumprod }
+        Self {
+            betas: betas.into_iter().map(f64::from).collect(),
+            alphas_cumprod,
+        }
     }
 
     /// ᾱ at a (possibly fractional) timestep, linearly interpolated.
@@ -62,7 +73,10 @@ impl NoiseSchedule {
         let mut shape = [1usize; D];
         shape[0] = timesteps.len();
         let coefficient = |f: &dyn Fn(f64) -> f64| {
-            let values: Vec<f32> = timesteps.iter().map(|&t| f(self.alphas_cumprod[t]) as f32).collect();
+            let values: Vec<f32> = timesteps
+                .iter()
+                .map(|&t| f(self.alphas_cumprod[t]) as f32)
+                .collect();
             Tensor::<B, 1>::from_floats(values.as_slice(), &device).reshape(shape)
         };
         let signal = coefficient(&|a| (a as f32).sqrt() as f64);
@@ -78,6 +92,12 @@ fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
     }
     let step = (end - start) / (n - 1) as f32;
     (0..n)
-        .map(|i| if i < n / 2 { start + step * i as f32 } else { end - step * (n - 1 - i) as f32 })
+        .map(|i| {
+            if i < n / 2 {
+                start + step * i as f32
+            } else {
+                end - step * (n - 1 - i) as f32
+            }
+        })
         .collect()
 }

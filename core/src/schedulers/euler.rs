@@ -4,9 +4,9 @@
 
 use burn::prelude::*;
 
+use super::Sampler;
 use super::config::{SchedulerConfig, Spacing};
 use super::ddpm::NoiseSchedule;
-use super::Sampler;
 
 #[derive(Debug, Clone)]
 pub struct EulerDiscreteScheduler {
@@ -26,7 +26,10 @@ impl EulerDiscreteScheduler {
             .map(|&a| (((1.0 - a as f32) / a as f32).sqrt()) as f64)
             .collect();
         let timesteps = config.spaced_timesteps(steps);
-        let mut sigmas: Vec<f64> = timesteps.iter().map(|&t| interpolate(&train_sigmas, t)).collect();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|&t| interpolate(&train_sigmas, t))
+            .collect();
         sigmas.push(0.0);
         // diffusers takes the largest *inference* σ (in f32).
         let max_sigma = sigmas.iter().cloned().fold(0.0, f64::max) as f32 as f64;
@@ -34,7 +37,12 @@ impl EulerDiscreteScheduler {
             Spacing::Linspace | Spacing::Trailing => max_sigma,
             Spacing::Leading => (max_sigma * max_sigma + 1.0).sqrt(),
         };
-        Self { timesteps, sigmas, init_noise_sigma, v_prediction: config.v_prediction() }
+        Self {
+            timesteps,
+            sigmas,
+            init_noise_sigma,
+            v_prediction: config.v_prediction(),
+        }
     }
 }
 
@@ -60,10 +68,20 @@ impl<B: Backend> Sampler<B> for EulerDiscreteScheduler {
         sample / (sigma * sigma + 1.0).sqrt()
     }
 
-    fn step(&self, model_output: Tensor<B, 4>, i: usize, sample: Tensor<B, 4>, _noise: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
-        let (sigma, next) = (self.sigmas[i] as f32 as f64, self.sigmas[i + 1] as f32 as f64);
+    fn step(
+        &self,
+        model_output: Tensor<B, 4>,
+        i: usize,
+        sample: Tensor<B, 4>,
+        _noise: Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 4> {
+        let (sigma, next) = (
+            self.sigmas[i] as f32 as f64,
+            self.sigmas[i + 1] as f32 as f64,
+        );
         let denoised = if self.v_prediction {
-            model_output * (-sigma / (sigma * sigma + 1.0).sqrt()) + sample.clone() / (sigma * sigma + 1.0)
+            model_output * (-sigma / (sigma * sigma + 1.0).sqrt())
+                + sample.clone() / (sigma * sigma + 1.0)
         } else {
             sample.clone() - model_output * sigma
         };

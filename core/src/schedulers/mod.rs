@@ -23,7 +23,13 @@ pub trait Sampler<B: Backend> {
     /// Input scaling before the U-Net call at step `i`.
     fn scale_model_input(&self, sample: Tensor<B, 4>, i: usize) -> Tensor<B, 4>;
     /// One update from step `i` to `i + 1`; `noise` is used only by stochastic samplers.
-    fn step(&self, model_output: Tensor<B, 4>, i: usize, sample: Tensor<B, 4>, noise: Option<Tensor<B, 4>>) -> Tensor<B, 4>;
+    fn step(
+        &self,
+        model_output: Tensor<B, 4>,
+        i: usize,
+        sample: Tensor<B, 4>,
+        noise: Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 4>;
 }
 
 /// The scheduler kinds the CLI can build.
@@ -44,7 +50,12 @@ impl SchedulerKind {
 }
 
 /// Builds the sampler of `kind` for `steps` steps, boxed so the pipeline can take either.
-pub fn sampler<B: Backend>(kind: SchedulerKind, config: &SchedulerConfig, steps: usize, eta: f64) -> Box<dyn Sampler<B>> {
+pub fn sampler<B: Backend>(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    steps: usize,
+    eta: f64,
+) -> Box<dyn Sampler<B>> {
     match kind {
         SchedulerKind::Euler => Box::new(EulerDiscreteScheduler::new(config, steps)),
         SchedulerKind::Ddim => Box::new(DdimScheduler::new(config, steps, eta)),

@@ -37,30 +37,66 @@ pub struct UpBlock<B: Backend> {
     pub upsamplers: Vec<Upsample2D<B>>,
 }
 
-fn transformers<B: Backend>(spec: &BlockSpec, channels: usize, count: usize, device: &B::Device) -> Vec<Transformer2DModel<B>> {
+fn transformers<B: Backend>(
+    spec: &BlockSpec,
+    channels: usize,
+    count: usize,
+    device: &B::Device,
+) -> Vec<Transformer2DModel<B>> {
     match &spec.transformer {
         Some(t) => (0..count)
-            .map(|_| Transformer2DModel::new(&TransformerSpec { channels, ..t.clone() }, device))
+            .map(|_| {
+                Transformer2DModel::new(
+                    &TransformerSpec {
+                        channels,
+                        ..t.clone()
+                    },
+                    device,
+                )
+            })
             .collect(),
         None => Vec::new(),
     }
 }
 
 impl<B: Backend> DownBlock<B> {
-    pub fn new(c_in: usize, c_out: usize, downsample: Option<usize>, spec: &BlockSpec, device: &B::Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        downsample: Option<usize>,
+        spec: &BlockSpec,
+        device: &B::Device,
+    ) -> Self {
         let resnets = (0..spec.layers)
-            .map(|i| ResnetBlock2D::new(if i == 0 { c_in } else { c_out }, c_out, Some(spec.temb), spec.groups, spec.resnet_eps, device))
+            .map(|i| {
+                ResnetBlock2D::new(
+                    if i == 0 { c_in } else { c_out },
+                    c_out,
+                    Some(spec.temb),
+                    spec.groups,
+                    spec.resnet_eps,
+                    device,
+                )
+            })
             .collect();
         Self {
             resnets,
             attentions: transformers(spec, c_out, spec.layers, device),
-            downsamplers: downsample.map(|padding| Downsample2D::new(c_out, padding, device)).into_iter().collect(),
+            downsamplers: downsample
+                .map(|padding| Downsample2D::new(c_out, padding, device))
+                .into_iter()
+                .collect(),
         }
     }
 
     /// Returns the block output and the skip connections it contributes (one per resnet, one after
     /// the downsampler).
-    pub fn forward(&self, mut x: Tensor<B, 4>, temb: &Tensor<B, 2>, context: &Tensor<B, 3>) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>) {
+    pub fn forward(
+        &self,
+        mut x: Tensor<B, 4>,
+        temb: &Tensor<B, 2>,
+        context: &Tensor<B, 3>,
+    ) -> (Tensor<B, 4>, Vec<Tensor<B, 4>>) {
         let mut skips = Vec::new();
         for (i, resnet) in self.resnets.iter().enumerate() {
             x = resnet.forward(x, Some(temb.clone()));
@@ -80,14 +116,28 @@ impl<B: Backend> DownBlock<B> {
 impl<B: Backend> MidBlock<B> {
     /// `UNetMidBlock2DCrossAttn`: resnet, then (attention, resnet) pairs.
     pub fn new(channels: usize, spec: &BlockSpec, device: &B::Device) -> Self {
-        let resnet = || ResnetBlock2D::new(channels, channels, Some(spec.temb), spec.groups, spec.resnet_eps, device);
+        let resnet = || {
+            ResnetBlock2D::new(
+                channels,
+                channels,
+                Some(spec.temb),
+                spec.groups,
+                spec.resnet_eps,
+                device,
+            )
+        };
         Self {
             resnets: (0..spec.layers + 1).map(|_| resnet()).collect(),
             attentions: transformers(spec, channels, spec.layers, device),
         }
     }
 
-    pub fn forward(&self, x: Tensor<B, 4>, temb: &Tensor<B, 2>, context: &Tensor<B, 3>) -> Tensor<B, 4> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 4>,
+        temb: &Tensor<B, 2>,
+        context: &Tensor<B, 3>,
+    ) -> Tensor<B, 4> {
         let mut x = self.resnets[0].forward(x, Some(temb.clone()));
         for (attention, resnet) in self.attentions.iter().zip(&self.resnets[1..]) {
             x = attention.forward(x, context.clone());
@@ -100,18 +150,36 @@ impl<B: Backend> MidBlock<B> {
 impl<B: Backend> UpBlock<B> {
     /// `prev` is the previous up block's output channels, `skip_in` the channels of the deepest skip
     /// this block consumes last (diffusers' `in_channels`).
-    pub fn new(skip_in: usize, c_out: usize, prev: usize, upsample: bool, spec: &BlockSpec, device: &B::Device) -> Self {
+    pub fn new(
+        skip_in: usize,
+        c_out: usize,
+        prev: usize,
+        upsample: bool,
+        spec: &BlockSpec,
+        device: &B::Device,
+    ) -> Self {
         let resnets = (0..spec.layers)
             .map(|i| {
                 let skip = if i + 1 == spec.layers { skip_in } else { c_out };
                 let input = if i == 0 { prev } else { c_out };
-                ResnetBlock2D::new(input + skip, c_out, Some(spec.temb), spec.groups, spec.resnet_eps, device)
+                ResnetBlock2D::new(
+                    input + skip,
+                    c_out,
+                    Some(spec.temb),
+                    spec.groups,
+                    spec.resnet_eps,
+                    device,
+                )
             })
             .collect();
         Self {
             resnets,
             attentions: transformers(spec, c_out, spec.layers, device),
-            upsamplers: if upsample { vec![Upsample2D::new(c_out, device)] } else { Vec::new() },
+            upsamplers: if upsample {
+                vec![Upsample2D::new(c_out, device)]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -124,7 +192,9 @@ impl<B: Backend> UpBlock<B> {
         context: &Tensor<B, 3>,
     ) -> Tensor<B, 4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
-            let skip = skips.pop().expect("the U-Net provides one skip per up-block resnet");
+            let skip = skips
+                .pop()
+                .expect("the U-Net provides one skip per up-block resnet");
             x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(temb.clone()));
             if let Some(attention) = self.attentions.get(i) {
                 x = attention.forward(x, context.clone());

@@ -142,36 +142,76 @@ impl UNetConfig {
             ("down_block_types", self.down_block_types.len()),
             ("up_block_types", self.up_block_types.len()),
             ("layers_per_block", self.layers_per_block.expand(n).len()),
-            ("transformer_layers_per_block", self.transformer_layers_per_block.expand(n).len()),
+            (
+                "transformer_layers_per_block",
+                self.transformer_layers_per_block.expand(n).len(),
+            ),
             ("attention_head_dim", self.heads().len()),
         ];
         for (field, len) in lengths {
             if len != n {
-                return Err(format!("{field} has {len} entries, block_out_channels has {n}"));
+                return Err(format!(
+                    "{field} has {len} entries, block_out_channels has {n}"
+                ));
             }
         }
         for t in self.down_block_types.iter().chain(&self.up_block_types) {
-            if !matches!(t.as_str(), "DownBlock2D" | "CrossAttnDownBlock2D" | "UpBlock2D" | "CrossAttnUpBlock2D") {
+            if !matches!(
+                t.as_str(),
+                "DownBlock2D" | "CrossAttnDownBlock2D" | "UpBlock2D" | "CrossAttnUpBlock2D"
+            ) {
                 return Err(format!("block type `{t}`"));
             }
         }
         let checks = [
-            ("mid_block_type", self.mid_block_type.as_deref().is_none_or(|t| t == "UNetMidBlock2DCrossAttn")),
-            ("addition_embed_type", self.addition_embed_type.as_deref().is_none_or(|t| t == "text_time")),
+            (
+                "mid_block_type",
+                self.mid_block_type
+                    .as_deref()
+                    .is_none_or(|t| t == "UNetMidBlock2DCrossAttn"),
+            ),
+            (
+                "addition_embed_type",
+                self.addition_embed_type
+                    .as_deref()
+                    .is_none_or(|t| t == "text_time"),
+            ),
             ("act_fn", self.act_fn == "silu"),
-            ("resnet_time_scale_shift", self.resnet_time_scale_shift == "default"),
-            ("time_embedding_type", self.time_embedding_type == "positional"),
+            (
+                "resnet_time_scale_shift",
+                self.resnet_time_scale_shift == "default",
+            ),
+            (
+                "time_embedding_type",
+                self.time_embedding_type == "positional",
+            ),
             ("class_embed_type", self.class_embed_type.is_none()),
             ("encoder_hid_dim", self.encoder_hid_dim.is_none()),
             ("time_cond_proj_dim", self.time_cond_proj_dim.is_none()),
             ("center_input_sample", !self.center_input_sample),
             ("dual_cross_attention", !self.dual_cross_attention),
-            ("only_cross_attention", matches!(self.only_cross_attention, serde_json::Value::Null | serde_json::Value::Bool(false))),
-            ("reverse_transformer_layers_per_block", self.reverse_transformer_layers_per_block.as_ref().is_none_or(|v| v.is_null())),
-            ("conv_in_kernel / conv_out_kernel", self.conv_in_kernel == 3 && self.conv_out_kernel == 3),
+            (
+                "only_cross_attention",
+                matches!(
+                    self.only_cross_attention,
+                    serde_json::Value::Null | serde_json::Value::Bool(false)
+                ),
+            ),
+            (
+                "reverse_transformer_layers_per_block",
+                self.reverse_transformer_layers_per_block
+                    .as_ref()
+                    .is_none_or(|v| v.is_null()),
+            ),
+            (
+                "conv_in_kernel / conv_out_kernel",
+                self.conv_in_kernel == 3 && self.conv_out_kernel == 3,
+            ),
         ];
         match checks.iter().find(|(_, ok)| !ok) {
-            Some((field, _)) => Err(format!("`{field}` has a value this implementation does not support")),
+            Some((field, _)) => Err(format!(
+                "`{field}` has a value this implementation does not support"
+            )),
             None => Ok(()),
         }
     }

@@ -8,10 +8,16 @@ use crate::nn::linear;
 
 /// `get_timestep_embedding`: for `t` of shape `[N]`, `exp(−ln(10000)·i/(half − shift))` frequencies,
 /// `[sin, cos]` (or `[cos, sin]` with `flip_sin_to_cos`), shape `[N, dim]`.
-pub fn timestep_features<B: Backend>(t: Tensor<B, 1>, dim: usize, flip_sin_to_cos: bool, shift: f64) -> Tensor<B, 2> {
+pub fn timestep_features<B: Backend>(
+    t: Tensor<B, 1>,
+    dim: usize,
+    flip_sin_to_cos: bool,
+    shift: f64,
+) -> Tensor<B, 2> {
     let half = dim / 2;
     let device = t.device();
-    let exponent = Tensor::<B, 1, Int>::arange(0..half as i64, &device).float() * (-(10000f64.ln()) / (half as f64 - shift));
+    let exponent = Tensor::<B, 1, Int>::arange(0..half as i64, &device).float()
+        * (-(10000f64.ln()) / (half as f64 - shift));
     let angles = t.unsqueeze_dim::<2>(1) * exponent.exp().unsqueeze::<2>();
     let (first, second) = if flip_sin_to_cos {
         (angles.clone().cos(), angles.sin())
@@ -35,7 +41,10 @@ pub struct TimestepEmbedding<B: Backend> {
 
 impl<B: Backend> TimestepEmbedding<B> {
     pub fn new(d_in: usize, d_out: usize, device: &B::Device) -> Self {
-        Self { linear_1: linear(d_in, d_out, true, device), linear_2: linear(d_out, d_out, true, device) }
+        Self {
+            linear_1: linear(d_in, d_out, true, device),
+            linear_2: linear(d_out, d_out, true, device),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {

@@ -1,10 +1,10 @@
 //! diffusers `Transformer2DModel` (continuous input) and its `BasicTransformerBlock`:
 //! self-attention, cross-attention to the text, GEGLU feed-forward, each pre-norm with a residual.
 
+use crate::nn::gelu;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm};
 use burn::prelude::*;
-use crate::nn::gelu;
 
 use crate::nn::attention::Attention;
 use crate::nn::lora::{Linear, LoraConfig};
@@ -77,17 +77,32 @@ impl<B: Backend> Transformer2DModel<B> {
                 norm1: layer_norm(c, spec.norm_eps, device),
                 attn1: Attention::new(c, c, spec.heads, dim_head, false, lora, device),
                 norm2: layer_norm(c, spec.norm_eps, device),
-                attn2: Attention::new(c, spec.context_dim, spec.heads, dim_head, false, lora, device),
+                attn2: Attention::new(
+                    c,
+                    spec.context_dim,
+                    spec.heads,
+                    dim_head,
+                    false,
+                    lora,
+                    device,
+                ),
                 norm3: layer_norm(c, spec.norm_eps, device),
                 ff: FeedForward {
                     net: (
-                        GegluProj { proj: Linear::new(c, c * 8, true, "ff.net.0.proj", lora, device) },
+                        GegluProj {
+                            proj: Linear::new(c, c * 8, true, "ff.net.0.proj", lora, device),
+                        },
                         Linear::new(c * 4, c, true, "ff.net.2", lora, device),
                     ),
                 },
             })
             .collect();
-        Self { norm: group_norm(spec.groups, c, 1e-6, device), proj_in: projection("proj_in"), transformer_blocks: blocks, proj_out: projection("proj_out") }
+        Self {
+            norm: group_norm(spec.groups, c, 1e-6, device),
+            proj_in: projection("proj_in"),
+            transformer_blocks: blocks,
+            proj_out: projection("proj_out"),
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, context: Tensor<B, 3>) -> Tensor<B, 4> {
@@ -119,7 +134,10 @@ impl<B: Backend> BasicTransformerBlock<B> {
 impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let projected = self.net.0.proj.forward(x);
-        let [value, gate] = projected.chunk(2, 2).try_into().expect("GEGLU splits in two");
+        let [value, gate] = projected
+            .chunk(2, 2)
+            .try_into()
+            .expect("GEGLU splits in two");
         self.net.1.forward(value * gelu(gate))
     }
 }

@@ -93,7 +93,14 @@ impl<B: Backend> UNet2DConditionModel<B> {
             let prev = channels[(level + 1).min(n - 1)];
             let skip_in = channels[level.saturating_sub(1)];
             let spec = block_spec(level, layers[level] + 1, kind.starts_with("CrossAttn"));
-            up_blocks.push(UpBlock::new(skip_in, channels[level], prev, i + 1 < n, &spec, device));
+            up_blocks.push(UpBlock::new(
+                skip_in,
+                channels[level],
+                prev,
+                i + 1 < n,
+                &spec,
+                device,
+            ));
         }
 
         let add_time_proj_dim = config.addition_time_embed_dim.unwrap_or(0);
@@ -101,7 +108,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
             conv_in: conv2d(config.in_channels, channels[0], 3, 1, 1, device),
             time_embedding: TimestepEmbedding::new(channels[0], temb, device),
             add_embedding: config.addition_embed_type.as_ref().map(|_| {
-                TimestepEmbedding::new(config.projection_class_embeddings_input_dim.unwrap_or(0), temb, device)
+                TimestepEmbedding::new(
+                    config.projection_class_embeddings_input_dim.unwrap_or(0),
+                    temb,
+                    device,
+                )
             }),
             down_blocks,
             mid_block,
@@ -117,7 +128,12 @@ impl<B: Backend> UNet2DConditionModel<B> {
     }
 
     /// [`Self::from_dir`], then a diffusers LoRA file (its targets and rank read from the file) if given.
-    pub fn from_dir_and_lora_file(dir: &Path, variant: Option<&str>, lora: Option<&Path>, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir_and_lora_file(
+        dir: &Path,
+        variant: Option<&str>,
+        lora: Option<&Path>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         match lora {
             None => Self::from_dir(dir, variant, device),
             Some(file) => {
@@ -128,7 +144,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
     }
 
     /// Loads `config.json` and `diffusion_pytorch_model[.variant].safetensors` from the `unet` folder.
-    pub fn from_dir(dir: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir(
+        dir: &Path,
+        variant: Option<&str>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         Self::from_dir_with_lora(dir, variant, None, device)
     }
 
@@ -141,9 +161,15 @@ impl<B: Backend> UNet2DConditionModel<B> {
     ) -> Result<Self, LoadError> {
         let config_path = dir.join("config.json");
         let config: UNetConfig = load::read_config(&config_path)?;
-        config.validate().map_err(|message| LoadError::Unsupported { path: config_path.clone(), message })?;
+        config
+            .validate()
+            .map_err(|message| LoadError::Unsupported {
+                path: config_path.clone(),
+                message,
+            })?;
         if config.addition_embed_type.is_some()
-            && (config.addition_time_embed_dim.is_none() || config.projection_class_embeddings_input_dim.is_none())
+            && (config.addition_time_embed_dim.is_none()
+                || config.projection_class_embeddings_input_dim.is_none())
         {
             return Err(LoadError::Config {
                 path: config_path,
@@ -151,11 +177,21 @@ impl<B: Backend> UNet2DConditionModel<B> {
             });
         }
         let files = load::weight_files(dir, "diffusion_pytorch_model", variant)?;
-        load::load_weights_except(Self::with_lora(&config, lora, device), &files, &[FEED_FORWARD_OUTPUT], is_lora_key)
+        load::load_weights_except(
+            Self::with_lora(&config, lora, device),
+            &files,
+            &[FEED_FORWARD_OUTPUT],
+            is_lora_key,
+        )
     }
 
     /// `sample` `[B, C, h, w]`, `timesteps` `[B]` (one per sample) → predicted noise `[B, C, h, w]`.
-    pub fn forward(&self, sample: Tensor<B, 4>, timesteps: Tensor<B, 1>, cond: &UNetConditioning<B>) -> Tensor<B, 4> {
+    pub fn forward(
+        &self,
+        sample: Tensor<B, 4>,
+        timesteps: Tensor<B, 1>,
+        cond: &UNetConditioning<B>,
+    ) -> Tensor<B, 4> {
         let temb = self.embed_time(timesteps, cond);
         let context = &cond.encoder_hidden_states;
         let mut x = self.conv_in.forward(sample);
@@ -173,13 +209,20 @@ impl<B: Backend> UNet2DConditionModel<B> {
     }
 
     fn embed_time(&self, timesteps: Tensor<B, 1>, cond: &UNetConditioning<B>) -> Tensor<B, 2> {
-        let features = timestep_features(timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift);
+        let features = timestep_features(
+            timesteps,
+            self.time_proj_dim,
+            self.flip_sin_to_cos,
+            self.freq_shift,
+        );
         let emb = self.time_embedding.forward(features);
         let Some(add_embedding) = &self.add_embedding else {
             return emb;
         };
         let (Some(text_embeds), Some(time_ids)) = (&cond.text_embeds, &cond.time_ids) else {
-            panic!("an SDXL U-Net needs `text_embeds` and `time_ids`; check with `needs_added_conditioning`")
+            panic!(
+                "an SDXL U-Net needs `text_embeds` and `time_ids`; check with `needs_added_conditioning`"
+            )
         };
         let [batch, n_ids] = time_ids.dims();
         let time_features = timestep_features(
@@ -204,15 +247,25 @@ fn is_lora_key(path: &str) -> bool {
 
 /// diffusers LoRA files prefix U-Net keys with `unet.`; files converted with diffusers'
 /// `convert_state_dict_to_diffusers` (as the official PopAlign trainer saves them) say `lora.down/up`.
-const LORA_KEYS: [load::KeyRemap; 3] =
-    [(r"^unet\.", ""), (r"\.lora\.down\.", ".lora_A."), (r"\.lora\.up\.", ".lora_B.")];
+const LORA_KEYS: [load::KeyRemap; 3] = [
+    (r"^unet\.", ""),
+    (r"\.lora\.down\.", ".lora_A."),
+    (r"\.lora\.up\.", ".lora_B."),
+];
 
 impl<B: Backend> UNet2DConditionModel<B> {
     /// Loads adapter weights from a diffusers/peft LoRA file (`unet.<module>.lora_A.weight`, …) into the
     /// adapters this model was built with. Every tensor of the file must find its adapter.
     pub fn load_lora(self, file: &Path) -> Result<Self, LoadError> {
-        let remaps = [LORA_KEYS[0], LORA_KEYS[1], LORA_KEYS[2], FEED_FORWARD_OUTPUT];
-        load::load_weights_except(self, &[file.to_path_buf()], &remaps, |path| !is_lora_key(path))
+        let remaps = [
+            LORA_KEYS[0],
+            LORA_KEYS[1],
+            LORA_KEYS[2],
+            FEED_FORWARD_OUTPUT,
+        ];
+        load::load_weights_except(self, &[file.to_path_buf()], &remaps, |path| {
+            !is_lora_key(path)
+        })
     }
 
     /// Writes the adapters as diffusers' `save_lora_weights` does (`unet.` prefix, PyTorch `[out, in]`),
@@ -227,7 +280,12 @@ impl<B: Backend> UNet2DConditionModel<B> {
     }
 
     /// Saves the parameters `keep` selects, in PyTorch layout with diffusers key names.
-    fn save_matching(&self, file: &Path, keep: fn(&str, &str) -> bool, prefix: &str) -> Result<(), String> {
+    fn save_matching(
+        &self,
+        file: &Path,
+        keep: fn(&str, &str) -> bool,
+        prefix: &str,
+    ) -> Result<(), String> {
         use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
         let tmp = file.with_extension("safetensors.tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -237,7 +295,8 @@ impl<B: Backend> UNet2DConditionModel<B> {
             .skip_enum_variants(true)
             .with_key_remapping(r"\.ff\.net\.1\.", ".ff.net.2.")
             .with_key_remapping(r"^", prefix);
-        self.save_into(&mut store).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        self.save_into(&mut store)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
     }
 }

@@ -36,19 +36,37 @@ impl<B: Backend> AutoencoderKL<B> {
         Self {
             encoder: Encoder::new(config, device),
             decoder: Decoder::new(config, device),
-            quant_conv: config.use_quant_conv.then(|| conv2d(moments, moments, 1, 1, 0, device)),
-            post_quant_conv: config
-                .use_post_quant_conv
-                .then(|| conv2d(config.latent_channels, config.latent_channels, 1, 1, 0, device)),
+            quant_conv: config
+                .use_quant_conv
+                .then(|| conv2d(moments, moments, 1, 1, 0, device)),
+            post_quant_conv: config.use_post_quant_conv.then(|| {
+                conv2d(
+                    config.latent_channels,
+                    config.latent_channels,
+                    1,
+                    1,
+                    0,
+                    device,
+                )
+            }),
             scaling_factor: config.scaling_factor,
             shift_factor: config.shift_factor.unwrap_or(0.0),
         }
     }
 
-    pub fn from_dir(dir: &Path, variant: Option<&str>, device: &B::Device) -> Result<Self, LoadError> {
+    pub fn from_dir(
+        dir: &Path,
+        variant: Option<&str>,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let config_path = dir.join("config.json");
         let config: VaeConfig = load::read_config(&config_path)?;
-        config.validate().map_err(|message| LoadError::Unsupported { path: config_path, message })?;
+        config
+            .validate()
+            .map_err(|message| LoadError::Unsupported {
+                path: config_path,
+                message,
+            })?;
         let files = load::weight_files(dir, "diffusion_pytorch_model", variant)?;
         load::load_weights(Self::new(&config, device), &files, &LEGACY_ATTENTION)
     }
@@ -59,7 +77,10 @@ impl<B: Backend> AutoencoderKL<B> {
         if let Some(conv) = &self.quant_conv {
             moments = conv.forward(moments);
         }
-        let [mean, logvar] = moments.chunk(2, 1).try_into().expect("moments split in two");
+        let [mean, logvar] = moments
+            .chunk(2, 1)
+            .try_into()
+            .expect("moments split in two");
         (mean, logvar.clamp(-30.0, 20.0))
     }
 

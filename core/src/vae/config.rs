@@ -65,12 +65,17 @@ impl VaeConfig {
             .down_block_types
             .iter()
             .find(|t| t.as_str() != "DownEncoderBlock2D")
-            .or(self.up_block_types.iter().find(|t| t.as_str() != "UpDecoderBlock2D"));
+            .or(self
+                .up_block_types
+                .iter()
+                .find(|t| t.as_str() != "UpDecoderBlock2D"));
         if let Some(t) = bad_type {
             return Err(format!("block type `{t}`"));
         }
         if self.down_block_types.len() != n || self.up_block_types.len() != n {
-            return Err(format!("block type lists must have {n} entries like block_out_channels"));
+            return Err(format!(
+                "block type lists must have {n} entries like block_out_channels"
+            ));
         }
         Ok(())
     }

@@ -26,13 +26,28 @@ impl<B: Backend> Decoder<B> {
         let n = channels.len();
         let up_blocks = (0..n)
             .map(|i| DecoderBlock {
-                resnets: resnets(if i == 0 { channels[0] } else { channels[i - 1] }, channels[i], config.layers_per_block + 1, groups, device),
-                upsamplers: if i + 1 < n { vec![Upsample2D::new(channels[i], device)] } else { Vec::new() },
+                resnets: resnets(
+                    if i == 0 { channels[0] } else { channels[i - 1] },
+                    channels[i],
+                    config.layers_per_block + 1,
+                    groups,
+                    device,
+                ),
+                upsamplers: if i + 1 < n {
+                    vec![Upsample2D::new(channels[i], device)]
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         Self {
             conv_in: conv2d(config.latent_channels, channels[0], 3, 1, 1, device),
-            mid_block: VaeMidBlock::new(channels[0], groups, config.mid_block_add_attention, device),
+            mid_block: VaeMidBlock::new(
+                channels[0],
+                groups,
+                config.mid_block_add_attention,
+                device,
+            ),
             up_blocks,
             conv_norm_out: group_norm(groups, channels[n - 1], VAE_EPS, device),
             conv_out: conv2d(channels[n - 1], config.out_channels, 3, 1, 1, device),

@@ -43,9 +43,24 @@ pub struct Encoder<B: Backend> {
     pub conv_out: Conv2d<B>,
 }
 
-pub(crate) fn resnets<B: Backend>(c_in: usize, c_out: usize, count: usize, groups: usize, device: &B::Device) -> Vec<ResnetBlock2D<B>> {
+pub(crate) fn resnets<B: Backend>(
+    c_in: usize,
+    c_out: usize,
+    count: usize,
+    groups: usize,
+    device: &B::Device,
+) -> Vec<ResnetBlock2D<B>> {
     (0..count)
-        .map(|i| ResnetBlock2D::new(if i == 0 { c_in } else { c_out }, c_out, None, groups, VAE_EPS, device))
+        .map(|i| {
+            ResnetBlock2D::new(
+                if i == 0 { c_in } else { c_out },
+                c_out,
+                None,
+                groups,
+                VAE_EPS,
+                device,
+            )
+        })
         .collect()
 }
 
@@ -59,7 +74,10 @@ impl<B: Backend> VaeMidBlock<B> {
             })
             .into_iter()
             .collect();
-        Self { resnets: resnets(channels, channels, 2, groups, device), attentions }
+        Self {
+            resnets: resnets(channels, channels, 2, groups, device),
+            attentions,
+        }
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -78,14 +96,29 @@ impl<B: Backend> Encoder<B> {
         let n = channels.len();
         let down_blocks = (0..n)
             .map(|i| EncoderBlock {
-                resnets: resnets(if i == 0 { channels[0] } else { channels[i - 1] }, channels[i], config.layers_per_block, groups, device),
-                downsamplers: if i + 1 < n { vec![Downsample2D::new(channels[i], 0, device)] } else { Vec::new() },
+                resnets: resnets(
+                    if i == 0 { channels[0] } else { channels[i - 1] },
+                    channels[i],
+                    config.layers_per_block,
+                    groups,
+                    device,
+                ),
+                downsamplers: if i + 1 < n {
+                    vec![Downsample2D::new(channels[i], 0, device)]
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         Self {
             conv_in: conv2d(config.in_channels, channels[0], 3, 1, 1, device),
             down_blocks,
-            mid_block: VaeMidBlock::new(channels[n - 1], groups, config.mid_block_add_attention, device),
+            mid_block: VaeMidBlock::new(
+                channels[n - 1],
+                groups,
+                config.mid_block_add_attention,
+                device,
+            ),
             conv_norm_out: group_norm(groups, channels[n - 1], VAE_EPS, device),
             conv_out: conv2d(channels[n - 1], 2 * config.latent_channels, 3, 1, 1, device),
         }

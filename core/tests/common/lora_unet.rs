@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use super::{fixtures, io};
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
-use super::{fixtures, io};
 use popalign_core::nn::lora::{DisableLora, LoraConfig, TrainOnlyLora};
 use popalign_core::nn::params::checkpoint_key;
 use popalign_core::objectives::dpo::dpo_loss;
@@ -25,16 +25,30 @@ fn values(data: TensorData) -> Vec<f64> {
 fn relative(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f64, f64::max)
+        / scale
 }
 
 fn max_abs(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f64, f64::max)
 }
 
 /// Gradients of the LoRA parameters by diffusers key, in PyTorch's [out, in] layout.
-fn lora_grads<A: AutodiffBackend>(unet: &UNet2DConditionModel<A>, grads: &A::Gradients) -> BTreeMap<String, Vec<f64>> {
-    struct Visitor<'a, A: AutodiffBackend>(Vec<String>, BTreeMap<String, Vec<f64>>, &'a A::Gradients);
+fn lora_grads<A: AutodiffBackend>(
+    unet: &UNet2DConditionModel<A>,
+    grads: &A::Gradients,
+) -> BTreeMap<String, Vec<f64>> {
+    struct Visitor<'a, A: AutodiffBackend>(
+        Vec<String>,
+        BTreeMap<String, Vec<f64>>,
+        &'a A::Gradients,
+    );
     impl<A: AutodiffBackend> ModuleVisitor<A> for Visitor<'_, A> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.0.push(name.into());
@@ -44,8 +58,13 @@ fn lora_grads<A: AutodiffBackend>(unet: &UNet2DConditionModel<A>, grads: &A::Gra
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
             if let Some(grad) = param.val().grad(self.2) {
-                let data = if D == 2 { grad.transpose().into_data() } else { grad.into_data() };
-                self.1.insert(format!("unet.{}", checkpoint_key(&self.0)), values(data));
+                let data = if D == 2 {
+                    grad.transpose().into_data()
+                } else {
+                    grad.into_data()
+                };
+                self.1
+                    .insert(format!("unet.{}", checkpoint_key(&self.0)), values(data));
             }
         }
     }
@@ -55,7 +74,6 @@ fn lora_grads<A: AutodiffBackend>(unet: &UNet2DConditionModel<A>, grads: &A::Gra
 }
 
 pub struct Measured {
-
     pub output: f64,
     pub e: f64,
     /// (objective, loss relative error, gradient max error / max |gradient|)
@@ -69,14 +87,22 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
     let t4 = |name: &str| Tensor::<A, 4>::from_data(tensor(name), &device);
     let repeat2 = |t: Tensor<A, 3>| Tensor::cat(vec![t.clone(), t], 0);
     let repeat2_2d = |t: Tensor<A, 2>| Tensor::cat(vec![t.clone(), t], 0);
-    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(&fixtures().join("tiny-sdxl/unet"), None, Some(&LoraConfig::new(2, 2.0)), &device)
-        .unwrap()
-        .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
-        .unwrap();
+    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
+        &fixtures().join("tiny-sdxl/unet"),
+        None,
+        Some(&LoraConfig::new(2, 2.0)),
+        &device,
+    )
+    .unwrap()
+    .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
+    .unwrap();
     let unet = TrainOnlyLora::apply(unet);
     let cond = UNetConditioning {
         encoder_hidden_states: repeat2(Tensor::from_data(tensor("encoder_hidden_states"), &device)),
-        text_embeds: Some(repeat2_2d(Tensor::from_data(tensor("text_embeds"), &device))),
+        text_embeds: Some(repeat2_2d(Tensor::from_data(
+            tensor("text_embeds"),
+            &device,
+        ))),
         time_ids: Some(repeat2_2d(Tensor::from_data(tensor("time_ids"), &device))),
     };
     let t = Tensor::<A, 1>::from_data(tensor("timesteps").convert::<f64>(), &device);
@@ -87,19 +113,25 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
     // One forward per objective: a backward pass consumes its graph.
     let forward = || {
         let out = unet.forward(x_t.clone(), timesteps.clone(), &cond);
-        let reference = DisableLora::apply(unet.clone()).forward(x_t.clone(), timesteps.clone(), &cond).detach();
+        let reference = DisableLora::apply(unet.clone())
+            .forward(x_t.clone(), timesteps.clone(), &cond)
+            .detach();
         (out, reference)
     };
     let (out, reference) = forward();
-    let output = max_abs(&values(out.to_data()), &values(tensor("unet_lora_out")))
-        .max(max_abs(&values(reference.to_data()), &values(tensor("unet_base_out"))));
+    let output = max_abs(&values(out.to_data()), &values(tensor("unet_lora_out"))).max(max_abs(
+        &values(reference.to_data()),
+        &values(tensor("unet_base_out")),
+    ));
     let errors = |(out, reference): (Tensor<A, 4>, Tensor<A, 4>)| PairErrors {
         e_theta: per_sample_mse(out, noise.clone()),
         e_ref: per_sample_mse(reference, noise.clone()),
     };
     let first = errors((out, reference));
-    let e = max_abs(&values(first.e_theta.to_data()), &values(tensor("e_theta")))
-        .max(max_abs(&values(first.e_ref.to_data()), &values(tensor("e_ref"))));
+    let e = max_abs(&values(first.e_theta.to_data()), &values(tensor("e_theta"))).max(max_abs(
+        &values(first.e_ref.to_data()),
+        &values(tensor("e_ref")),
+    ));
 
     let mut objectives = Vec::new();
     for name in ["popalign", "dpo", "sft"] {
@@ -109,16 +141,27 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
             "dpo" => dpo_loss(&errors, 5000.0).loss,
             _ => sft_loss(&errors).loss,
         };
-        let loss_rel = relative(&values(loss.to_data()), &values(tensor(&format!("{name}_loss"))));
+        let loss_rel = relative(
+            &values(loss.to_data()),
+            &values(tensor(&format!("{name}_loss"))),
+        );
         let grads = lora_grads(&unet, &loss.backward());
         assert_eq!(grads.len(), 272, "one gradient per LoRA tensor");
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for (key, grad) in grads {
             ours.extend(grad);
-            theirs.extend(values(golden.get(&format!("{name}_grad.{key}")).unwrap_or_else(|| panic!("no golden for {key}")).clone()));
+            theirs.extend(values(
+                golden
+                    .get(&format!("{name}_grad.{key}"))
+                    .unwrap_or_else(|| panic!("no golden for {key}"))
+                    .clone(),
+            ));
         }
         objectives.push((name, loss_rel, relative(&ours, &theirs)));
     }
-    Measured { output, e, objectives }
+    Measured {
+        output,
+        e,
+        objectives,
+    }
 }
-

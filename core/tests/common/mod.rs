@@ -19,8 +19,10 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn io(name: &str) -> BTreeMap<String, TensorData> {
-    popalign_core::tensor_io::read_tensors(&fixtures().join("io").join(format!("{name}.safetensors")))
-        .unwrap_or_else(|e| panic!("{e}"))
+    popalign_core::tensor_io::read_tensors(
+        &fixtures().join("io").join(format!("{name}.safetensors")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn float<const D: usize>(data: &TensorData) -> Tensor<B, D> {
@@ -32,11 +34,23 @@ pub fn int<const D: usize>(data: &TensorData) -> Tensor<B, D, Int> {
 }
 
 /// Max |actual − expected| after checking the shapes agree; printed so the test log states the error.
-pub fn max_abs_error<const D: usize>(label: &str, actual: Tensor<B, D>, expected: &TensorData) -> f32 {
-    assert_eq!(actual.dims().to_vec(), expected.shape.to_vec(), "{label}: shape");
+pub fn max_abs_error<const D: usize>(
+    label: &str,
+    actual: Tensor<B, D>,
+    expected: &TensorData,
+) -> f32 {
+    assert_eq!(
+        actual.dims().to_vec(),
+        expected.shape.to_vec(),
+        "{label}: shape"
+    );
     let actual = actual.into_data().to_vec::<f32>().unwrap();
     let expected = expected.to_vec::<f32>().unwrap();
-    let error = actual.iter().zip(&expected).map(|(a, e)| (a - e).abs()).fold(0f32, f32::max);
+    let error = actual
+        .iter()
+        .zip(&expected)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0f32, f32::max);
     let scale = expected.iter().map(|e| e.abs()).fold(0f32, f32::max);
     println!("{label}: max abs error {error:.3e} (max |expected| {scale:.3})");
     assert!(error.is_finite(), "{label}: non-finite output");
@@ -44,8 +58,16 @@ pub fn max_abs_error<const D: usize>(label: &str, actual: Tensor<B, D>, expected
 }
 
 /// Asserts max abs error ≤ `tolerance`.
-pub fn assert_close<const D: usize>(label: &str, actual: Tensor<B, D>, expected: &TensorData, tolerance: f32) {
+pub fn assert_close<const D: usize>(
+    label: &str,
+    actual: Tensor<B, D>,
+    expected: &TensorData,
+    tolerance: f32,
+) {
     let error = max_abs_error(label, actual, expected);
-    assert!(error <= tolerance, "{label}: max abs error {error:.3e} > {tolerance:.0e}");
+    assert!(
+        error <= tolerance,
+        "{label}: max abs error {error:.3e} > {tolerance:.0e}"
+    );
 }
 pub mod lora_unet;

@@ -51,16 +51,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let kind = SchedulerKind::parse(&args.scheduler)
-        .ok_or_else(|| input(format!("unknown scheduler `{}` (expected euler or ddim)", args.scheduler)))?;
+    let kind = SchedulerKind::parse(&args.scheduler).ok_or_else(|| {
+        input(format!(
+            "unknown scheduler `{}` (expected euler or ddim)",
+            args.scheduler
+        ))
+    })?;
     if args.steps == 0 {
         return Err(input("--steps must be at least 1"));
     }
     let device = device();
-    let mut pipeline = DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
+    let mut pipeline =
+        DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
     if let Some(lora) = &args.lora {
         let unet_dir = popalign_core::load::component_dir(&args.model, "unet");
-        pipeline.unet = popalign_core::unet::UNet2DConditionModel::from_dir_and_lora_file(&unet_dir, args.variant.as_deref(), Some(lora), &device)?;
+        pipeline.unet = popalign_core::unet::UNet2DConditionModel::from_dir_and_lora_file(
+            &unet_dir,
+            args.variant.as_deref(),
+            Some(lora),
+            &device,
+        )?;
     }
     let factor = pipeline.vae_scale_factor();
     let default_size = pipeline.unet.sample_size.unwrap_or(128) * factor;
@@ -71,15 +81,25 @@ pub fn run(args: Args) -> CliResult {
         height: args.height.unwrap_or(default_size),
         guidance_scale: args.guidance,
     };
-    if options.width % factor != 0 || options.height % factor != 0 || options.width == 0 || options.height == 0 {
-        return Err(input(format!("--width and --height must be positive multiples of {factor}")));
+    if options.width % factor != 0
+        || options.height % factor != 0
+        || options.width == 0
+        || options.height == 0
+    {
+        return Err(input(format!(
+            "--width and --height must be positive multiples of {factor}"
+        )));
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| CliError::Runtime(format!("{}: {e}", args.out.display())))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", args.out.display())))?;
     let prompt_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, args.prompt.as_bytes());
     let sampler = sampler::<B>(kind, &pipeline.scheduler, args.steps, 0.0);
 
     let bar = ProgressBar::new((args.num_images * args.steps) as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} eta {eta} {msg}").expect("template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed} eta {eta} {msg}")
+            .expect("template"),
+    );
     for index in 0..args.num_images {
         let id = format!("{prompt_id}-s{}-{index}", args.seed);
         let png = args.out.join(format!("{id}.png"));
@@ -98,7 +118,12 @@ pub fn run(args: Args) -> CliResult {
             "width": options.width, "height": options.height, "model": args.model, "variant": args.variant,
             "lora": args.lora, "popalign_version": popalign_core::VERSION,
         });
-        write_atomic(&args.out.join(format!("{id}.json")), serde_json::to_string_pretty(&sidecar).expect("json").as_bytes())?;
+        write_atomic(
+            &args.out.join(format!("{id}.json")),
+            serde_json::to_string_pretty(&sidecar)
+                .expect("json")
+                .as_bytes(),
+        )?;
         bar.set_message(id);
     }
     bar.finish();
@@ -108,17 +133,29 @@ pub fn run(args: Args) -> CliResult {
 /// `[1, 3, H, W]` in [0, 1] → 8-bit RGB PNG.
 fn save_png(path: &Path, image: Tensor<B, 4>) -> CliResult {
     let [_, _, h, w] = image.dims();
-    let pixels = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0).round().into_data();
-    let bytes: Vec<u8> = pixels.to_vec::<f32>().map_err(|e| CliError::Runtime(format!("{e:?}")))?.iter().map(|v| *v as u8).collect();
+    let pixels = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0)
+        .round()
+        .into_data();
+    let bytes: Vec<u8> = pixels
+        .to_vec::<f32>()
+        .map_err(|e| CliError::Runtime(format!("{e:?}")))?
+        .iter()
+        .map(|v| *v as u8)
+        .collect();
     let buffer = image::RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer matches size");
     let mut encoded = Vec::new();
     buffer
-        .write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut encoded),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     write_atomic(path, &encoded)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
 }

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use popalign_core::load::read_config;
-use popalign_core::schedulers::{DdimScheduler, EulerDiscreteScheduler, SchedulerConfig, SchedulerKind};
+use popalign_core::schedulers::{
+    DdimScheduler, EulerDiscreteScheduler, SchedulerConfig, SchedulerKind,
+};
 use serde_json::json;
 
 use crate::error::{CliResult, input};
@@ -21,8 +23,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let kind = SchedulerKind::parse(&args.scheduler)
-        .ok_or_else(|| input(format!("unknown scheduler `{}` (expected euler or ddim)", args.scheduler)))?;
+    let kind = SchedulerKind::parse(&args.scheduler).ok_or_else(|| {
+        input(format!(
+            "unknown scheduler `{}` (expected euler or ddim)",
+            args.scheduler
+        ))
+    })?;
     if args.steps == 0 {
         return Err(input("--steps must be at least 1"));
     }
@@ -30,9 +36,14 @@ pub fn run(args: Args) -> CliResult {
         Some(path) => read_config(path)?,
         None => SchedulerConfig::default(),
     };
-    config.validate().map_err(|m| input(format!("unsupported scheduler config: {m}")))?;
+    config
+        .validate()
+        .map_err(|m| input(format!("unsupported scheduler config: {m}")))?;
     if args.steps > config.num_train_timesteps {
-        return Err(input(format!("--steps {} exceeds num_train_timesteps {}", args.steps, config.num_train_timesteps)));
+        return Err(input(format!(
+            "--steps {} exceeds num_train_timesteps {}",
+            args.steps, config.num_train_timesteps
+        )));
     }
     let out = match kind {
         SchedulerKind::Euler => {

@@ -19,7 +19,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let dir = if args.tokenizer.join("vocab.json").exists() { args.tokenizer } else { args.tokenizer.join("tokenizer") };
+    let dir = if args.tokenizer.join("vocab.json").exists() {
+        args.tokenizer
+    } else {
+        args.tokenizer.join("tokenizer")
+    };
     let tokenizer = ClipTokenizer::from_dir(&dir)?;
     let ids = args
         .prompts
@@ -30,7 +34,10 @@ pub fn run(args: Args) -> CliResult {
         println!("{}", serde_json::to_string(&ids).expect("ids serialise"));
     } else {
         for row in ids {
-            println!("{}", row.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+            println!(
+                "{}",
+                row.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+            );
         }
     }
     Ok(())

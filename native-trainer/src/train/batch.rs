@@ -59,36 +59,65 @@ pub fn sample_batch(
     let (mut captions, mut time_ids, mut groups) = (Vec::new(), Vec::new(), Vec::new());
     let mut skipped = 0;
     while captions.len() < b {
-        let index = fixed.get(captions.len() + skipped).copied().unwrap_or_else(|| rng.random_range(0..data.pairs.len()));
+        let index = fixed
+            .get(captions.len() + skipped)
+            .copied()
+            .unwrap_or_else(|| rng.random_range(0..data.pairs.len()));
         let flip = augment && config.random_flip && rng.random_bool(0.5);
         let drop_caption = augment && rng.random::<f64>() < config.proportion_empty_prompts;
         let pair = &data.pairs[index];
-        let images = prepare_image(&pair.preferred, r, flip).and_then(|w| Ok((w, prepare_image(&pair.dispreferred, r, flip)?)));
+        let images = prepare_image(&pair.preferred, r, flip)
+            .and_then(|w| Ok((w, prepare_image(&pair.dispreferred, r, flip)?)));
         match images {
             Ok((w, l)) => {
                 time_ids.push(w.time_ids);
                 preferred.extend(w.pixels);
                 dispreferred.extend(l.pixels);
-                captions.push(if drop_caption { String::new() } else { pair.caption.clone() });
+                captions.push(if drop_caption {
+                    String::new()
+                } else {
+                    pair.caption.clone()
+                });
                 groups.push(data.groups[index]);
             }
             Err(message) if config.on_bad_image == BadImagePolicy::Error => {
-                return Err(input(format!("{message} (set on_bad_image = \"skip\" to skip such pairs)")));
+                return Err(input(format!(
+                    "{message} (set on_bad_image = \"skip\" to skip such pairs)"
+                )));
             }
-            Err(_) if !fixed.is_empty() => return Err(input(format!("validation pair {index}: unreadable image"))),
+            Err(_) if !fixed.is_empty() => {
+                return Err(input(format!("validation pair {index}: unreadable image")));
+            }
             Err(_) => {
                 skipped += 1;
                 if skipped > 100 * b {
-                    return Err(input("too many unreadable images in the preference data".to_string()));
+                    return Err(input(
+                        "too many unreadable images in the preference data".to_string(),
+                    ));
                 }
             }
         }
     }
     preferred.extend(dispreferred);
-    let timesteps = (0..b).map(|_| rng.random_range(0..train_timesteps)).collect();
+    let timesteps = (0..b)
+        .map(|_| rng.random_range(0..train_timesteps))
+        .collect();
     let latent_len: usize = latent_shape.iter().product();
-    let mut normals = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect() };
+    let mut normals = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect()
+    };
     let noise = normals(b * latent_len);
     let posterior_noise = normals(2 * b * latent_len);
-    Ok(Batch { pixels: preferred, captions, time_ids, groups, timesteps, noise, posterior_noise, skipped })
+    Ok(Batch {
+        pixels: preferred,
+        captions,
+        time_ids,
+        groups,
+        timesteps,
+        noise,
+        posterior_noise,
+        skipped,
+    })
 }

@@ -31,21 +31,28 @@ pub fn step_dir(output: &Path, step: usize) -> PathBuf {
 
 /// The newest complete checkpoint in `output`.
 pub fn latest(output: &Path) -> CliResult<Option<(TrainState, PathBuf)>> {
-    let Ok(entries) = std::fs::read_dir(output) else { return Ok(None) };
+    let Ok(entries) = std::fs::read_dir(output) else {
+        return Ok(None);
+    };
     let mut best: Option<(usize, PathBuf)> = None;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(n) = name.strip_prefix("step-").and_then(|n| n.parse::<usize>().ok())
+        if let Some(n) = name
+            .strip_prefix("step-")
+            .and_then(|n| n.parse::<usize>().ok())
             && entry.path().join("state.json").exists()
             && best.as_ref().is_none_or(|(b, _)| n > *b)
         {
             best = Some((n, entry.path()));
         }
     }
-    let Some((_, dir)) = best else { return Ok(None) };
+    let Some((_, dir)) = best else {
+        return Ok(None);
+    };
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| runtime(&path, e))?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let state: TrainState =
+        serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))?;
     Ok(Some((state, dir)))
 }
 
@@ -62,19 +69,26 @@ pub fn save<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| runtime(&tmp, e))?;
     if lora {
-        unet.save_lora(&tmp.join("pytorch_lora_weights.safetensors")).map_err(CliError::Runtime)?;
+        unet.save_lora(&tmp.join("pytorch_lora_weights.safetensors"))
+            .map_err(CliError::Runtime)?;
     } else {
         let unet_dir = tmp.join("unet");
         std::fs::create_dir_all(&unet_dir).map_err(|e| runtime(&unet_dir, e))?;
-        std::fs::copy(unet_config, unet_dir.join("config.json")).map_err(|e| runtime(unet_config, e))?;
-        unet.save_weights(&unet_dir.join("diffusion_pytorch_model.safetensors")).map_err(CliError::Runtime)?;
+        std::fs::copy(unet_config, unet_dir.join("config.json"))
+            .map_err(|e| runtime(unet_config, e))?;
+        unet.save_weights(&unet_dir.join("diffusion_pytorch_model.safetensors"))
+            .map_err(CliError::Runtime)?;
     }
     let optimizer_path = tmp.join("optimizer");
     BinFileRecorder::<FullPrecisionSettings>::new()
         .record(optimizer.to_record(), optimizer_path.clone())
         .map_err(|e| runtime(&optimizer_path, e))?;
     let state_path = tmp.join("state.json");
-    std::fs::write(&state_path, serde_json::to_string_pretty(state).expect("state json")).map_err(|e| runtime(&state_path, e))?;
+    std::fs::write(
+        &state_path,
+        serde_json::to_string_pretty(state).expect("state json"),
+    )
+    .map_err(|e| runtime(&state_path, e))?;
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(|e| runtime(&final_dir, e))?;
     Ok(final_dir)

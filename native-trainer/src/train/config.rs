@@ -125,23 +125,45 @@ fn beta() -> f64 {
 impl TrainConfig {
     /// Reads the TOML file; relative paths in it are taken relative to the file's folder.
     pub fn load(path: &Path) -> CliResult<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
-        let mut config: Self = toml::from_str(&text)
-            .map_err(|e| input(format!("{}: {}", path.display(), e.to_string().replace('\n', " "))))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| {
+            input(format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let validation = config.validation.as_mut().map(|v| &mut v.preferences);
-        for p in [&mut config.model, &mut config.preferences, &mut config.output].into_iter().chain(validation) {
+        for p in [
+            &mut config.model,
+            &mut config.preferences,
+            &mut config.output,
+        ]
+        .into_iter()
+        .chain(validation)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        config.validate().map_err(|m| input(format!("{}: {m}", path.display())))?;
+        config
+            .validate()
+            .map_err(|m| input(format!("{}: {m}", path.display())))?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.steps == 0 || self.batch_size == 0 || self.gradient_accumulation == 0 || self.checkpoint_every == 0 {
-            return Err("steps, batch_size, gradient_accumulation and checkpoint_every must be at least 1".into());
+        if self.steps == 0
+            || self.batch_size == 0
+            || self.gradient_accumulation == 0
+            || self.checkpoint_every == 0
+        {
+            return Err(
+                "steps, batch_size, gradient_accumulation and checkpoint_every must be at least 1"
+                    .into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.proportion_empty_prompts) {
             return Err("proportion_empty_prompts must lie in [0, 1]".into());
@@ -150,7 +172,10 @@ impl TrainConfig {
             && (lora.alpha - lora.rank as f64).abs() > 0.0
         {
             // Saved adapters carry no alpha; diffusers then reads them with alpha = rank.
-            return Err("lora.alpha must equal lora.rank (diffusers loads adapter files with alpha = rank)".into());
+            return Err(
+                "lora.alpha must equal lora.rank (diffusers loads adapter files with alpha = rank)"
+                    .into(),
+            );
         }
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());

@@ -25,10 +25,15 @@ pub struct PreferenceData {
 
 impl PreferenceData {
     pub fn load(path: &Path) -> CliResult<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut pairs = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let mut pair: PreferencePair = serde_json::from_str(line)
                 .map_err(|e| input(format!("{}:{}: {e}", path.display(), i + 1)))?;
             pair.preferred = base.join(&pair.preferred);
@@ -70,17 +75,31 @@ pub fn prepare_image(path: &Path, resolution: usize, flip: bool) -> Result<Prepa
         .to_rgb8();
     let (w, h) = (image.width() as usize, image.height() as usize);
     let scale = resolution as f64 / w.min(h) as f64;
-    let (rw, rh) = (((w as f64 * scale).round() as usize).max(resolution), ((h as f64 * scale).round() as usize).max(resolution));
+    let (rw, rh) = (
+        ((w as f64 * scale).round() as usize).max(resolution),
+        ((h as f64 * scale).round() as usize).max(resolution),
+    );
     let resized = image::imageops::resize(&image, rw as u32, rh as u32, FilterType::Triangle);
-    let (top, left) = (((rh - resolution) as f64 / 2.0).round() as usize, ((rw - resolution) as f64 / 2.0).round() as usize);
-    let mut crop = image::imageops::crop_imm(&resized, left as u32, top as u32, resolution as u32, resolution as u32).to_image();
+    let (top, left) = (
+        ((rh - resolution) as f64 / 2.0).round() as usize,
+        ((rw - resolution) as f64 / 2.0).round() as usize,
+    );
+    let mut crop = image::imageops::crop_imm(
+        &resized,
+        left as u32,
+        top as u32,
+        resolution as u32,
+        resolution as u32,
+    )
+    .to_image();
     if flip {
         crop = image::imageops::flip_horizontal(&crop);
     }
     let mut pixels = vec![0f32; 3 * resolution * resolution];
     for (x, y, p) in crop.enumerate_pixels() {
         for c in 0..3 {
-            pixels[c * resolution * resolution + y as usize * resolution + x as usize] = p[c] as f32 / 127.5 - 1.0;
+            pixels[c * resolution * resolution + y as usize * resolution + x as usize] =
+                p[c] as f32 / 127.5 - 1.0;
         }
     }
     let time_ids = [h, w, top, left, resolution, resolution].map(|v| v as f32);

@@ -24,7 +24,9 @@ use popalign_core::objectives::dpo::dpo_loss;
 use popalign_core::objectives::pairwise::pairwise_loss;
 use popalign_core::objectives::popalign::{SingleWorker, popalign_loss};
 use popalign_core::objectives::sft::sft_loss;
-use popalign_core::objectives::{Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse};
+use popalign_core::objectives::{
+    Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
+};
 use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
 use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
@@ -66,10 +68,16 @@ pub fn run(args: Args) -> CliResult {
     let unet_dir = component_dir(&config.model, "unet");
     let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
     let variant = config.variant.as_deref();
-    let scheduler: SchedulerConfig = read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
+    let scheduler: SchedulerConfig =
+        read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from `batch::rng_for`.
     <AD as burn::tensor::backend::Backend>::seed(&device, config.seed);
-    let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(&unet_dir, variant, config.lora.as_ref(), &device)?;
+    let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(
+        &unet_dir,
+        variant,
+        config.lora.as_ref(),
+        &device,
+    )?;
     let sdxl = unet.needs_added_conditioning();
     let mut frozen = Frozen {
         text: TextConditioner::from_dir(&config.model, variant, sdxl, &device)?,
@@ -80,15 +88,25 @@ pub fn run(args: Args) -> CliResult {
     };
     let lora = config.lora.is_some();
     let mut unet = trainable(unet, lora);
-    let mut optimizer = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init::<AD, UNet2DConditionModel<AD>>();
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init::<AD, UNet2DConditionModel<AD>>();
 
     let hash = config.hash();
-    let mut state = TrainState { step: 0, config_hash: hash.clone(), skipped_pairs: 0 };
+    let mut state = TrainState {
+        step: 0,
+        config_hash: hash.clone(),
+        skipped_pairs: 0,
+    };
     let latest = checkpoint::latest(&config.output)?;
     match (latest, args.resume) {
         (Some((saved, dir)), true) => {
             if saved.config_hash != hash {
-                return Err(input(format!("{}: written under config {} but train.toml is now {hash}", dir.display(), saved.config_hash)));
+                return Err(input(format!(
+                    "{}: written under config {} but train.toml is now {hash}",
+                    dir.display(),
+                    saved.config_hash
+                )));
             }
             // Ids again after loading, so the optimiser state (keyed by id) finds its parameters.
             unet = trainable(
@@ -102,11 +120,15 @@ pub fn run(args: Args) -> CliResult {
             state = saved;
         }
         (Some((_, dir)), false) => {
-            return Err(input(format!("{} exists: pass --resume to continue, or choose another output", dir.display())));
+            return Err(input(format!(
+                "{} exists: pass --resume to continue, or choose another output",
+                dir.display()
+            )));
         }
         (None, _) => {}
     }
-    std::fs::create_dir_all(&config.output).map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
+    std::fs::create_dir_all(&config.output)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
     let metrics_path = config.output.join("metrics.jsonl");
     keep_metrics_before(&metrics_path, state.step)?;
     let mut metrics = std::fs::OpenOptions::new()
@@ -116,23 +138,35 @@ pub fn run(args: Args) -> CliResult {
         .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
 
     let factor = 1 << (frozen.vae.decoder.up_blocks.len() - 1);
-    let latent_shape = [unet_config.in_channels, config.resolution / factor, config.resolution / factor];
+    let latent_shape = [
+        unet_config.in_channels,
+        config.resolution / factor,
+        config.resolution / factor,
+    ];
     let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}").expect("template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}")
+            .expect("template"),
+    );
     let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
     let validation = match &config.validation {
         Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
         None => None,
     };
-    let validate = |unet: &UNet2DConditionModel<AD>, frozen: &mut Frozen| -> CliResult<serde_json::Value> {
-        let Some((data, draws)) = &validation else { return Ok(json!({})) };
-        let (loss, accuracy) = evaluate(&config, unet, frozen, data, *draws, latent_shape, &device)?;
-        Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
-    };
+    let validate =
+        |unet: &UNet2DConditionModel<AD>, frozen: &mut Frozen| -> CliResult<serde_json::Value> {
+            let Some((data, draws)) = &validation else {
+                return Ok(json!({}));
+            };
+            let (loss, accuracy) =
+                evaluate(&config, unet, frozen, data, *draws, latent_shape, &device)?;
+            Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
+        };
     if state.step == 0 && validation.is_some() {
         let mut line = validate(&unet, &mut frozen)?;
         line["step"] = json!(0);
-        writeln!(metrics, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+        writeln!(metrics, "{line}")
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
     }
     while state.step < config.steps {
         let started = Instant::now();
@@ -141,29 +175,47 @@ pub fn run(args: Args) -> CliResult {
         for micro in 0..config.gradient_accumulation {
             let micro_step = (state.step * config.gradient_accumulation + micro) as u64;
             let selection = Selection::Random(config.batch_size);
-            let batch = sample_batch(&config, &data, micro_step, selection, latent_shape, frozen.schedule.alphas_cumprod.len())?;
+            let batch = sample_batch(
+                &config,
+                &data,
+                micro_step,
+                selection,
+                latent_shape,
+                frozen.schedule.alphas_cumprod.len(),
+            )?;
             state.skipped_pairs += batch.skipped;
             let output = pair_loss(&config, &unet, &mut frozen, &batch, latent_shape, &device)?;
             let loss = output.loss.clone().into_scalar().elem::<f64>();
             if !loss.is_finite() {
-                let kept = last_checkpoint.as_ref().map_or("none".to_string(), |d| d.display().to_string());
+                let kept = last_checkpoint
+                    .as_ref()
+                    .map_or("none".to_string(), |d| d.display().to_string());
                 return Err(CliError::Runtime(format!(
                     "step {}: the loss is {loss}; training stopped (last good checkpoint: {kept})",
                     state.step + 1
                 )));
             }
-            logged = (logged.0 + loss / config.gradient_accumulation as f64, output.diagnostics);
-            accumulator.accumulate(&unet, GradientsParams::from_grads(output.loss.backward(), &unet));
+            logged = (
+                logged.0 + loss / config.gradient_accumulation as f64,
+                output.diagnostics,
+            );
+            accumulator.accumulate(
+                &unet,
+                GradientsParams::from_grads(output.loss.backward(), &unet),
+            );
         }
         let scale = 1.0 / config.gradient_accumulation as f64;
-        let (grads, grad_norm) = params::scale_and_clip(accumulator.grads(), &unet, scale, config.max_grad_norm);
+        let (grads, grad_norm) =
+            params::scale_and_clip(accumulator.grads(), &unet, scale, config.max_grad_norm);
         let lr = config.learning_rate_at(state.step);
         unet = optimizer.step(lr, unet, grads);
         state.step += 1;
 
-        let images_per_s = (2 * config.batch_size * config.gradient_accumulation) as f64 / started.elapsed().as_secs_f64();
+        let images_per_s = (2 * config.batch_size * config.gradient_accumulation) as f64
+            / started.elapsed().as_secs_f64();
         let (loss, d) = logged;
-        let checkpoint_now = state.step % config.checkpoint_every == 0 || state.step == config.steps;
+        let checkpoint_now =
+            state.step % config.checkpoint_every == 0 || state.step == config.steps;
         let mut line = json!({
             "step": state.step, "loss": loss, "implicit_accuracy": d.implicit_accuracy,
             "g_preferred": d.g_preferred, "g_dispreferred": d.g_dispreferred, "z": d.z,
@@ -172,13 +224,25 @@ pub fn run(args: Args) -> CliResult {
         if checkpoint_now && let serde_json::Value::Object(extra) = validate(&unet, &mut frozen)? {
             line.as_object_mut().expect("object").extend(extra);
         }
-        writeln!(metrics, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
-        bar.set_message(format!("loss {loss:.4} acc {:.2} {images_per_s:.1} img/s", d.implicit_accuracy));
+        writeln!(metrics, "{line}")
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+        bar.set_message(format!(
+            "loss {loss:.4} acc {:.2} {images_per_s:.1} img/s",
+            d.implicit_accuracy
+        ));
         bar.inc(1);
         if checkpoint_now {
-            metrics.flush().map_err(|e| CliError::Runtime(e.to_string()))?;
-            last_checkpoint =
-                Some(checkpoint::save(&config.output, &state, &unet, &optimizer, config.lora.is_some(), &unet_dir.join("config.json"))?);
+            metrics
+                .flush()
+                .map_err(|e| CliError::Runtime(e.to_string()))?;
+            last_checkpoint = Some(checkpoint::save(
+                &config.output,
+                &state,
+                &unet,
+                &optimizer,
+                config.lora.is_some(),
+                &unet_dir.join("config.json"),
+            )?);
         }
     }
     bar.finish();
@@ -188,15 +252,26 @@ pub fn run(args: Args) -> CliResult {
 /// Stable parameter ids (the optimiser state is keyed by them), then the trainable flags.
 fn trainable(unet: UNet2DConditionModel<AD>, lora: bool) -> UNet2DConditionModel<AD> {
     let unet = stable_param_ids(unet);
-    if lora { TrainOnlyLora::apply(unet) } else { TrainOnlyLora::all_trainable(unet) }
+    if lora {
+        TrainOnlyLora::apply(unet)
+    } else {
+        TrainOnlyLora::all_trainable(unet)
+    }
 }
 
 /// Drops metric lines of steps after `step` (work a killed run did past its last checkpoint).
 fn keep_metrics_before(path: &std::path::Path, step: usize) -> CliResult {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
     let kept: String = text
         .lines()
-        .filter(|line| serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s as usize <= step))
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
         .map(|line| format!("{line}\n"))
         .collect();
     std::fs::write(path, kept).map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
@@ -214,21 +289,38 @@ fn pair_loss(
 ) -> CliResult<ObjectiveOutput<AD>> {
     let b = batch.captions.len();
     let r = config.resolution;
-    let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([2 * b, 3, r, r]);
+    let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([
+        2 * b,
+        3,
+        r,
+        r,
+    ]);
     let (mean, logvar) = frozen.vae.encode(pixels);
-    let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device).reshape([2 * b, c, h, w]);
+    let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device)
+        .reshape([2 * b, c, h, w]);
     let z = mean + (logvar * 0.5).exp() * posterior;
     let latents = (z - frozen.vae.shift_factor) * frozen.vae.scaling_factor;
-    let noise = Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
+    let noise =
+        Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
     let noise = Tensor::cat(vec![noise.clone(), noise], 0);
-    let timesteps: Vec<usize> = batch.timesteps.iter().chain(&batch.timesteps).copied().collect();
-    let x_t = frozen.schedule.add_noise(latents, noise.clone(), &timesteps);
+    let timesteps: Vec<usize> = batch
+        .timesteps
+        .iter()
+        .chain(&batch.timesteps)
+        .copied()
+        .collect();
+    let x_t = frozen
+        .schedule
+        .add_noise(latents, noise.clone(), &timesteps);
 
     let mut hidden = Vec::new();
     let mut pooled = Vec::new();
     for caption in &batch.captions {
         if !frozen.captions.contains_key(caption) {
-            let embeds = frozen.text.encode(caption, device).map_err(CliError::Runtime)?;
+            let embeds = frozen
+                .text
+                .encode(caption, device)
+                .map_err(CliError::Runtime)?;
             frozen.captions.insert(caption.clone(), embeds);
         }
         let embeds = &frozen.captions[caption];
@@ -236,13 +328,29 @@ fn pair_loss(
         pooled.extend(embeds.pooled.clone());
     }
     let twice = |v: Vec<Tensor<Backend, 3>>| Tensor::cat([v.clone(), v].concat(), 0);
-    let time_ids: Vec<f32> = batch.time_ids.iter().chain(&batch.time_ids).flatten().copied().collect();
+    let time_ids: Vec<f32> = batch
+        .time_ids
+        .iter()
+        .chain(&batch.time_ids)
+        .flatten()
+        .copied()
+        .collect();
     let cond = UNetConditioning {
         encoder_hidden_states: twice(hidden),
-        text_embeds: (!pooled.is_empty()).then(|| Tensor::cat([pooled.clone(), pooled].concat(), 0)),
-        time_ids: Some(Tensor::<Backend, 1>::from_floats(time_ids.as_slice(), device).reshape([2 * b, 6])),
+        text_embeds: (!pooled.is_empty())
+            .then(|| Tensor::cat([pooled.clone(), pooled].concat(), 0)),
+        time_ids: Some(
+            Tensor::<Backend, 1>::from_floats(time_ids.as_slice(), device).reshape([2 * b, 6]),
+        ),
     };
-    let t = Tensor::<Backend, 1>::from_floats(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>().as_slice(), device);
+    let t = Tensor::<Backend, 1>::from_floats(
+        timesteps
+            .iter()
+            .map(|&t| t as f32)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        device,
+    );
 
     let reference_out = match &frozen.reference {
         Some(reference) => reference.forward(x_t.clone(), t.clone(), &cond),
@@ -255,7 +363,10 @@ fn pair_loss(
         time_ids: cond.time_ids.map(Tensor::from_inner),
     };
     let out = unet.forward(Tensor::from_inner(x_t), Tensor::from_inner(t), &to_ad_cond);
-    let errors = PairErrors { e_theta: per_sample_mse(out, Tensor::from_inner(noise)), e_ref: Tensor::from_inner(e_ref) };
+    let errors = PairErrors {
+        e_theta: per_sample_mse(out, Tensor::from_inner(noise)),
+        e_ref: Tensor::from_inner(e_ref),
+    };
     Ok(match config.objective {
         ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, &SingleWorker),
         ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
@@ -277,11 +388,19 @@ fn evaluate(
     let (mut loss, mut accuracy, mut n) = (0.0, 0.0, 0.0);
     for draw in 0..draws {
         for start in (0..data.pairs.len()).step_by(config.batch_size) {
-            let pairs: Vec<usize> = (start..(start + config.batch_size).min(data.pairs.len())).collect();
+            let pairs: Vec<usize> =
+                (start..(start + config.batch_size).min(data.pairs.len())).collect();
             let weight = pairs.len() as f64;
             // Streams far above the training ones, fixed per (draw, pair), so every evaluation sees the same draws.
             let stream = (1u64 << 48) + (draw * data.pairs.len() + start) as u64;
-            let batch = sample_batch(config, data, stream, Selection::Fixed(pairs), latent_shape, frozen.schedule.alphas_cumprod.len())?;
+            let batch = sample_batch(
+                config,
+                data,
+                stream,
+                Selection::Fixed(pairs),
+                latent_shape,
+                frozen.schedule.alphas_cumprod.len(),
+            )?;
             let out = pair_loss(config, unet, frozen, &batch, latent_shape, device)?;
             loss += out.loss.into_scalar().elem::<f64>() * weight;
             accuracy += out.diagnostics.implicit_accuracy * weight;
