@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
 // Links the core crate into the app; replace with real core content (e.g. its VERSION) once core exposes it.
-use popalign_core as _;
+
 
 /// Page title, rendered by Leptos (the static `<title>` in `www/index.html` says the same).
 pub const TITLE: &str = "popalign report explorer";
@@ -163,7 +163,7 @@ fn App() -> impl IntoView {
         <main id="app" data-app="popalign-web">
             <header>
                 <h1 id="title">{TITLE}</h1>
-                <p class="version">"popalign-web " {WEB_VERSION}</p>
+                <p class="version">"popalign-web " {WEB_VERSION} " · core " {popalign_core::VERSION}</p>
             </header>
             <section id="report" class="placeholder">
                 <p>"No report is loaded."</p>
