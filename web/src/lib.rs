@@ -9,9 +9,6 @@
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
-// Links the core crate into the app; replace with real core content (e.g. its VERSION) once core exposes it.
-
-
 /// Page title, rendered by Leptos (the static `<title>` in `www/index.html` says the same).
 pub const TITLE: &str = "popalign report explorer";
 
