@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::pipeline::{DiffusionPipeline, GenerateOptions};
-use popalign_core::schedulers::{SchedulerKind, sampler};
+use popalign_core::schedulers::sampler;
 use serde_json::json;
 
 use crate::backend::{Backend as B, device};
@@ -51,15 +51,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let kind = SchedulerKind::parse(&args.scheduler).ok_or_else(|| {
-        input(format!(
-            "unknown scheduler `{}` (expected euler or ddim)",
-            args.scheduler
-        ))
-    })?;
-    if args.steps == 0 {
-        return Err(input("--steps must be at least 1"));
-    }
+    let kind = super::sampler_kind(&args.scheduler, args.steps)?;
     let device = device();
     let mut pipeline =
         DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;

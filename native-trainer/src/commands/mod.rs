@@ -2,3 +2,20 @@ pub mod generate;
 pub mod run_module;
 pub mod schedule;
 pub mod tokenize;
+
+use popalign_core::schedulers::SchedulerKind;
+
+use crate::error::{CliResult, input};
+
+/// Parses `--scheduler` and checks `--steps`, as `generate` and `schedule` take them.
+fn sampler_kind(name: &str, steps: usize) -> CliResult<SchedulerKind> {
+    let kind = SchedulerKind::parse(name).ok_or_else(|| {
+        input(format!(
+            "unknown scheduler `{name}` (expected euler or ddim)"
+        ))
+    })?;
+    if steps == 0 {
+        return Err(input("--steps must be at least 1"));
+    }
+    Ok(kind)
+}

@@ -23,15 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let kind = SchedulerKind::parse(&args.scheduler).ok_or_else(|| {
-        input(format!(
-            "unknown scheduler `{}` (expected euler or ddim)",
-            args.scheduler
-        ))
-    })?;
-    if args.steps == 0 {
-        return Err(input("--steps must be at least 1"));
-    }
+    let kind = super::sampler_kind(&args.scheduler, args.steps)?;
     let config: SchedulerConfig = match &args.config {
         Some(path) => read_config(path)?,
         None => SchedulerConfig::default(),
