@@ -3,7 +3,6 @@
 
 mod common;
 
-use burn::prelude::*;
 use common::*;
 use popalign_core::clip::ClipTextModel;
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};

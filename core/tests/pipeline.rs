@@ -3,7 +3,6 @@
 
 mod common;
 
-use burn::prelude::*;
 use common::*;
 use popalign_core::pipeline::{DiffusionPipeline, sdxl_time_ids};
 use popalign_core::schedulers::{EulerDiscreteScheduler, Sampler};

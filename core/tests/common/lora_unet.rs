@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{fixtures, io};
-use burn::backend::{Autodiff, NdArray};
+
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
