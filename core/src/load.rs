@@ -236,16 +236,45 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
         .collect()
 }
 
-/// Parses the safetensors header up front, so a truncated or corrupt file is reported as such.
+/// Reads only the safetensors header (not the weights, which burn-store maps lazily) and checks that the
+/// file holds every byte the header promises, so a truncated or corrupt file is reported as such.
 fn check_header(file: &Path) -> Result<(), LoadError> {
-    let bytes = std::fs::read(file).map_err(|e| LoadError::Io {
+    use std::io::Read;
+    let bad = |message: String| LoadError::Safetensors {
+        path: file.to_path_buf(),
+        message,
+    };
+    let io = |e: std::io::Error| LoadError::Io {
         path: file.to_path_buf(),
         message: e.to_string(),
-    })?;
-    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Safetensors {
-        path: file.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    };
+    let mut handle = std::fs::File::open(file).map_err(io)?;
+    let file_len = handle.metadata().map_err(io)?.len();
+    let mut len_bytes = [0u8; 8];
+    handle
+        .read_exact(&mut len_bytes)
+        .map_err(|_| bad("shorter than the 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > file_len.saturating_sub(8) || header_len > 100_000_000 {
+        return Err(bad(format!(
+            "header length {header_len} does not fit the {file_len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    handle.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("invalid header: {e}")))?;
+    let data_end = header
+        .values()
+        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + header_len + data_end > file_len {
+        return Err(bad(format!(
+            "truncated: the header needs {} bytes, the file has {file_len}",
+            8 + header_len + data_end
+        )));
+    }
     Ok(())
 }
 

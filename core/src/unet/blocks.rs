@@ -59,6 +59,24 @@ fn transformers<B: Backend>(
     }
 }
 
+impl BlockSpec {
+    fn resnet<B: Backend>(
+        &self,
+        c_in: usize,
+        c_out: usize,
+        device: &B::Device,
+    ) -> ResnetBlock2D<B> {
+        ResnetBlock2D::new(
+            c_in,
+            c_out,
+            Some(self.temb),
+            self.groups,
+            self.resnet_eps,
+            device,
+        )
+    }
+}
+
 impl<B: Backend> DownBlock<B> {
     pub fn new(
         c_in: usize,
@@ -68,16 +86,7 @@ impl<B: Backend> DownBlock<B> {
         device: &B::Device,
     ) -> Self {
         let resnets = (0..spec.layers)
-            .map(|i| {
-                ResnetBlock2D::new(
-                    if i == 0 { c_in } else { c_out },
-                    c_out,
-                    Some(spec.temb),
-                    spec.groups,
-                    spec.resnet_eps,
-                    device,
-                )
-            })
+            .map(|i| spec.resnet(if i == 0 { c_in } else { c_out }, c_out, device))
             .collect();
         Self {
             resnets,
@@ -116,16 +125,7 @@ impl<B: Backend> DownBlock<B> {
 impl<B: Backend> MidBlock<B> {
     /// `UNetMidBlock2DCrossAttn`: resnet, then (attention, resnet) pairs.
     pub fn new(channels: usize, spec: &BlockSpec, device: &B::Device) -> Self {
-        let resnet = || {
-            ResnetBlock2D::new(
-                channels,
-                channels,
-                Some(spec.temb),
-                spec.groups,
-                spec.resnet_eps,
-                device,
-            )
-        };
+        let resnet = || spec.resnet(channels, channels, device);
         Self {
             resnets: (0..spec.layers + 1).map(|_| resnet()).collect(),
             attentions: transformers(spec, channels, spec.layers, device),
@@ -162,14 +162,7 @@ impl<B: Backend> UpBlock<B> {
             .map(|i| {
                 let skip = if i + 1 == spec.layers { skip_in } else { c_out };
                 let input = if i == 0 { prev } else { c_out };
-                ResnetBlock2D::new(
-                    input + skip,
-                    c_out,
-                    Some(spec.temb),
-                    spec.groups,
-                    spec.resnet_eps,
-                    device,
-                )
+                spec.resnet(input + skip, c_out, device)
             })
             .collect();
         Self {
