@@ -1,6 +1,7 @@
 //! Building blocks shared by the U-Net, the VAE and the CLIP towers, one per file.
 
 pub mod attention;
+pub mod conv;
 pub mod lora;
 pub mod params;
 pub mod resnet;

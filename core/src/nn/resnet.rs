@@ -5,7 +5,7 @@ use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
-use super::{conv2d, group_norm, linear};
+use super::{conv, conv2d, group_norm, linear};
 
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D<B: Backend> {
@@ -39,13 +39,13 @@ impl<B: Backend> ResnetBlock2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, temb: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = conv::apply(&self.conv1, silu(self.norm1.forward(x.clone())));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             h = h + proj.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]);
         }
-        h = self.conv2.forward(silu(self.norm2.forward(h)));
+        h = conv::apply(&self.conv2, silu(self.norm2.forward(h)));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(shortcut) => conv::apply(shortcut, x),
             None => x,
         };
         shortcut + h

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use super::conv2d;
+use super::{conv, conv2d};
 
 #[derive(Module, Debug)]
 pub struct Downsample2D<B: Backend> {
@@ -30,7 +30,7 @@ impl<B: Backend> Downsample2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.conv.forward(x)
+        conv::apply(&self.conv, x)
     }
 }
 
@@ -52,6 +52,6 @@ impl<B: Backend> Upsample2D<B> {
         let [_, _, h, w] = x.dims();
         let size = size.unwrap_or([h * 2, w * 2]);
         let options = InterpolateOptions::new(InterpolateMode::Nearest);
-        self.conv.forward(interpolate(x, size, options))
+        conv::apply(&self.conv, interpolate(x, size, options))
     }
 }

@@ -110,14 +110,14 @@ impl<B: Backend> Transformer2DModel<B> {
         let normed = self.norm.forward(x.clone());
         let mut tokens = match &self.proj_in {
             Projection::Linear(proj) => proj.forward(to_tokens(normed)),
-            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Conv(conv) => to_tokens(crate::nn::conv::apply(conv, normed)),
         };
         for block in &self.transformer_blocks {
             tokens = block.forward(tokens, context.clone());
         }
         let out = match &self.proj_out {
             Projection::Linear(proj) => from_tokens(proj.forward(tokens), h, w),
-            Projection::Conv(conv) => conv.forward(from_tokens(tokens, h, w)),
+            Projection::Conv(conv) => crate::nn::conv::apply(conv, from_tokens(tokens, h, w)),
         };
         out + x
     }

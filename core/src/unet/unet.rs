@@ -194,7 +194,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
     ) -> Tensor<B, 4> {
         let temb = self.embed_time(timesteps, cond);
         let context = &cond.encoder_hidden_states;
-        let mut x = self.conv_in.forward(sample);
+        let mut x = crate::nn::conv::apply(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
         for block in &self.down_blocks {
             let (out, block_skips) = block.forward(x, &temb, context);
@@ -205,7 +205,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &temb, context);
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        crate::nn::conv::apply(&self.conv_out, silu(self.conv_norm_out.forward(x)))
     }
 
     fn embed_time(&self, timesteps: Tensor<B, 1>, cond: &UNetConditioning<B>) -> Tensor<B, 2> {

@@ -75,7 +75,7 @@ impl<B: Backend> AutoencoderKL<B> {
     pub fn encode(&self, image: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let mut moments = self.encoder.forward(image);
         if let Some(conv) = &self.quant_conv {
-            moments = conv.forward(moments);
+            moments = crate::nn::conv::apply(conv, moments);
         }
         let [mean, logvar] = moments
             .chunk(2, 1)
@@ -87,7 +87,7 @@ impl<B: Backend> AutoencoderKL<B> {
     /// Latents (already divided by the scaling factor) → image, roughly in [-1, 1].
     pub fn decode(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
         let z = match &self.post_quant_conv {
-            Some(conv) => conv.forward(latents),
+            Some(conv) => crate::nn::conv::apply(conv, latents),
             None => latents,
         };
         self.decoder.forward(z)

@@ -55,7 +55,9 @@ impl<B: Backend> Decoder<B> {
     }
 
     pub fn forward(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.mid_block.forward(self.conv_in.forward(latents));
+        let mut x = self
+            .mid_block
+            .forward(crate::nn::conv::apply(&self.conv_in, latents));
         for block in &self.up_blocks {
             for resnet in &block.resnets {
                 x = resnet.forward(x, None);
@@ -64,6 +66,6 @@ impl<B: Backend> Decoder<B> {
                 x = up.forward(x, None);
             }
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        crate::nn::conv::apply(&self.conv_out, silu(self.conv_norm_out.forward(x)))
     }
 }

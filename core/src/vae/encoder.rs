@@ -125,7 +125,7 @@ impl<B: Backend> Encoder<B> {
     }
 
     pub fn forward(&self, image: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.conv_in.forward(image);
+        let mut x = crate::nn::conv::apply(&self.conv_in, image);
         for block in &self.down_blocks {
             for resnet in &block.resnets {
                 x = resnet.forward(x, None);
@@ -135,6 +135,6 @@ impl<B: Backend> Encoder<B> {
             }
         }
         x = self.mid_block.forward(x);
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        crate::nn::conv::apply(&self.conv_out, silu(self.conv_norm_out.forward(x)))
     }
 }
