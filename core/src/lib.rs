@@ -1,13 +1,16 @@
 //! popalign-core: models, schedulers and objectives of popalign-rs, generic over burn backends.
 
+pub mod classify;
 pub mod clip;
 pub mod load;
+pub mod metrics;
 pub mod nn;
 pub mod objectives;
 pub mod pipeline;
 pub mod schedulers;
 pub mod tensor_io;
 pub mod tokenizer;
+pub mod toy;
 pub mod unet;
 pub mod vae;
 

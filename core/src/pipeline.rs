@@ -11,7 +11,7 @@ use crate::load::{self, LoadError};
 use crate::schedulers::{Sampler, SchedulerConfig};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{UNet2DConditionModel, UNetConditioning};
-use crate::vae::AutoencoderKL;
+use crate::vae::ImageSpace;
 
 /// A text encoder with its tokenizer (`text_encoder` + `tokenizer`, or the `_2` pair).
 pub struct TextTower<B: Backend> {
@@ -30,7 +30,8 @@ pub struct TextConditioner<B: Backend> {
 pub struct DiffusionPipeline<B: Backend> {
     pub text: TextConditioner<B>,
     pub unet: UNet2DConditionModel<B>,
-    pub vae: AutoencoderKL<B>,
+    /// The VAE, or pixel space (`"vae": [null, null]` in `model_index.json`).
+    pub image_space: ImageSpace<B>,
     pub scheduler: SchedulerConfig,
     /// SDXL: an empty negative prompt means zero embeddings (`force_zeros_for_empty_prompt`).
     pub force_zeros_for_empty_prompt: bool,
@@ -57,10 +58,25 @@ pub struct GenerateOptions {
     pub guidance_scale: f64,
 }
 
+/// The parts of `model_index.json` the pipeline reads.
 #[derive(serde::Deserialize)]
-struct ModelIndex {
+pub struct ModelIndex {
     #[serde(default)]
-    force_zeros_for_empty_prompt: Option<bool>,
+    pub force_zeros_for_empty_prompt: Option<bool>,
+    /// `[library, class]`, or `[null, null]` when the model has no VAE.
+    #[serde(default)]
+    pub vae: Option<(Option<String>, Option<String>)>,
+}
+
+impl ModelIndex {
+    pub fn read(root: &Path) -> Result<Self, LoadError> {
+        load::read_config(&root.join("model_index.json"))
+    }
+
+    /// The model denoises pixels: its VAE entry is `[null, null]`.
+    pub fn pixel_space(&self) -> bool {
+        matches!(self.vae, Some((None, None)))
+    }
 }
 
 impl<B: Backend> DiffusionPipeline<B> {
@@ -70,7 +86,7 @@ impl<B: Backend> DiffusionPipeline<B> {
         variant: Option<&str>,
         device: &B::Device,
     ) -> Result<Self, LoadError> {
-        let index: ModelIndex = load::read_config(&root.join("model_index.json"))?;
+        let index = ModelIndex::read(root)?;
         let unet = UNet2DConditionModel::from_dir(&root.join("unet"), variant, device)?;
         let text =
             TextConditioner::from_dir(root, variant, unet.needs_added_conditioning(), device)?;
@@ -88,7 +104,7 @@ impl<B: Backend> DiffusionPipeline<B> {
                 .unwrap_or(unet.needs_added_conditioning()),
             text,
             unet,
-            vae: AutoencoderKL::from_dir(&root.join("vae"), variant, device)?,
+            image_space: ImageSpace::from_root(root, index.pixel_space(), variant, device)?,
             scheduler,
         })
     }
@@ -146,7 +162,7 @@ impl<B: Backend> DiffusionPipeline<B> {
         for (i, &t) in sampler.timesteps().iter().enumerate() {
             let input = sampler
                 .scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
-            let timesteps = Tensor::<B, 1>::from_floats([t as f32, t as f32], &device);
+            let timesteps = Tensor::<B, 1>::full([input.dims()[0]], t as f32, &device);
             let out = self.unet.forward(input, timesteps, &cond);
             let [uncond, text] = out
                 .chunk(2, 0)
@@ -195,14 +211,65 @@ impl<B: Backend> DiffusionPipeline<B> {
         Ok(self.decode_to_unit(latents))
     }
 
-    /// Final latents → image in [0, 1].
-    pub fn decode_to_unit(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
-        ((self.vae.decode_scaled(latents) / 2.0) + 0.5).clamp(0.0, 1.0)
+    /// One image per prompt, all denoised together: `noise` `[N, C, h, w]` is each image's initial
+    /// standard-normal noise, drawn by the caller from that image's own seed. Returns `[N, 3, H, W]` in [0, 1].
+    pub fn generate_batch(
+        &self,
+        prompts: &[String],
+        negative_prompt: Option<&str>,
+        noise: Tensor<B, 4>,
+        sampler: &dyn Sampler<B>,
+        guidance_scale: f64,
+        progress: impl FnMut(usize),
+    ) -> Result<Tensor<B, 4>, String> {
+        let device = noise.device();
+        let [n, _, h, w] = noise.dims();
+        if prompts.len() != n {
+            return Err(format!("{} prompts for {n} noise tensors", prompts.len()));
+        }
+        let mut encoded: std::collections::HashMap<&str, (PromptEmbeds<B>, PromptEmbeds<B>)> =
+            Default::default();
+        for prompt in prompts {
+            if !encoded.contains_key(prompt.as_str()) {
+                let pair = self.encode_guidance_pair(prompt, negative_prompt, &device)?;
+                encoded.insert(prompt, pair);
+            }
+        }
+        let stack = |pick: fn(&(PromptEmbeds<B>, PromptEmbeds<B>)) -> &PromptEmbeds<B>| {
+            let sides: Vec<&PromptEmbeds<B>> =
+                prompts.iter().map(|p| pick(&encoded[p.as_str()])).collect();
+            PromptEmbeds {
+                hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
+                pooled: sides[0].pooled.as_ref().map(|_| {
+                    Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)
+                }),
+            }
+        };
+        let (positive, negative) = (stack(|pair| &pair.0), stack(|pair| &pair.1));
+        let factor = self.vae_scale_factor();
+        let size = (h * factor, w * factor);
+        let time_ids = sdxl_time_ids::<B>(size, (0, 0), size, &device).repeat_dim(0, n);
+        let latents = noise * sampler.init_noise_sigma();
+        let latents = self.denoise(
+            &positive,
+            &negative,
+            time_ids,
+            latents,
+            sampler,
+            guidance_scale,
+            progress,
+        );
+        Ok(self.decode_to_unit(latents))
     }
 
-    /// Pixels per latent cell: 2^(VAE levels − 1).
+    /// Final latents → image in [0, 1].
+    pub fn decode_to_unit(&self, latents: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.image_space.decode_to_unit(latents)
+    }
+
+    /// Pixels per latent cell: 2^(VAE levels − 1), 1 in pixel space.
     pub fn vae_scale_factor(&self) -> usize {
-        1 << (self.vae.decoder.up_blocks.len() - 1)
+        self.image_space.scale_factor()
     }
 }
 

@@ -7,3 +7,6 @@ pub mod encoder;
 
 pub use autoencoder::AutoencoderKL;
 pub use config::VaeConfig;
+pub mod space;
+
+pub use space::ImageSpace;

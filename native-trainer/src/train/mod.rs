@@ -30,7 +30,8 @@ use popalign_core::objectives::{
 use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
 use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
-use popalign_core::vae::AutoencoderKL;
+use popalign_core::pipeline::ModelIndex;
+use popalign_core::vae::ImageSpace;
 use serde_json::json;
 
 use crate::backend::{Backend, device};
@@ -52,10 +53,10 @@ pub struct Args {
     resume: bool,
 }
 
-/// The frozen parts: text encoders, VAE, noise schedule, and (full fine-tuning) the reference U-Net.
+/// The frozen parts: text encoders, VAE (or pixel space), noise schedule, and (full fine-tuning) the reference U-Net.
 struct Frozen {
     text: TextConditioner<Backend>,
-    vae: AutoencoderKL<Backend>,
+    image_space: ImageSpace<Backend>,
     schedule: NoiseSchedule,
     reference: Option<UNet2DConditionModel<Backend>>,
     captions: HashMap<String, PromptEmbeds<Backend>>,
@@ -81,7 +82,12 @@ pub fn run(args: Args) -> CliResult {
     let sdxl = unet.needs_added_conditioning();
     let mut frozen = Frozen {
         text: TextConditioner::from_dir(&config.model, variant, sdxl, &device)?,
-        vae: AutoencoderKL::from_dir(&component_dir(&config.model, "vae"), variant, &device)?,
+        image_space: ImageSpace::from_root(
+            &config.model,
+            ModelIndex::read(&config.model)?.pixel_space(),
+            variant,
+            &device,
+        )?,
         schedule: NoiseSchedule::new(&scheduler),
         reference: config.lora.is_none().then(|| unet.valid()),
         captions: HashMap::new(),
@@ -137,7 +143,7 @@ pub fn run(args: Args) -> CliResult {
         .open(&metrics_path)
         .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
 
-    let factor = 1 << (frozen.vae.decoder.up_blocks.len() - 1);
+    let factor = frozen.image_space.scale_factor();
     let latent_shape = [
         unet_config.in_channels,
         config.resolution / factor,
@@ -295,11 +301,9 @@ fn pair_loss(
         r,
         r,
     ]);
-    let (mean, logvar) = frozen.vae.encode(pixels);
     let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device)
         .reshape([2 * b, c, h, w]);
-    let z = mean + (logvar * 0.5).exp() * posterior;
-    let latents = (z - frozen.vae.shift_factor) * frozen.vae.scaling_factor;
+    let latents = frozen.image_space.encode(pixels, posterior);
     let noise =
         Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
     let noise = Tensor::cat(vec![noise.clone(), noise], 0);

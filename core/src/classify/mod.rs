@@ -1,0 +1,48 @@
+//! Attribute classifiers and quality scorers behind two traits, so evaluation, the CLI and the
+//! browser treat the toy world's classifier and the face-attribute networks alike.
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+
+/// One attribute axis: its name (`gender`, `race`, `age`) and its classes in output order.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct AxisSpec {
+    pub name: String,
+    pub classes: Vec<String>,
+}
+
+/// What a classifier says about one image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Attributes {
+    /// A face (in the toy world: a figure) was found; without one the probabilities are empty.
+    pub face_found: bool,
+    /// Per axis name, one probability per class of that axis.
+    pub probabilities: BTreeMap<String, Vec<f64>>,
+}
+
+pub trait AttributeClassifier<B: Backend> {
+    /// Recorded in `attributes/<set>.csv` so results from different classifiers are never mixed up.
+    fn name(&self) -> String;
+    fn axes(&self) -> Vec<AxisSpec>;
+    /// Images `[N, 3, H, W]` in [0, 1] → one result per image.
+    fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes>;
+}
+
+/// A quality score per (image, prompt); higher is better.
+pub trait Scorer<B: Backend> {
+    fn name(&self) -> String;
+    /// Images `[N, 3, H, W]` in [0, 1] and their prompts → one score each.
+    fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64>;
+}
+
+/// The index of the largest probability.
+pub fn argmax(probabilities: &[f64]) -> usize {
+    probabilities
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &p)| {
+            if p > best.1 { (i, p) } else { best }
+        })
+        .0
+}

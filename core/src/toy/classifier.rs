@@ -1,0 +1,192 @@
+//! The toy world's attribute classifier and its quality proxy, written as tensor ops so the browser can
+//! run them on WebGPU with the same numbers.
+//!
+//! It reads an image the way the renderer draws one: the border ring gives the background (hence the
+//! occupation), the centre gives the figure's colour, and the pixels that only a square covers (the
+//! box's corners outside the disc) give the shape. Each decision is a softmax over squared colour
+//! distances to the world's palette, so a blurry or off-palette image gets low confidence, not a guess
+//! dressed up as certainty. No figure (centre ≈ background) counts as "no face found".
+
+use std::collections::BTreeMap;
+
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softmax};
+
+use super::render::{SQUARE, inside};
+use super::world::{SIZE, World};
+use crate::classify::{AttributeClassifier, Attributes, AxisSpec, Scorer, argmax};
+
+/// Softmax temperature on squared RGB distances ([0, 1] units).
+const TEMPERATURE: f64 = 0.01;
+/// Sharpness of the shape decision on the corner score (−1 background … +1 figure colour).
+const SHAPE_SHARPNESS: f64 = 8.0;
+/// Minimum RGB distance between centre and background for a figure to count as present.
+const FIGURE_CONTRAST: f64 = 0.25;
+
+pub struct ToyClassifier<B: Backend> {
+    world: &'static World,
+    backgrounds: Tensor<B, 2>,
+    colours: Tensor<B, 2>,
+    border: Tensor<B, 4>,
+    centre: Tensor<B, 4>,
+    corners: Tensor<B, 4>,
+}
+
+/// Everything the classifier reads off one image.
+#[derive(Debug, Clone)]
+pub struct ToyReading {
+    pub figure_found: bool,
+    pub shape: Vec<f64>,
+    pub colour: Vec<f64>,
+    pub occupation: Vec<f64>,
+}
+
+impl<B: Backend> ToyClassifier<B> {
+    pub fn new(world: &'static World, device: &B::Device) -> Self {
+        let palette = |rows: Vec<[f32; 3]>| {
+            let k = rows.len();
+            Tensor::<B, 1>::from_floats(rows.concat().as_slice(), device).reshape([k, 3])
+        };
+        let mask = |keep: &dyn Fn(usize, usize) -> bool| {
+            let values: Vec<f32> = (0..SIZE * SIZE)
+                .map(|i| f32::from(u8::from(keep(i / SIZE, i % SIZE))))
+                .collect();
+            Tensor::<B, 1>::from_floats(values.as_slice(), device).reshape([1, 1, SIZE, SIZE])
+        };
+        let in_box = |v: usize| (SQUARE.0..SQUARE.1).contains(&v);
+        Self {
+            world,
+            backgrounds: palette(world.occupations.iter().map(|o| o.background).collect()),
+            colours: palette(world.colours.iter().map(|c| c.rgb).collect()),
+            border: mask(&|y, x| y < 2 || x < 2 || y >= SIZE - 2 || x >= SIZE - 2),
+            centre: mask(&|y, x| (6..10).contains(&y) && (6..10).contains(&x)),
+            corners: mask(&|y, x| in_box(y) && in_box(x) && !inside(0, y, x)),
+        }
+    }
+
+    /// Images `[N, 3, 16, 16]` in [0, 1] → one reading each.
+    pub fn read(&self, images: Tensor<B, 4>) -> Vec<ToyReading> {
+        let [n, _, h, w] = images.dims();
+        assert_eq!([h, w], [SIZE, SIZE], "toy images are {SIZE}×{SIZE}");
+        let background = masked_mean(images.clone(), self.border.clone()); // [N, 3]
+        let figure = masked_mean(images.clone(), self.centre.clone());
+        let occupation = nearest(background.clone(), self.backgrounds.clone());
+        let colour = nearest(figure.clone(), self.colours.clone());
+        let contrast = (figure.clone() - background.clone())
+            .powi_scalar(2)
+            .sum_dim(1); // [N, 1]
+        // Per pixel: +1 where it has the figure's colour, −1 where the background's.
+        let distance_to = |rgb: Tensor<B, 2>| {
+            (images.clone() - rgb.reshape([n, 3, 1, 1]))
+                .powi_scalar(2)
+                .sum_dim(1)
+        };
+        let similarity = (distance_to(background) - distance_to(figure))
+            / (contrast.clone().reshape([n, 1, 1, 1]) + 1e-6);
+        let corners = self.corners.clone();
+        let count = corners.clone().sum().into_scalar().elem::<f64>();
+        let corner_score = (similarity * corners).sum_dim(2).sum_dim(3).reshape([n]) / count;
+        let square = sigmoid(corner_score * SHAPE_SHARPNESS);
+        let rows = |t: Tensor<B, 2>| -> Vec<Vec<f64>> {
+            let k = t.dims()[1];
+            let flat: Vec<f64> = t.into_data().iter::<f64>().collect();
+            flat.chunks(k).map(<[f64]>::to_vec).collect()
+        };
+        let square: Vec<f64> = square.into_data().iter::<f64>().collect();
+        let contrast: Vec<f64> = contrast.into_data().iter::<f64>().collect();
+        rows(colour)
+            .into_iter()
+            .zip(rows(occupation))
+            .zip(square.into_iter().zip(contrast))
+            .map(|((colour, occupation), (square, contrast))| ToyReading {
+                figure_found: contrast.sqrt() >= FIGURE_CONTRAST,
+                shape: vec![1.0 - square, square],
+                colour,
+                occupation,
+            })
+            .collect()
+    }
+}
+
+/// Mean colour under a `[1, 1, H, W]` 0/1 mask: `[N, 3, H, W]` → `[N, 3]`.
+fn masked_mean<B: Backend>(images: Tensor<B, 4>, mask: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, _, _] = images.dims();
+    let count = mask.clone().sum();
+    (images * mask).sum_dim(2).sum_dim(3).reshape([n, c]) / count.unsqueeze::<2>()
+}
+
+/// Softmax over negative squared distances of `[N, 3]` colours to a `[K, 3]` palette → `[N, K]`.
+fn nearest<B: Backend>(rgb: Tensor<B, 2>, palette: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [n, _] = rgb.dims();
+    let [k, _] = palette.dims();
+    let d = (rgb.reshape([n, 1, 3]) - palette.reshape([1, k, 3]))
+        .powi_scalar(2)
+        .sum_dim(2)
+        .reshape([n, k]);
+    softmax(d.neg() / TEMPERATURE, 1)
+}
+
+impl<B: Backend> AttributeClassifier<B> for ToyClassifier<B> {
+    fn name(&self) -> String {
+        "toy-palette".into()
+    }
+
+    /// The axes keep their real names: shape plays gender, colour plays race.
+    fn axes(&self) -> Vec<AxisSpec> {
+        let labels = |values: Vec<&str>| values.into_iter().map(String::from).collect();
+        vec![
+            AxisSpec {
+                name: "gender".into(),
+                classes: labels(self.world.shapes.iter().map(|v| v.label).collect()),
+            },
+            AxisSpec {
+                name: "race".into(),
+                classes: labels(self.world.colours.iter().map(|c| c.value.label).collect()),
+            },
+        ]
+    }
+
+    fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
+        self.read(images)
+            .into_iter()
+            .map(|r| Attributes {
+                face_found: r.figure_found,
+                probabilities: if r.figure_found {
+                    BTreeMap::from([("gender".into(), r.shape), ("race".into(), r.colour)])
+                } else {
+                    BTreeMap::new()
+                },
+            })
+            .collect()
+    }
+}
+
+/// The toy world's quality proxy: 100 when the background shows the prompt's occupation, else 0, so
+/// its mean is the occupation accuracy in percent.
+pub struct OccupationAccuracy<B: Backend>(pub ToyClassifier<B>);
+
+impl<B: Backend> Scorer<B> for OccupationAccuracy<B> {
+    fn name(&self) -> String {
+        "occupation_accuracy".into()
+    }
+
+    fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
+        let world = self.0.world;
+        self.0
+            .read(images)
+            .iter()
+            .zip(prompts)
+            .map(|(reading, prompt)| {
+                let named = prompt
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|word| world.occupation_index(word));
+                if named == Some(argmax(&reading.occupation)) {
+                    100.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+}
