@@ -136,6 +136,30 @@ pub fn weight_files(
 /// A key rename applied to the file's keys before matching (regex, replacement).
 pub type KeyRemap = (&'static str, &'static str);
 
+/// Writes the parameters of `module` that `keep` selects (by path and container type) to `file`, in
+/// PyTorch layout with the checkpoint's key names (`remaps` turn our paths into them), atomically.
+pub fn save_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: &M,
+    file: &Path,
+    keep: fn(&str, &str) -> bool,
+    remaps: &[(&str, &str)],
+) -> Result<(), String> {
+    use burn_store::BurnToPyTorchAdapter;
+    let tmp = file.with_extension("safetensors.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut store = SafetensorsStore::from_file(tmp.clone())
+        .with_predicate(keep)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .skip_enum_variants(true);
+    for (pattern, replacement) in remaps {
+        store = store.with_key_remapping(*pattern, *replacement);
+    }
+    module
+        .save_into(&mut store)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+}
+
 /// Loads `files` into `module`, failing on any missing, unexpected or mis-shaped tensor.
 pub fn load_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     module: M,

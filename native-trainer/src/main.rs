@@ -3,11 +3,12 @@
 mod backend;
 mod commands;
 mod error;
+mod toy;
 mod train;
 
 use clap::{Parser, Subcommand};
 
-use commands::{generate, run_module, schedule, tokenize};
+use commands::{generate, prompts, run_module, schedule, tokenize};
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +31,12 @@ enum Command {
     Schedule(schedule::Args),
     /// Generate images from a prompt with a diffusers model folder.
     Generate(generate::Args),
+    /// Write the neutral, identity-specific and training prompt sets (CSV) from occupations and attributes.
+    Prompts(prompts::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
     Train(train::Args),
+    /// Pretrain the toy world's biased base model (what `popalign demo` starts from).
+    ToyModel(toy::Args),
 }
 
 fn main() {
@@ -41,7 +46,9 @@ fn main() {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Schedule(args) => schedule::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Prompts(args) => prompts::run(args),
         Command::Train(args) => train::run(args),
+        Command::ToyModel(args) => toy::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

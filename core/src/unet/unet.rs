@@ -286,17 +286,11 @@ impl<B: Backend> UNet2DConditionModel<B> {
         keep: fn(&str, &str) -> bool,
         prefix: &str,
     ) -> Result<(), String> {
-        use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
-        let tmp = file.with_extension("safetensors.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut store = SafetensorsStore::from_file(tmp.clone())
-            .with_predicate(keep)
-            .with_to_adapter(BurnToPyTorchAdapter)
-            .skip_enum_variants(true)
-            .with_key_remapping(r"\.ff\.net\.1\.", ".ff.net.2.")
-            .with_key_remapping(r"^", prefix);
-        self.save_into(&mut store)
-            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+        load::save_weights(
+            self,
+            file,
+            keep,
+            &[(r"\.ff\.net\.1\.", ".ff.net.2."), (r"^", prefix)],
+        )
     }
 }

@@ -1,11 +1,11 @@
 //! `popalign train --config train.toml [--resume]`: preference fine-tuning of the U-Net (LoRA or full)
 //! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device.
 
-mod batch;
+pub(crate) mod batch;
 mod checkpoint;
 mod config;
 mod data;
-mod params;
+pub(crate) mod params;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,10 +27,10 @@ use popalign_core::objectives::sft::sft_loss;
 use popalign_core::objectives::{
     Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
 };
+use popalign_core::pipeline::ModelIndex;
 use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
 use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
-use popalign_core::pipeline::ModelIndex;
 use popalign_core::vae::ImageSpace;
 use serde_json::json;
 
