@@ -3,6 +3,7 @@
 mod backend;
 mod commands;
 mod error;
+mod stages;
 mod toy;
 mod train;
 
@@ -35,6 +36,10 @@ enum Command {
     Prompts(prompts::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
     Train(train::Args),
+    /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
+    Demo(stages::demo::Args),
+    /// Run the stages a run.toml lists over its run directory, skipping what is complete.
+    Run(stages::run::Args),
     /// Pretrain the toy world's biased base model (what `popalign demo` starts from).
     ToyModel(toy::Args),
 }
@@ -49,6 +54,8 @@ fn main() {
         Command::Prompts(args) => prompts::run(args),
         Command::Train(args) => train::run(args),
         Command::ToyModel(args) => toy::run(args),
+        Command::Demo(args) => stages::demo::run(args),
+        Command::Run(args) => stages::run::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -63,7 +63,12 @@ struct Frozen {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let config = TrainConfig::load(&args.config)?;
+    train(&args.config, args.resume)
+}
+
+/// Trains as `train.toml` at `config_path` says; `resume` continues from the newest checkpoint.
+pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
+    let config = TrainConfig::load(config_path)?;
     let data = PreferenceData::load(&config.preferences)?;
     let device = device();
     let unet_dir = component_dir(&config.model, "unet");
@@ -105,7 +110,7 @@ pub fn run(args: Args) -> CliResult {
         skipped_pairs: 0,
     };
     let latest = checkpoint::latest(&config.output)?;
-    match (latest, args.resume) {
+    match (latest, resume) {
         (Some((saved, dir)), true) => {
             if saved.config_hash != hash {
                 return Err(input(format!(

@@ -1,0 +1,214 @@
+//! Classifying an image set: `attributes/<set>.csv`, one row per manifest entry, in manifest order.
+//!
+//! Columns: `file, prompt, base_prompt, face_found, <axis>, <axis>_p, <axis>_probs, …, classifier`
+//! (`<axis>_probs` is every class probability, space-separated, in the classifier's class order), a
+//! superset of the official `race_gender.csv`. An unreadable image is a row with `face_found = false`
+//! and `error` set, never a crash. The CSV is rewritten atomically after every batch, and rows already
+//! present are kept, so a killed run resumes where it stopped.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax};
+use serde::{Deserialize, Serialize};
+
+use super::images::{read_manifest, runtime, write_atomic};
+use crate::backend::{Backend as B, device};
+use crate::error::{CliError, CliResult};
+
+/// One row of `attributes/<set>.csv`, axis columns flattened in by name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttributeRow {
+    pub file: String,
+    pub prompt: String,
+    pub base_prompt: String,
+    pub face_found: bool,
+    /// Per axis: (predicted label, its probability, all probabilities).
+    pub axes: Vec<(String, f64, Vec<f64>)>,
+    pub classifier: String,
+    pub error: String,
+}
+
+pub fn classify_set(
+    classifier: &dyn AttributeClassifier<B>,
+    run: &Path,
+    set_dir: &str,
+    csv_path: &Path,
+    batch_size: usize,
+) -> CliResult<Vec<AttributeRow>> {
+    let manifest = read_manifest(&run.join(set_dir))?;
+    let axes = classifier.axes();
+    let mut rows = if csv_path.exists() {
+        read_rows(csv_path, &axes)?
+    } else {
+        Vec::new()
+    };
+    rows.retain(|r| manifest.iter().any(|m| m.file == r.file));
+    let device = device();
+    let todo: Vec<_> = manifest[rows.len().min(manifest.len())..].to_vec();
+    for chunk in todo.chunks(batch_size.max(1)) {
+        let mut readable = Vec::new();
+        let mut pixels = Vec::new();
+        let mut failures = Vec::new();
+        for entry in chunk {
+            match load_unit_rgb(&run.join(&entry.file)) {
+                Ok((data, w, h)) => {
+                    readable.push(entry);
+                    pixels.push((data, w, h));
+                }
+                Err(e) => failures.push((entry, e)),
+            }
+        }
+        let mut results = Vec::new();
+        // One tensor per image size; the toy world and generated sets have one size.
+        for ((data, w, h), entry) in pixels.into_iter().zip(&readable) {
+            let image = Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, 3, h, w]);
+            results.push((*entry, classifier.classify(image).remove(0)));
+        }
+        for entry in chunk {
+            if let Some((_, attributes)) = results.iter().find(|(e, _)| e.file == entry.file) {
+                rows.push(AttributeRow {
+                    file: entry.file.clone(),
+                    prompt: entry.job.prompt.clone(),
+                    base_prompt: entry.job.base_prompt.clone(),
+                    face_found: attributes.face_found,
+                    axes: axes
+                        .iter()
+                        .map(|axis| match attributes.probabilities.get(&axis.name) {
+                            Some(p) => (axis.classes[argmax(p)].clone(), p[argmax(p)], p.clone()),
+                            None => (String::new(), 0.0, Vec::new()),
+                        })
+                        .collect(),
+                    classifier: classifier.name(),
+                    error: String::new(),
+                });
+            } else if let Some((_, error)) = failures.iter().find(|(e, _)| e.file == entry.file) {
+                rows.push(AttributeRow {
+                    file: entry.file.clone(),
+                    prompt: entry.job.prompt.clone(),
+                    base_prompt: entry.job.base_prompt.clone(),
+                    face_found: false,
+                    axes: axes
+                        .iter()
+                        .map(|_| (String::new(), 0.0, Vec::new()))
+                        .collect(),
+                    classifier: classifier.name(),
+                    error: error.clone(),
+                });
+            }
+        }
+        write_rows(csv_path, &axes, &rows)?;
+    }
+    if todo.is_empty() && !csv_path.exists() {
+        write_rows(csv_path, &axes, &rows)?;
+    }
+    Ok(rows)
+}
+
+/// An image file → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded), or why not.
+pub fn load_unit_rgb(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
+    let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rgb = image.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let mut data = vec![0.0; 3 * w * h];
+    for (x, y, pixel) in rgb.enumerate_pixels() {
+        for c in 0..3 {
+            data[(c * h + y as usize) * w + x as usize] = f32::from(pixel[c]) / 255.0;
+        }
+    }
+    Ok((data, w, h))
+}
+
+fn header(axes: &[AxisSpec]) -> Vec<String> {
+    let mut columns: Vec<String> = ["file", "prompt", "base_prompt", "face_found"]
+        .map(String::from)
+        .to_vec();
+    for axis in axes {
+        let name = &axis.name;
+        columns.extend([name.clone(), format!("{name}_p"), format!("{name}_probs")]);
+    }
+    columns.extend(["classifier".into(), "error".into()]);
+    columns
+}
+
+fn write_rows(path: &Path, axes: &[AxisSpec], rows: &[AttributeRow]) -> CliResult {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| CliError::Runtime(format!("{}: {e}", path.display()));
+    writer.write_record(header(axes)).map_err(csv_error)?;
+    for row in rows {
+        let mut record = vec![
+            row.file.clone(),
+            row.prompt.clone(),
+            row.base_prompt.clone(),
+            row.face_found.to_string(),
+        ];
+        for (label, p, probs) in &row.axes {
+            let probs: Vec<String> = probs.iter().map(|v| format!("{v:.6}")).collect();
+            record.extend([label.clone(), format!("{p:.6}"), probs.join(" ")]);
+        }
+        record.extend([row.classifier.clone(), row.error.clone()]);
+        writer.write_record(record).map_err(csv_error)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads `attributes/<set>.csv` back; a file that does not match `axes` is an input error.
+pub fn read_rows(path: &Path, axes: &[AxisSpec]) -> CliResult<Vec<AttributeRow>> {
+    let bad =
+        |line: usize, what: String| CliError::Input(format!("{}:{line}: {what}", path.display()));
+    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(0, e.to_string()))?;
+    let expected = header(axes);
+    let found: Vec<String> = reader
+        .headers()
+        .map_err(|e| bad(1, e.to_string()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    if found != expected {
+        return Err(bad(1, format!("columns {found:?}, expected {expected:?}")));
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(i + 2, e.to_string()))?;
+        let field = |k: usize| record.get(k).unwrap_or("").to_string();
+        let number = |k: usize| -> CliResult<f64> {
+            field(k)
+                .parse()
+                .map_err(|_| bad(i + 2, format!("`{}` is not a number", field(k))))
+        };
+        let mut parsed_axes = Vec::new();
+        for a in 0..axes.len() {
+            let k = 4 + 3 * a;
+            let probs = field(k + 2)
+                .split_whitespace()
+                .map(|v| {
+                    v.parse::<f64>()
+                        .map_err(|_| bad(i + 2, format!("`{v}` is not a number")))
+                })
+                .collect::<CliResult<Vec<f64>>>()?;
+            let p = if field(k).is_empty() {
+                0.0
+            } else {
+                number(k + 1)?
+            };
+            parsed_axes.push((field(k), p, probs));
+        }
+        let k = 4 + 3 * axes.len();
+        rows.push(AttributeRow {
+            file: field(0),
+            prompt: field(1),
+            base_prompt: field(2),
+            face_found: field(3) == "true",
+            axes: parsed_axes,
+            classifier: field(k),
+            error: field(k + 1),
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,175 @@
+//! `run.toml`: the resolved configuration of every stage of a run (design §1). Unknown keys are errors.
+//! Its hash is written into `run.lock.json` by the first stage that runs; a later invocation with a
+//! different configuration is refused (its artifacts would mix two configurations) unless the user
+//! passes `--allow-config-change`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CliError, CliResult, input};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// A diffusers model root, or `"toy"` for the toy base model this binary carries (installed into
+    /// `<run>/model/`).
+    pub model: String,
+    /// Seeds generation, pairing and training.
+    #[serde(default)]
+    pub seed: u64,
+    /// Stages `popalign run` executes, in order.
+    #[serde(default = "all_stages")]
+    pub stages: Vec<Stage>,
+    pub generate: GenerateConfig,
+    pub preferences: PreferencesConfig,
+    pub train: TrainSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Prompts,
+    Generate,
+    Classify,
+    Preferences,
+    Train,
+    Evaluate,
+    Report,
+}
+
+fn all_stages() -> Vec<Stage> {
+    use Stage::*;
+    vec![
+        Prompts,
+        Generate,
+        Classify,
+        Preferences,
+        Train,
+        Evaluate,
+        Report,
+    ]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Images per neutral prompt (the biased population).
+    pub neutral_images: usize,
+    /// Images per identity-specific prompt (the diverse population).
+    pub specific_images: usize,
+    /// Evaluation images per neutral prompt, base and aligned alike, on the same seeds.
+    pub eval_images: usize,
+    /// DDIM steps.
+    pub steps: usize,
+    pub guidance: f64,
+    #[serde(default = "batch")]
+    pub batch_size: usize,
+}
+
+fn batch() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesConfig {
+    pub construction: popalign_core::preferences::Construction,
+    /// Population draws; each gives `set_size` pairs.
+    pub iterations: usize,
+    pub set_size: usize,
+}
+
+/// What `train.toml` needs beyond the paths the run fixes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta: f64,
+    pub lora_rank: usize,
+}
+
+impl RunConfig {
+    /// The toy world's defaults, as `popalign demo` runs them.
+    pub fn demo(seed: u64) -> Self {
+        Self {
+            model: "toy".into(),
+            seed,
+            stages: all_stages(),
+            generate: GenerateConfig {
+                neutral_images: 48,
+                specific_images: 4,
+                eval_images: 32,
+                steps: 20,
+                guidance: 4.0,
+                batch_size: batch(),
+            },
+            preferences: PreferencesConfig {
+                construction: popalign_core::preferences::Construction::Official,
+                iterations: 400,
+                set_size: 5,
+            },
+            train: TrainSection {
+                steps: 200,
+                batch_size: 8,
+                learning_rate: 1e-3,
+                beta: 2000.0,
+                lora_rank: 8,
+            },
+        }
+    }
+
+    pub fn load(path: &Path) -> CliResult<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            input(format!(
+                "{}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ")
+            ))
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(serde_json::to_string(self).expect("json").as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The model folder: the given path, or `<run>/model` for the toy model.
+    pub fn model_dir(&self, run: &Path) -> PathBuf {
+        if self.model == "toy" {
+            run.join("model")
+        } else {
+            PathBuf::from(&self.model)
+        }
+    }
+}
+
+/// Refuses to continue a run whose artifacts were made under another configuration.
+pub fn check_lock(run: &Path, config: &RunConfig, allow_change: bool) -> CliResult {
+    let lock = run.join("run.lock.json");
+    let hash = config.hash();
+    if let Ok(text) = std::fs::read_to_string(&lock) {
+        let recorded: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", lock.display())))?;
+        if recorded["config_hash"] != hash.as_str() && !allow_change {
+            return Err(input(format!(
+                "{}: this run was made under configuration {} but run.toml is now {hash}; use a new run \
+                 directory, or pass --allow-config-change",
+                run.display(),
+                recorded["config_hash"]
+            )));
+        }
+    }
+    let text = serde_json::json!({"config_hash": hash}).to_string();
+    super::images::write_atomic(&lock, text.as_bytes())
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}

@@ -1,0 +1,213 @@
+//! Generating an image set into `images/<set>/`: `<id>.png`, `<id>.json`, and `manifest.jsonl`, the
+//! ledger of finished images.
+//!
+//! Jobs are cut into fixed chunks of `batch_size` in job order, and a chunk is generated as one batch,
+//! so a resumed run batches exactly as an uninterrupted one and writes the same bytes. A chunk whose
+//! images are all in the manifest is skipped; any other chunk is generated again as a whole. Every file,
+//! the manifest included, is written under a temporary name and renamed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use indicatif::ProgressBar;
+use popalign_core::pipeline::DiffusionPipeline;
+use popalign_core::schedulers::{SchedulerKind, sampler};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend as B, device};
+use crate::error::{CliError, CliResult};
+
+/// One image to make.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageJob {
+    /// `uuid5(prompt)-s<seed>-<index>`: stable across re-runs.
+    pub id: String,
+    pub prompt: String,
+    pub base_prompt: String,
+    /// Attributes the prompt names (`race`, `gender`), empty for neutral prompts.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub seed: u64,
+    pub index: usize,
+}
+
+/// One manifest line: the job and where its image is, relative to the run directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ManifestEntry {
+    #[serde(flatten)]
+    pub job: ImageJob,
+    pub file: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SamplingOptions {
+    pub steps: usize,
+    pub guidance: f64,
+    pub scheduler: SchedulerKind,
+    pub batch_size: usize,
+}
+
+/// `per_prompt` jobs per prompt row; image `i` of every prompt starts from the noise of seed `seed + i`,
+/// so two models compared on the same prompts see the same starting noise.
+pub fn jobs_for(
+    rows: &[(String, String, BTreeMap<String, String>)],
+    per_prompt: usize,
+    seed: u64,
+) -> Vec<ImageJob> {
+    rows.iter()
+        .flat_map(|(prompt, base_prompt, attributes)| {
+            let prompt_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, prompt.as_bytes());
+            (0..per_prompt).map(move |index| ImageJob {
+                id: format!("{prompt_id}-s{seed}-{index}"),
+                prompt: prompt.clone(),
+                base_prompt: base_prompt.clone(),
+                attributes: attributes.clone(),
+                seed,
+                index,
+            })
+        })
+        .collect()
+}
+
+pub fn read_manifest(dir: &Path) -> CliResult<Vec<ManifestEntry>> {
+    let path = dir.join("manifest.jsonl");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| CliError::Input(format!("{}:{}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// Generates the missing images of `jobs` into `run/<set_dir>`; returns how many were generated.
+/// `sidecar` is merged into each image's JSON (model, LoRA, run hash).
+pub fn generate_set(
+    pipeline: &DiffusionPipeline<B>,
+    jobs: &[ImageJob],
+    run: &Path,
+    set_dir: &str,
+    options: &SamplingOptions,
+    sidecar: &serde_json::Value,
+    bar: &ProgressBar,
+) -> CliResult<usize> {
+    let dir = run.join(set_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| runtime(&dir, e))?;
+    let mut manifest = read_manifest(&dir)?;
+    let done: std::collections::HashSet<String> =
+        manifest.iter().map(|e| e.job.id.clone()).collect();
+    let device = device();
+    let sampler = sampler::<B>(options.scheduler, &pipeline.scheduler, options.steps, 0.0);
+    let channels = pipeline.unet.conv_in.weight.dims()[1];
+    let side = pipeline.unet.sample_size.unwrap_or(16);
+    let mut generated = 0;
+    for chunk in jobs.chunks(options.batch_size.max(1)) {
+        if chunk.iter().all(|job| done.contains(&job.id)) {
+            bar.inc(chunk.len() as u64);
+            continue;
+        }
+        let noise: Vec<Tensor<B, 4>> = chunk
+            .iter()
+            .map(|job| {
+                B::seed(&device, job.seed.wrapping_add(job.index as u64));
+                Tensor::random(
+                    [1, channels, side, side],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
+            })
+            .collect();
+        let prompts: Vec<String> = chunk.iter().map(|j| j.prompt.clone()).collect();
+        let images = pipeline
+            .generate_batch(
+                &prompts,
+                None,
+                Tensor::cat(noise, 0),
+                sampler.as_ref(),
+                options.guidance,
+                |_| {},
+            )
+            .map_err(CliError::Runtime)?;
+        for (i, job) in chunk.iter().enumerate() {
+            let file = format!("{set_dir}/{}.png", job.id);
+            write_atomic(
+                &run.join(&file),
+                &png_bytes(images.clone().slice(i..i + 1))?,
+            )?;
+            let mut meta = serde_json::to_value(job).expect("json");
+            let extra = serde_json::json!({"steps": options.steps, "guidance": options.guidance,
+                "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "popalign_version": popalign_core::VERSION});
+            merge(&mut meta, &extra);
+            merge(&mut meta, sidecar);
+            let json = serde_json::to_string_pretty(&meta).expect("json");
+            write_atomic(&dir.join(format!("{}.json", job.id)), json.as_bytes())?;
+            if !done.contains(&job.id) {
+                manifest.push(ManifestEntry {
+                    job: job.clone(),
+                    file,
+                });
+                generated += 1;
+            }
+        }
+        write_manifest(&dir, &manifest)?;
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(generated)
+}
+
+fn merge(target: &mut serde_json::Value, extra: &serde_json::Value) {
+    if let (Some(t), Some(e)) = (target.as_object_mut(), extra.as_object()) {
+        t.extend(e.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
+fn write_manifest(dir: &Path, manifest: &[ManifestEntry]) -> CliResult {
+    let mut text = String::new();
+    for entry in manifest {
+        text.push_str(&serde_json::to_string(entry).expect("json"));
+        text.push('\n');
+    }
+    write_atomic(&dir.join("manifest.jsonl"), text.as_bytes())
+}
+
+/// `[1, 3, H, W]` in [0, 1] → 8-bit RGB PNG bytes.
+pub fn png_bytes(image: Tensor<B, 4>) -> CliResult<Vec<u8>> {
+    let [_, _, h, w] = image.dims();
+    let values: Vec<f32> = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0)
+        .round()
+        .into_data()
+        .to_vec()
+        .map_err(|e| CliError::Runtime(format!("{e:?}")))?;
+    let bytes: Vec<u8> = values.iter().map(|v| *v as u8).collect();
+    let buffer = image::RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer matches size");
+    let mut encoded = Vec::new();
+    buffer
+        .write_to(
+            &mut std::io::Cursor::new(&mut encoded),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    Ok(encoded)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| runtime(path, e))
+}
+
+pub fn runtime(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(format!("{}: {e}", PathBuf::from(path).display()))
+}

@@ -1,0 +1,9 @@
+//! The pipeline's stages over one run directory (design §1): `popalign run` executes those a `run.toml`
+//! lists, and `popalign demo` runs them all on the toy world.
+
+pub mod classify;
+pub mod config;
+pub mod demo;
+pub mod evaluate;
+pub mod images;
+pub mod run;

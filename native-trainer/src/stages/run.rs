@@ -1,0 +1,425 @@
+//! `popalign run --config run.toml`: executes the stages `run.toml` lists over its run directory (the
+//! folder holding `run.toml`), each skipping what is already complete, and reading its inputs from the
+//! files earlier stages wrote, so any stage can be re-run, resumed or replaced by another tool.
+//!
+//! The classifier and quality proxy are the toy world's (the face-attribute classifiers and reward
+//! models of the real pipeline plug into the same traits).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use popalign_core::classify::AttributeClassifier;
+use popalign_core::metrics::bias::BiasOptions;
+use popalign_core::pipeline::DiffusionPipeline;
+use popalign_core::preferences::{self, Member, Populations};
+use popalign_core::prompts::PromptRow;
+use popalign_core::schedulers::SchedulerKind;
+use popalign_core::toy::classifier::OccupationAccuracy;
+use popalign_core::toy::{TOY, ToyClassifier};
+use popalign_core::unet::UNet2DConditionModel;
+use serde_json::json;
+
+use super::classify::{AttributeRow, classify_set, read_rows};
+use super::config::{RunConfig, Stage, check_lock};
+use super::evaluate::{ModelSummary, summarize, write_summary};
+use super::images::{SamplingOptions, generate_set, jobs_for, write_atomic};
+use crate::backend::{Backend as B, device};
+use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
+use crate::error::{CliError, CliResult, input};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's `run.toml`; its folder is the run directory.
+    #[arg(long)]
+    config: PathBuf,
+    /// Run only these stages (default: those `run.toml` lists).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    stage: Vec<Stage>,
+    /// Continue a run whose artifacts were made under a different `run.toml`.
+    #[arg(long)]
+    allow_config_change: bool,
+}
+
+pub fn run(args: Args) -> CliResult {
+    let config = RunConfig::load(&args.config)?;
+    let dir = args.config.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let stages = if args.stage.is_empty() {
+        config.stages.clone()
+    } else {
+        args.stage
+    };
+    run_stages(&dir, &config, &stages, args.allow_config_change)
+}
+
+/// Runs `stages` of `config` in the run directory `dir`.
+pub fn run_stages(
+    dir: &Path,
+    config: &RunConfig,
+    stages: &[Stage],
+    allow_change: bool,
+) -> CliResult {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
+    check_lock(dir, config, allow_change)?;
+    let run = Run::new(dir, config)?;
+    for stage in stages {
+        match stage {
+            Stage::Prompts => run.prompts()?,
+            Stage::Generate => run.generate()?,
+            Stage::Classify => run.classify()?,
+            Stage::Preferences => run.preferences()?,
+            Stage::Train => run.train()?,
+            Stage::Evaluate => run.evaluate()?,
+            Stage::Report => run.report()?,
+        }
+    }
+    Ok(())
+}
+
+struct Run<'a> {
+    dir: PathBuf,
+    config: &'a RunConfig,
+    model: PathBuf,
+    classifier: ToyClassifier<B>,
+}
+
+const AXES: [&str; 2] = ["race", "gender"];
+
+impl<'a> Run<'a> {
+    fn new(dir: &Path, config: &'a RunConfig) -> CliResult<Self> {
+        let model = config.model_dir(dir);
+        if config.model == "toy" {
+            crate::toy::embedded::install(&model)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            model,
+            classifier: ToyClassifier::new(&TOY, &device()),
+        })
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    /// Neutral prompts (one per occupation) and identity-specific prompts (every shape × colour).
+    fn prompts(&self) -> CliResult {
+        let mut neutral = Vec::new();
+        let mut specific = Vec::new();
+        for occupation in 0..TOY.occupations.len() {
+            let base = TOY.neutral_prompt(occupation);
+            neutral.push(PromptRow {
+                prompt: base.clone(),
+                base_prompt: base.clone(),
+                attributes: BTreeMap::new(),
+            });
+            for figure in TOY.all_figures() {
+                specific.push(PromptRow {
+                    prompt: TOY.specific_prompt(occupation, figure),
+                    base_prompt: base.clone(),
+                    attributes: BTreeMap::from([
+                        ("gender".into(), TOY.shapes[figure.shape].label.into()),
+                        ("race".into(), TOY.colours[figure.colour].value.label.into()),
+                    ]),
+                });
+            }
+        }
+        let dir = self.path("prompts");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
+        write_prompt_csv(&dir.join("neutral.csv"), &neutral, &AXES)?;
+        write_prompt_csv(&dir.join("specific.csv"), &specific, &AXES)
+    }
+
+    fn sampling(&self) -> SamplingOptions {
+        let g = &self.config.generate;
+        SamplingOptions {
+            steps: g.steps,
+            guidance: g.guidance,
+            scheduler: SchedulerKind::Ddim,
+            batch_size: g.batch_size,
+        }
+    }
+
+    fn pipeline(&self, lora: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
+        let device = device();
+        let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, None, &device)?;
+        if let Some(lora) = lora {
+            pipeline.unet = UNet2DConditionModel::from_dir_and_lora_file(
+                &self.model.join("unet"),
+                None,
+                Some(lora),
+                &device,
+            )?;
+        }
+        Ok(pipeline)
+    }
+
+    fn prompt_rows(&self, set: &str) -> CliResult<Vec<(String, String, BTreeMap<String, String>)>> {
+        let rows = read_prompt_csv(&self.path(&format!("prompts/{set}.csv")))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.prompt, r.base_prompt, r.attributes))
+            .collect())
+    }
+
+    /// Base-model images: the neutral and the diverse population, and the evaluation set.
+    fn generate(&self) -> CliResult {
+        let g = &self.config.generate;
+        let seed = self.config.seed;
+        let sets = [
+            (
+                "images/neutral",
+                jobs_for(&self.prompt_rows("neutral")?, g.neutral_images, seed),
+            ),
+            (
+                "images/specific",
+                jobs_for(&self.prompt_rows("specific")?, g.specific_images, seed),
+            ),
+            ("eval/base/images", self.eval_jobs()?),
+        ];
+        let pipeline = self.pipeline(None)?;
+        let bar = progress(sets.iter().map(|(_, j)| j.len() as u64).sum(), "images");
+        let sidecar = json!({"model": self.model, "lora": null});
+        for (set, jobs) in &sets {
+            generate_set(
+                &pipeline,
+                jobs,
+                &self.dir,
+                set,
+                &self.sampling(),
+                &sidecar,
+                &bar,
+            )?;
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Evaluation seeds are far from the training populations' so no evaluation image was trained on.
+    fn eval_jobs(&self) -> CliResult<Vec<super::images::ImageJob>> {
+        let rows = self.prompt_rows("neutral")?;
+        Ok(jobs_for(
+            &rows,
+            self.config.generate.eval_images,
+            self.config.seed + 1_000_000,
+        ))
+    }
+
+    fn classify(&self) -> CliResult {
+        for set in ["neutral", "specific"] {
+            let csv = self.path(&format!("attributes/{set}.csv"));
+            classify_set(
+                &self.classifier,
+                &self.dir,
+                &format!("images/{set}"),
+                &csv,
+                64,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Pairs the classified populations of each neutral prompt (official construction by default).
+    fn preferences(&self) -> CliResult {
+        let axes = self.classifier.axes();
+        let neutral = read_rows(&self.path("attributes/neutral.csv"), &axes)?;
+        let specific = read_rows(&self.path("attributes/specific.csv"), &axes)?;
+        let member = |row: &AttributeRow| Member {
+            file: row.file.clone(),
+            identity: axes
+                .iter()
+                .zip(&row.axes)
+                .map(|(axis, (label, _, _))| (axis.name.clone(), label.clone()))
+                .collect(),
+        };
+        let captions: Vec<String> = self
+            .prompt_rows("neutral")?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let populations: Vec<Populations> = captions
+            .into_iter()
+            .map(|caption| {
+                let of = |rows: &[AttributeRow]| {
+                    rows.iter()
+                        .filter(|r| r.face_found && r.base_prompt == caption)
+                        .map(member)
+                        .collect()
+                };
+                Populations {
+                    diverse: of(&specific),
+                    neutral: of(&neutral),
+                    caption,
+                }
+            })
+            .collect();
+        let p = &self.config.preferences;
+        let records = preferences::build(
+            &populations,
+            p.construction,
+            p.iterations,
+            p.set_size,
+            &AXES,
+            self.config.seed,
+        )
+        .map_err(CliError::Runtime)?;
+        let text: String = records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("json") + "\n")
+            .collect();
+        write_atomic(&self.path("preferences.jsonl"), text.as_bytes())
+    }
+
+    fn final_lora(&self) -> PathBuf {
+        self.path(&format!(
+            "train/step-{}/pytorch_lora_weights.safetensors",
+            self.config.train.steps
+        ))
+    }
+
+    /// Writes `train.toml` (PopAlign with LoRA) and trains, resuming from a checkpoint if one exists.
+    fn train(&self) -> CliResult {
+        if self.final_lora().exists() {
+            return Ok(());
+        }
+        let t = &self.config.train;
+        let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        let text = format!(
+            "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
+             objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
+             lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
+             proportion_empty_prompts = 0.0\nrandom_flip = false\n\n[lora]\nrank = {}\nalpha = {}.0\n\n\
+             [popalign]\nbeta = {:?}\n",
+            quote(&self.model),
+            quote(&self.path("preferences.jsonl")),
+            quote(&self.path("train")),
+            self.config.seed,
+            t.steps,
+            t.batch_size,
+            t.learning_rate,
+            t.lora_rank,
+            t.lora_rank,
+            t.beta,
+        );
+        let path = self.path("train.toml");
+        write_atomic(&path, text.as_bytes())?;
+        let resume = std::fs::read_dir(self.path("train")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.starts_with("step-") && !name.ends_with(".tmp")
+            })
+        });
+        crate::train::train(&path, resume)?;
+        if !self.final_lora().exists() {
+            return Err(input(format!(
+                "{}: training ended without it",
+                self.final_lora().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
+    fn evaluate(&self) -> CliResult {
+        let jobs = self.eval_jobs()?;
+        let pipeline = self.pipeline(Some(&self.final_lora()))?;
+        let bar = progress(jobs.len() as u64, "images (aligned)");
+        let sidecar = json!({"model": self.model, "lora": self.final_lora()});
+        generate_set(
+            &pipeline,
+            &jobs,
+            &self.dir,
+            "eval/aligned/images",
+            &self.sampling(),
+            &sidecar,
+            &bar,
+        )?;
+        bar.finish_and_clear();
+        let axes = self.classifier.axes();
+        let options = BiasOptions {
+            seed: self.config.seed,
+            ..BiasOptions::default()
+        };
+        for name in ["base", "aligned"] {
+            let csv = self.path(&format!("eval/{name}/attributes.csv"));
+            let rows = classify_set(
+                &self.classifier,
+                &self.dir,
+                &format!("eval/{name}/images"),
+                &csv,
+                64,
+            )?;
+            let scorer = OccupationAccuracy(ToyClassifier::<B>::new(&TOY, &device()));
+            let summary = summarize(name, &self.dir, &axes, &rows, &scorer, &options)?;
+            write_summary(&self.path(&format!("eval/{name}/summary.json")), &summary)?;
+        }
+        Ok(())
+    }
+
+    /// `report/report.json` from the summaries, and the comparison table on stdout.
+    fn report(&self) -> CliResult {
+        let read = |name: &str| -> CliResult<ModelSummary> {
+            let path = self.path(&format!("eval/{name}/summary.json"));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| input(format!("{}: {e}", path.display())))?;
+            serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))
+        };
+        let (base, aligned) = (read("base")?, read("aligned")?);
+        let table = comparison_table(&base, &aligned);
+        println!("{table}");
+        let dir = self.path("report");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
+        let report = json!({
+            "schema_version": 1,
+            "popalign_version": popalign_core::VERSION,
+            "config_hash": self.config.hash(),
+            "config": self.config,
+            "objective": "popalign",
+            "models": [base, aligned],
+            "table": table,
+        });
+        write_atomic(
+            &dir.join("report.json"),
+            serde_json::to_string_pretty(&report)
+                .expect("json")
+                .as_bytes(),
+        )
+    }
+}
+
+pub fn comparison_table(base: &ModelSummary, aligned: &ModelSummary) -> String {
+    let row = |label: &str, f: &dyn Fn(&ModelSummary) -> String| {
+        format!("{label:<36}{:>10}{:>12}", f(base), f(aligned))
+    };
+    let mut lines = vec![row("neutral prompts", &|s| s.model.clone())];
+    for axis in ["gender", "race"] {
+        lines.push(row(
+            &format!("{axis} discrepancy ‖p − uniform‖₂"),
+            &|s| {
+                s.axes[axis]
+                    .discrepancy
+                    .map_or("n/a".into(), |d| format!("{d:.3}"))
+            },
+        ));
+    }
+    lines.push(row("occupation accuracy (%)", &|s| {
+        format!("{:.1}", s.quality.mean)
+    }));
+    lines.push(row("figure found (%)", &|s| {
+        s.axes["gender"]
+            .face_found_rate
+            .map_or("n/a".into(), |r| format!("{:.1}", 100.0 * r))
+    }));
+    lines.join("\n")
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}} eta {{eta}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("template"));
+    bar
+}
