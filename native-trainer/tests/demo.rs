@@ -110,3 +110,78 @@ fn killed_and_resumed_pipeline_equals_an_uninterrupted_one() {
         serde_json::from_slice(&a[Path::new("eval/aligned/summary.json")]).unwrap();
     assert!(summary["axes"]["gender"]["n_images"].as_u64() == Some(16));
 }
+
+fn run_stage(dir: &Path, stage: &str) -> std::process::Output {
+    Process::new(env!("CARGO_BIN_EXE_popalign"))
+        .args(["run", "--stage", stage, "--config"])
+        .arg(dir.join("run.toml"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_run_directory_from_another_configuration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    assert!(run_stage(dir.path(), "prompts").status.success());
+    std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace("seed = 5", "seed = 6")).unwrap();
+    let out = run_stage(dir.path(), "prompts");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("made under configuration"), "{stderr}");
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace("seed = 5", "sed = 5")).unwrap();
+    let out = run_stage(dir.path(), "prompts");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sed"));
+}
+
+/// A path that cannot be written (here a file where the stage needs a folder; the tests run as root,
+/// which ignores read-only permissions) is a clear error, and nothing half-written is left behind.
+#[test]
+fn an_unwritable_output_is_a_clear_error_without_partial_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    assert!(run_stage(dir.path(), "prompts").status.success());
+    std::fs::write(dir.path().join("images"), "not a folder").unwrap();
+    let out = run_stage(dir.path(), "generate");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("images"), "{stderr}");
+    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn empty_and_malformed_prompt_csvs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    assert!(run_stage(dir.path(), "prompts").status.success());
+    let neutral = dir.path().join("prompts/neutral.csv");
+    for (contents, expected) in [("", "neutral.csv"), ("prompt,base_prompt\n\"unclosed,x\n", "neutral.csv")] {
+        std::fs::write(&neutral, contents).unwrap();
+        let out = run_stage(dir.path(), "generate");
+        assert_eq!(out.status.code(), Some(2), "{contents:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
+}
