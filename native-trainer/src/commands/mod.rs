@@ -1,4 +1,5 @@
 pub mod generate;
+pub mod prompts;
 pub mod run_module;
 pub mod schedule;
 pub mod tokenize;

@@ -1,0 +1,319 @@
+//! `popalign prompts --out DIR`: writes the prompt sets of a run (design §1 `prompts/`): `neutral.csv`
+//! (evaluation, one prompt per occupation), `specific.csv` (every combination of the chosen axes per
+//! occupation) and `training.csv` (every combination per occupation and scene; `base_prompt` is the neutral
+//! training caption). `popalign prompts --check FILE` reads a prompt CSV the way later stages do.
+//!
+//! The default data files are compiled into the binary, so the command works from any directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use popalign_core::prompts::{
+    Axis, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
+};
+
+use crate::error::{CliError, CliResult, input};
+
+const DEFAULT_OCCUPATIONS: &str = include_str!("../../../data/occupations.toml");
+const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
+const DEFAULT_TEMPLATES: &str = include_str!("../../../data/templates.toml");
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["out", "check"])))]
+pub struct Args {
+    /// Folder to write neutral.csv, specific.csv and training.csv into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Read a prompt CSV back and print what it holds, instead of writing the sets.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["occupations", "attributes", "templates", "axes", "limit_occupations"])]
+    check: Option<PathBuf>,
+    /// Occupations and training scenes (`[[occupation]]` name, scenes). Default: the built-in data/occupations.toml.
+    #[arg(long, value_name = "FILE")]
+    occupations: Option<PathBuf>,
+    /// Attribute vocabularies (`[[axis]]` name, values). Default: the built-in data/attributes.toml.
+    #[arg(long, value_name = "FILE")]
+    attributes: Option<PathBuf>,
+    /// Prompt templates ([evaluation] and [training]). Default: the built-in data/templates.toml.
+    #[arg(long, value_name = "FILE")]
+    templates: Option<PathBuf>,
+    /// Axes to combine, first varying slowest.
+    #[arg(long, value_delimiter = ',', default_value = "race,gender")]
+    axes: Vec<String>,
+    /// Use only the first N occupations (quick runs).
+    #[arg(long, value_name = "N")]
+    limit_occupations: Option<usize>,
+}
+
+pub fn run(args: Args) -> CliResult {
+    if let Some(path) = &args.check {
+        return check(path);
+    }
+    let out = args.out.as_deref().expect("clap requires --out or --check");
+    let sets = build_sets(&args)?;
+    let axes = chosen_axes(&args.axes);
+    std::fs::create_dir_all(out).map_err(|e| runtime(out, e))?;
+    for (name, rows, augmented) in [
+        ("neutral.csv", &sets.neutral, false),
+        ("specific.csv", &sets.specific, true),
+        ("training.csv", &sets.training, true),
+    ] {
+        let path = out.join(name);
+        write_prompt_csv(&path, rows, if augmented { &axes } else { &[] })?;
+        println!("{}: {} prompts", path.display(), rows.len());
+    }
+    Ok(())
+}
+
+/// Reads the three documents (each error prefixed by its file) and builds the sets.
+fn build_sets(args: &Args) -> CliResult<PromptSets> {
+    let (occupations_name, occupations_text) = document(
+        args.occupations.as_deref(),
+        "occupations",
+        DEFAULT_OCCUPATIONS,
+    )?;
+    let (attributes_name, attributes_text) =
+        document(args.attributes.as_deref(), "attributes", DEFAULT_ATTRIBUTES)?;
+    let (templates_name, templates_text) =
+        document(args.templates.as_deref(), "templates", DEFAULT_TEMPLATES)?;
+
+    let mut occupations =
+        parse_occupations(&occupations_text).map_err(|e| located(&occupations_name, e))?;
+    if let Some(limit) = args.limit_occupations {
+        if limit == 0 {
+            return Err(input("--limit-occupations must be at least 1"));
+        }
+        occupations.truncate(limit);
+    }
+    let vocabulary =
+        Vocabulary::from_toml(&attributes_text).map_err(|e| located(&attributes_name, e))?;
+    let templates = TemplateSet::from_toml(&templates_text, &vocabulary)
+        .map_err(|e| located(&templates_name, e))?;
+    let axes = select_axes(&vocabulary, &args.axes)?;
+    PromptSets::build(&occupations, &templates, &axes).map_err(input)
+}
+
+/// `--axes` must name at least one axis: with none, "specific" prompts would just repeat the neutral ones.
+fn select_axes<'v>(vocabulary: &'v Vocabulary, names: &[String]) -> CliResult<Vec<&'v Axis>> {
+    let names = chosen_axes(names);
+    if names.is_empty() {
+        return Err(input(
+            "--axes must name at least one axis (e.g. race,gender)",
+        ));
+    }
+    vocabulary
+        .select(&names)
+        .map_err(|e| input(format!("--axes: {e}")))
+}
+
+fn chosen_axes(names: &[String]) -> Vec<&str> {
+    names
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The text of a document: the user's file if given, else the embedded default, with a name for messages.
+fn document(
+    path: Option<&Path>,
+    what: &str,
+    embedded: &'static str,
+) -> CliResult<(String, String)> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                input(format!(
+                    "{}: cannot read the {what} file: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok((path.display().to_string(), text))
+        }
+        None => Ok((format!("built-in data/{what}.toml"), embedded.to_string())),
+    }
+}
+
+fn located(name: &str, message: String) -> CliError {
+    input(format!("{name}: {message}"))
+}
+
+fn runtime(path: &Path, error: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(format!("{}: {error}", path.display()))
+}
+
+/// Writes rows with header `prompt`, plus `base_prompt` and one column per axis when `axes` is not empty,
+/// to `<path>.tmp` and renames it, so a reader never sees half a file.
+pub fn write_prompt_csv(path: &Path, rows: &[PromptRow], axes: &[&str]) -> CliResult {
+    let tmp = path.with_extension("csv.tmp");
+    let write = || -> Result<(), Box<dyn std::error::Error>> {
+        let mut writer = csv::Writer::from_path(&tmp)?;
+        writer.write_record(header(axes))?;
+        for row in rows {
+            writer.write_record(record(row, axes))?;
+        }
+        writer.flush()?;
+        Ok(())
+    };
+    write().map_err(|e| runtime(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| runtime(path, e))
+}
+
+fn header<'a>(axes: &[&'a str]) -> Vec<&'a str> {
+    if axes.is_empty() {
+        return vec!["prompt"];
+    }
+    let mut columns = vec!["prompt", "base_prompt"];
+    columns.extend_from_slice(axes);
+    columns
+}
+
+fn record<'r>(row: &'r PromptRow, axes: &[&str]) -> Vec<&'r str> {
+    if axes.is_empty() {
+        return vec![row.prompt.as_str()];
+    }
+    let mut fields = vec![row.prompt.as_str(), row.base_prompt.as_str()];
+    fields.extend(
+        axes.iter()
+            .map(|axis| row.attributes.get(*axis).map_or("", String::as_str)),
+    );
+    fields
+}
+
+/// `--check`: reads the file as a later stage would and says what it holds.
+fn check(path: &Path) -> CliResult {
+    let rows = read_prompt_csv(path)?;
+    let bases: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.base_prompt.as_str()).collect();
+    let mut axes: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.attributes.keys().map(String::as_str))
+        .collect();
+    axes.sort_unstable();
+    axes.dedup();
+    println!(
+        "{}: {} prompts, {} base prompts, attributes: {}",
+        path.display(),
+        rows.len(),
+        bases.len(),
+        if axes.is_empty() {
+            "none".to_string()
+        } else {
+            axes.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// Reads a prompt CSV (ours, or one with a `Prompt` column such as the official PopAlign files).
+///
+/// The `prompt` column (any case) is required and no prompt may be blank; `base_prompt` defaults to the
+/// prompt; every other column is an attribute (blank cells skipped). Quoted fields may hold commas, quotes
+/// and newlines. Long prompts are kept whole: the tokenizer truncates at CLIP's 77 tokens. Errors name the
+/// file and the line.
+pub fn read_prompt_csv(path: &Path) -> Result<Vec<PromptRow>, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    let at = |line: u64, message: String| input(format!("{}:{line}: {message}", path.display()));
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(input(format!(
+            "{}: the file is empty (expected a header with a `prompt` column)",
+            path.display()
+        )));
+    }
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
+    let headers = reader
+        .headers()
+        .map_err(|e| at(1, csv_message(&e)))?
+        .clone();
+    let columns = Columns::find(&headers).ok_or_else(|| {
+        at(
+            1,
+            format!(
+                "no `prompt` column (found: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| at(line_of(&e), csv_message(&e)))?;
+        let line = record.position().map_or(0, |p| p.line());
+        rows.push(columns.row(&record).map_err(|m| at(line, m))?);
+    }
+    if rows.is_empty() {
+        return Err(at(1, "a header but no prompts".into()));
+    }
+    Ok(rows)
+}
+
+/// Where the prompt, the base prompt and the attributes sit in a record.
+struct Columns {
+    prompt: usize,
+    base_prompt: Option<usize>,
+    attributes: Vec<(usize, String)>,
+}
+
+impl Columns {
+    fn find(headers: &csv::StringRecord) -> Option<Self> {
+        let named = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name))
+        };
+        let prompt = named("prompt")?;
+        let base_prompt = named("base_prompt");
+        let attributes = headers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != prompt && Some(*i) != base_prompt)
+            .map(|(i, h)| (i, h.trim().to_string()))
+            .collect();
+        Some(Self {
+            prompt,
+            base_prompt,
+            attributes,
+        })
+    }
+
+    fn row(&self, record: &csv::StringRecord) -> Result<PromptRow, String> {
+        let prompt = record.get(self.prompt).unwrap_or_default();
+        if prompt.trim().is_empty() {
+            return Err("empty prompt".into());
+        }
+        let base_prompt = self
+            .base_prompt
+            .and_then(|i| record.get(i))
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or(prompt);
+        let attributes: BTreeMap<String, String> = self
+            .attributes
+            .iter()
+            .filter_map(|(i, name)| {
+                let value = record.get(*i)?.trim();
+                (!value.is_empty()).then(|| (name.clone(), value.to_string()))
+            })
+            .collect();
+        Ok(PromptRow {
+            prompt: prompt.to_string(),
+            base_prompt: base_prompt.to_string(),
+            attributes,
+        })
+    }
+}
+
+/// The line a csv error points at (the header's line when it has no position).
+fn line_of(error: &csv::Error) -> u64 {
+    error.position().map_or(1, |p| p.line())
+}
+
+/// The csv crate's message without its own position prefix (we print `file:line:`).
+fn csv_message(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("malformed row: {len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_string(),
+        _ => error.to_string().replace('\n', " "),
+    }
+}
