@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod nn;
 pub mod objectives;
 pub mod pipeline;
+pub mod preferences;
 pub mod prompts;
 pub mod schedulers;
 pub mod tensor_io;

@@ -43,6 +43,12 @@ pub struct Args {
     learning_rate: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Instead of training: write the model folder without U-Net weights, plus `dataset.safetensors`
+    /// with this many rendered training images, their caption indices and every caption's embeddings,
+    /// for `tools/toy/pretrain_unet.py` (PyTorch trains the toy U-Net in minutes where our CPU backend
+    /// needs hours; the result loads here like any diffusers U-Net).
+    #[arg(long)]
+    dump_dataset: Option<usize>,
 }
 
 /// Share of captions replaced by `""` (classifier-free guidance).
@@ -65,6 +71,9 @@ pub fn run(args: Args) -> CliResult {
         popalign_core::load::read_config(&staging.join("scheduler").join("scheduler_config.json"))?;
     let schedule = NoiseSchedule::new(&scheduler);
     let captions = encode_all_captions(&text, &device)?;
+    if let Some(n) = args.dump_dataset {
+        return dump_dataset(&args, &staging, &captions, n);
+    }
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(0.01)
         .init::<AD, UNet2DConditionModel<AD>>();
@@ -206,4 +215,45 @@ fn conditioning(
         text_embeds: Some(Tensor::from_inner(pooled)),
         time_ids: Some(Tensor::from_inner(time_ids)),
     }
+}
+
+/// See [`Args::dump_dataset`]. The model folder is left at `<out>` (no U-Net weights yet).
+fn dump_dataset(
+    args: &Args,
+    staging: &std::path::Path,
+    captions: &HashMap<String, PromptEmbeds<Backend>>,
+    n: usize,
+) -> CliResult {
+    use burn::tensor::TensorData;
+    let mut names: Vec<&String> = captions.keys().collect();
+    names.sort();
+    let index: HashMap<&String, i64> = names.iter().enumerate().map(|(i, n)| (*n, i as i64)).collect();
+    let mut pixels = Vec::with_capacity(n * 3 * SIZE * SIZE);
+    let mut caption_index = Vec::with_capacity(n);
+    for step in 0..n.div_ceil(args.batch_size) {
+        let (batch, prompts) = training_batch(args.seed, step, args.batch_size);
+        pixels.extend(batch);
+        caption_index.extend(prompts.iter().map(|p| index[p]));
+    }
+    pixels.truncate(n * 3 * SIZE * SIZE);
+    caption_index.truncate(n);
+    let stack = |f: &dyn Fn(&PromptEmbeds<Backend>) -> Tensor<Backend, 3>| {
+        Tensor::cat(names.iter().map(|n| f(&captions[*n])).collect(), 0).into_data()
+    };
+    let tensors = std::collections::BTreeMap::from([
+        ("pixels".to_string(), TensorData::new(pixels, [n, 3, SIZE, SIZE])),
+        ("caption_index".to_string(), TensorData::new(caption_index, [n])),
+        ("hidden".to_string(), stack(&|e| e.hidden.clone())),
+        ("pooled".to_string(), stack(&|e| e.pooled.clone().expect("SDXL-shaped").unsqueeze::<3>())),
+    ]);
+    let file = args.out.with_extension("dataset.safetensors");
+    popalign_core::tensor_io::write_tensors(&file, &tensors).map_err(CliError::Runtime)?;
+    let captions_file = args.out.with_extension("captions.json");
+    std::fs::write(&captions_file, serde_json::to_string_pretty(&names).expect("json"))
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", captions_file.display())))?;
+    let _ = std::fs::remove_dir_all(&args.out);
+    std::fs::rename(staging, &args.out)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", args.out.display())))?;
+    eprintln!("wrote {} and {}", args.out.display(), file.display());
+    Ok(())
 }
