@@ -286,6 +286,9 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let t = &self.config.train;
+        // train.toml resolves relative paths against its own folder (the run directory).
+        let model = std::fs::canonicalize(&self.model)
+            .map_err(|e| input(format!("{}: {e}", self.model.display())))?;
         let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
         let text = format!(
             "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
@@ -293,9 +296,9 @@ impl<'a> Run<'a> {
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
              proportion_empty_prompts = 0.0\nrandom_flip = false\n\n[lora]\nrank = {}\nalpha = {}.0\n\n\
              [popalign]\nbeta = {:?}\n",
-            quote(&self.model),
-            quote(&self.path("preferences.jsonl")),
-            quote(&self.path("train")),
+            quote(&model),
+            quote(Path::new("preferences.jsonl")),
+            quote(Path::new("train")),
             self.config.seed,
             t.steps,
             t.batch_size,

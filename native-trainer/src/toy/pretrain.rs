@@ -227,7 +227,11 @@ fn dump_dataset(
     use burn::tensor::TensorData;
     let mut names: Vec<&String> = captions.keys().collect();
     names.sort();
-    let index: HashMap<&String, i64> = names.iter().enumerate().map(|(i, n)| (*n, i as i64)).collect();
+    let index: HashMap<&String, i64> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i as i64))
+        .collect();
     let mut pixels = Vec::with_capacity(n * 3 * SIZE * SIZE);
     let mut caption_index = Vec::with_capacity(n);
     for step in 0..n.div_ceil(args.batch_size) {
@@ -241,16 +245,28 @@ fn dump_dataset(
         Tensor::cat(names.iter().map(|n| f(&captions[*n])).collect(), 0).into_data()
     };
     let tensors = std::collections::BTreeMap::from([
-        ("pixels".to_string(), TensorData::new(pixels, [n, 3, SIZE, SIZE])),
-        ("caption_index".to_string(), TensorData::new(caption_index, [n])),
+        (
+            "pixels".to_string(),
+            TensorData::new(pixels, [n, 3, SIZE, SIZE]),
+        ),
+        (
+            "caption_index".to_string(),
+            TensorData::new(caption_index, [n]),
+        ),
         ("hidden".to_string(), stack(&|e| e.hidden.clone())),
-        ("pooled".to_string(), stack(&|e| e.pooled.clone().expect("SDXL-shaped").unsqueeze::<3>())),
+        (
+            "pooled".to_string(),
+            stack(&|e| e.pooled.clone().expect("SDXL-shaped").unsqueeze::<3>()),
+        ),
     ]);
     let file = args.out.with_extension("dataset.safetensors");
     popalign_core::tensor_io::write_tensors(&file, &tensors).map_err(CliError::Runtime)?;
     let captions_file = args.out.with_extension("captions.json");
-    std::fs::write(&captions_file, serde_json::to_string_pretty(&names).expect("json"))
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", captions_file.display())))?;
+    std::fs::write(
+        &captions_file,
+        serde_json::to_string_pretty(&names).expect("json"),
+    )
+    .map_err(|e| CliError::Runtime(format!("{}: {e}", captions_file.display())))?;
     let _ = std::fs::remove_dir_all(&args.out);
     std::fs::rename(staging, &args.out)
         .map_err(|e| CliError::Runtime(format!("{}: {e}", args.out.display())))?;
