@@ -106,7 +106,9 @@ pub fn build(
 }
 
 fn draw<'a>(members: &'a [Member], n: usize, rng: &mut ChaCha8Rng) -> Vec<&'a Member> {
-    (0..n).map(|_| &members[rng.random_range(0..members.len())]).collect()
+    (0..n)
+        .map(|_| &members[rng.random_range(0..members.len())])
+        .collect()
 }
 
 /// Round-robin over identities in a random order, a random member of each.

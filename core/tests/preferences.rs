@@ -7,7 +7,10 @@ use popalign_core::preferences::{Construction, Member, Populations, build};
 fn member(file: &str, race: &str, gender: &str) -> Member {
     Member {
         file: file.into(),
-        identity: BTreeMap::from([("race".into(), race.into()), ("gender".into(), gender.into())]),
+        identity: BTreeMap::from([
+            ("race".into(), race.into()),
+            ("gender".into(), gender.into()),
+        ]),
     }
 }
 
@@ -18,23 +21,44 @@ fn doctor() -> Populations {
         diverse: (0..12)
             .map(|i| member(&format!("d{i}"), races[i % 3], ["male", "female"][i / 6]))
             .collect(),
-        neutral: (0..10).map(|i| member(&format!("n{i}"), "white", "male")).collect(),
+        neutral: (0..10)
+            .map(|i| member(&format!("n{i}"), "white", "male"))
+            .collect(),
     }
 }
 
 #[test]
 fn official_pairs_diverse_over_neutral_index_by_index() {
-    let records = build(&[doctor()], Construction::Official, 20, 5, &["race", "gender"], 7).unwrap();
+    let records = build(
+        &[doctor()],
+        Construction::Official,
+        20,
+        5,
+        &["race", "gender"],
+        7,
+    )
+    .unwrap();
     assert_eq!(records.len(), 100);
     for chunk in records.chunks(5) {
         for (i, r) in chunk.iter().enumerate() {
             assert_eq!(r.caption, "a photo of a doctor");
-            assert!(r.preferred.starts_with('d') && r.dispreferred.starts_with('n'), "{r:?}");
+            assert!(
+                r.preferred.starts_with('d') && r.dispreferred.starts_with('n'),
+                "{r:?}"
+            );
             assert_eq!(r.population.preferred[i], r.preferred);
             assert_eq!(r.population.dispreferred[i], r.dispreferred);
         }
     }
-    let again = build(&[doctor()], Construction::Official, 20, 5, &["race", "gender"], 7).unwrap();
+    let again = build(
+        &[doctor()],
+        Construction::Official,
+        20,
+        5,
+        &["race", "gender"],
+        7,
+    )
+    .unwrap();
     assert_eq!(records, again, "deterministic in the seed");
 }
 
@@ -42,7 +66,15 @@ fn official_pairs_diverse_over_neutral_index_by_index() {
 fn the_official_check_swaps_when_the_neutral_set_is_more_varied() {
     let mut swapped = doctor();
     std::mem::swap(&mut swapped.diverse, &mut swapped.neutral);
-    let records = build(&[swapped], Construction::Official, 40, 5, &["race", "gender"], 1).unwrap();
+    let records = build(
+        &[swapped],
+        Construction::Official,
+        40,
+        5,
+        &["race", "gender"],
+        1,
+    )
+    .unwrap();
     // The "diverse" side is now all white men (files n*). It wins only where the other set shows a
     // single race and a single gender too; otherwise the varied set (files d*) is preferred.
     let distinct = |files: &[String], pick: fn(usize) -> usize| {
@@ -73,7 +105,15 @@ fn the_official_check_swaps_when_the_neutral_set_is_more_varied() {
 
 #[test]
 fn balanced_sets_cover_distinct_identities() {
-    let records = build(&[doctor()], Construction::Balanced, 30, 6, &["race", "gender"], 3).unwrap();
+    let records = build(
+        &[doctor()],
+        Construction::Balanced,
+        30,
+        6,
+        &["race", "gender"],
+        3,
+    )
+    .unwrap();
     let identity = |file: &str| {
         let i: usize = file[1..].parse().unwrap();
         (i % 3, i / 6)
@@ -82,7 +122,11 @@ fn balanced_sets_cover_distinct_identities() {
         let mut seen: Vec<_> = chunk.iter().map(|r| identity(&r.preferred)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen.len(), 6, "6 identities exist, a set of 6 shows each once");
+        assert_eq!(
+            seen.len(),
+            6,
+            "6 identities exist, a set of 6 shows each once"
+        );
     }
 }
 

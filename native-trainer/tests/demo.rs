@@ -124,7 +124,11 @@ fn a_run_directory_from_another_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
     assert!(run_stage(dir.path(), "prompts").status.success());
-    std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace("seed = 5", "seed = 6")).unwrap();
+    std::fs::write(
+        dir.path().join("run.toml"),
+        SMALL_RUN.replace("seed = 5", "seed = 6"),
+    )
+    .unwrap();
     let out = run_stage(dir.path(), "prompts");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -134,7 +138,11 @@ fn a_run_directory_from_another_configuration_is_refused() {
 #[test]
 fn a_config_with_an_unknown_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace("seed = 5", "sed = 5")).unwrap();
+    std::fs::write(
+        dir.path().join("run.toml"),
+        SMALL_RUN.replace("seed = 5", "sed = 5"),
+    )
+    .unwrap();
     let out = run_stage(dir.path(), "prompts");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sed"));
@@ -152,7 +160,10 @@ fn an_unwritable_output_is_a_clear_error_without_partial_files() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("images"), "{stderr}");
-    let leftovers: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -162,7 +173,10 @@ fn empty_and_malformed_prompt_csvs_are_clear_errors() {
     std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
     assert!(run_stage(dir.path(), "prompts").status.success());
     let neutral = dir.path().join("prompts/neutral.csv");
-    for (contents, expected) in [("", "neutral.csv"), ("prompt,base_prompt\n\"unclosed,x\n", "neutral.csv")] {
+    for (contents, expected) in [
+        ("", "neutral.csv"),
+        ("prompt,base_prompt\n\"unclosed,x\n", "neutral.csv"),
+    ] {
         std::fs::write(&neutral, contents).unwrap();
         let out = run_stage(dir.path(), "generate");
         assert_eq!(out.status.code(), Some(2), "{contents:?}");
