@@ -157,7 +157,22 @@ pub fn save_weights<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     module
         .save_into(&mut store)
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    canonical_header(&tmp)?;
     std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Rewrites a safetensors file with the single metadata entry `format = pt` (what PyTorch tools write and
+/// transformers checks). burn-store writes its metadata from a hash map, in a different order each run,
+/// so two saves of equal weights would differ in bytes; after this they are identical.
+fn canonical_header(file: &Path) -> Result<(), String> {
+    use safetensors::SafeTensors;
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let tensors =
+        SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let out = safetensors::serialize(tensors.tensors(), Some(metadata))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(file, out).map_err(|e| format!("{}: {e}", file.display()))
 }
 
 /// Loads `files` into `module`, failing on any missing, unexpected or mis-shaped tensor.
