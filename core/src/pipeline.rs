@@ -183,32 +183,21 @@ impl<B: Backend> DiffusionPipeline<B> {
         device: &B::Device,
         progress: impl FnMut(usize),
     ) -> Result<Tensor<B, 4>, String> {
-        let (positive, negative) =
-            self.encode_guidance_pair(&options.prompt, options.negative_prompt.as_deref(), device)?;
         let factor = self.vae_scale_factor();
         if options.width % factor != 0 || options.height % factor != 0 {
             return Err(format!("width and height must be multiples of {factor}"));
         }
         let channels = self.unet.conv_in.weight.dims()[1];
         let shape = [1, channels, options.height / factor, options.width / factor];
-        let latents = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device)
-            * sampler.init_noise_sigma();
-        let time_ids = sdxl_time_ids::<B>(
-            (options.height, options.width),
-            (0, 0),
-            (options.height, options.width),
-            device,
-        );
-        let latents = self.denoise(
-            &positive,
-            &negative,
-            time_ids,
-            latents,
+        let noise = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        self.generate_batch(
+            std::slice::from_ref(&options.prompt),
+            options.negative_prompt.as_deref(),
+            noise,
             sampler,
             options.guidance_scale,
             progress,
-        );
-        Ok(self.decode_to_unit(latents))
+        )
     }
 
     /// One image per prompt, all denoised together: `noise` `[N, C, h, w]` is each image's initial

@@ -143,6 +143,5 @@ impl World {
 
 /// `"a nurse"`, `"an orange round nurse"`: the article English puts before `words`.
 fn with_article(words: &str) -> String {
-    let vowel = words.starts_with(['a', 'e', 'i', 'o', 'u']);
-    format!("{} {words}", if vowel { "an" } else { "a" })
+    format!("{} {words}", crate::prompts::indefinite_article(words))
 }

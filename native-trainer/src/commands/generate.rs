@@ -3,7 +3,7 @@
 //! Each image's id is `uuid5(prompt)-s<seed>-<index>`, so re-running skips what exists and a killed run
 //! resumes without duplicates; files are written under a temporary name and renamed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult, input};
+use crate::stages::images::{png_bytes, write_atomic};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,7 +104,7 @@ pub fn run(args: Args) -> CliResult {
         let image = pipeline
             .generate(&options, sampler.as_ref(), &device, |_| bar.inc(1))
             .map_err(CliError::Runtime)?;
-        save_png(&png, image)?;
+        write_atomic(&png, &png_bytes(image)?)?;
         let sidecar = json!({
             "id": id, "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "index": index, "steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
@@ -120,34 +121,4 @@ pub fn run(args: Args) -> CliResult {
     }
     bar.finish();
     Ok(())
-}
-
-/// `[1, 3, H, W]` in [0, 1] → 8-bit RGB PNG.
-fn save_png(path: &Path, image: Tensor<B, 4>) -> CliResult {
-    let [_, _, h, w] = image.dims();
-    let pixels = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0)
-        .round()
-        .into_data();
-    let bytes: Vec<u8> = pixels
-        .to_vec::<f32>()
-        .map_err(|e| CliError::Runtime(format!("{e:?}")))?
-        .iter()
-        .map(|v| *v as u8)
-        .collect();
-    let buffer = image::RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer matches size");
-    let mut encoded = Vec::new();
-    buffer
-        .write_to(
-            &mut std::io::Cursor::new(&mut encoded),
-            image::ImageFormat::Png,
-        )
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
-    write_atomic(path, &encoded)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
 }

@@ -309,12 +309,7 @@ impl<'a> Run<'a> {
         );
         let path = self.path("train.toml");
         write_atomic(&path, text.as_bytes())?;
-        let resume = std::fs::read_dir(self.path("train")).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                name.starts_with("step-") && !name.ends_with(".tmp")
-            })
-        });
+        let resume = crate::train::checkpoint::latest(&self.path("train"))?.is_some();
         crate::train::train(&path, resume)?;
         if !self.final_lora().exists() {
             return Err(input(format!(

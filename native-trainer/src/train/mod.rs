@@ -2,7 +2,7 @@
 //! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device.
 
 pub(crate) mod batch;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod config;
 mod data;
 pub(crate) mod params;
