@@ -204,3 +204,42 @@ fn softplus_has_gradient_one_half_at_zero() {
         assert!((g - sigmoid(x)).abs() < 1e-6, "softplus'({x}) = {g}");
     }
 }
+
+/// The anchor adds `w · β · mean(e_θ of the preferred)`; with a hand-computed gradient on two pairs.
+#[test]
+fn popalign_sft_anchor_adds_a_scaled_sft_term() {
+    let e_theta = [0.30, 0.20, 0.50, 0.40];
+    let e_ref = [0.31, 0.22, 0.49, 0.41];
+    let beta = 10.0;
+    let plain = PopAlignConfig {
+        beta,
+        ..Default::default()
+    };
+    let anchored = PopAlignConfig {
+        sft_weight: 0.5,
+        ..plain.clone()
+    };
+    let (theta_p, p) = errors(&e_theta, &e_ref);
+    let (theta_a, a) = errors(&e_theta, &e_ref);
+    let lp = popalign_loss(&p, &plain, &SingleWorker).loss;
+    let la = popalign_loss(&a, &anchored, &SingleWorker).loss;
+    let sft = (0.30 + 0.20) / 2.0 * 0.5 * beta;
+    let (vp, va) = (scalar(lp.clone()), scalar(la.clone()));
+    assert!((va - vp - sft).abs() < 1e-5, "{va} − {vp} ≠ {sft}");
+    let grad = |t: Tensor<AD, 1>, l: Tensor<AD, 1>| {
+        t.grad(&l.backward())
+            .unwrap()
+            .to_data()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let (gp, ga) = (grad(theta_p, lp), grad(theta_a, la));
+    // d/de_θ of 0.5·β·mean over 2 preferred = 0.5·10/2 = 2.5 on the preferred, 0 on the dispreferred.
+    for (i, (p, a)) in gp.iter().zip(&ga).enumerate() {
+        let extra = if i < 2 { 2.5 } else { 0.0 };
+        assert!(
+            (a - p - extra).abs() < 1e-5,
+            "sample {i}: {a} vs {p} + {extra}"
+        );
+    }
+}

@@ -14,3 +14,37 @@ pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 pub fn device() -> Device {
     Device::default()
 }
+
+/// A device named as users write it: `cuda:N` (cuda build), `wgpu:N` or `wgpu` (wgpu build), `cpu`
+/// (ndarray build; several `cpu` entries make several workers sharing the CPU).
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    let index = |prefix: &str| -> Option<usize> { name.strip_prefix(prefix)?.parse().ok() };
+    #[cfg(feature = "cuda")]
+    if let Some(i) = index("cuda:") {
+        return Ok(burn::backend::cuda::CudaDevice { index: i });
+    }
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    {
+        if name == "wgpu" {
+            return Ok(Device::default());
+        }
+        if let Some(i) = index("wgpu:") {
+            return Ok(burn::backend::wgpu::WgpuDevice::DiscreteGpu(i));
+        }
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    if name == "cpu" {
+        let _ = index;
+        return Ok(Device::default());
+    }
+    Err(format!(
+        "unknown device {name:?} for this build (expected {})",
+        if cfg!(feature = "cuda") {
+            "cuda:N"
+        } else if cfg!(feature = "wgpu") {
+            "wgpu or wgpu:N"
+        } else {
+            "cpu"
+        }
+    ))
+}

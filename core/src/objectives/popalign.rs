@@ -5,10 +5,16 @@
 //! z   = α·z_w + (1 − α)·z_l                          (stop-gradient; α = 0.5)
 //! u   = s·β·(g − z),  s = +1 preferred, −1 dispreferred
 //! L   = mean over the worker's 2B samples of λ_s · softplus(−u)      (β = 5000, λ_D = λ_U = 1)
+//!     + w_sft · β · mean over the preferred of e_θ                      (optional anchor; w_sft = 0 officially)
 //! ```
 //!
 //! Each sample is compared with a population-level reference point rather than with its own partner; with
 //! one worker and one pair, `z` is the pair's midpoint and the loss equals Diffusion-DPO with the same β.
+//!
+//! The anchor is ours, off by default: the official loss only sees `g − z`, so it is blind to a drift that
+//! raises both populations' errors alike, and with small batches that drift can wreck the U-Net. The anchor
+//! is the SFT loss on the preferred images (as RPO adds an NLL term to DPO), scaled by β so `w_sft` is
+//! comparable to the preference term's weight.
 
 use burn::prelude::*;
 
@@ -27,6 +33,9 @@ pub struct PopAlignConfig {
     pub lambda_preferred: f64,
     #[serde(default = "one")]
     pub lambda_dispreferred: f64,
+    /// `w_sft`: weight of the SFT anchor on the preferred images (0 = the official objective).
+    #[serde(default)]
+    pub sft_weight: f64,
 }
 
 fn beta() -> f64 {
@@ -46,6 +55,7 @@ impl Default for PopAlignConfig {
             alpha: half(),
             lambda_preferred: 1.0,
             lambda_dispreferred: 1.0,
+            sft_weight: 0.0,
         }
     }
 }
@@ -77,7 +87,11 @@ pub fn popalign_loss<B: Backend>(
     let z = config.alpha * z_w + (1.0 - config.alpha) * z_l;
     let preferred = softplus((g_w - z).neg() * config.beta) * config.lambda_preferred;
     let dispreferred = softplus((g_l - z) * config.beta) * config.lambda_dispreferred;
-    let loss = Tensor::cat(vec![preferred, dispreferred], 0).mean();
+    let mut loss = Tensor::cat(vec![preferred, dispreferred], 0).mean();
+    if config.sft_weight != 0.0 {
+        let e_preferred = errors.e_theta.clone().narrow(0, 0, errors.pairs());
+        loss = loss + e_preferred.mean() * (config.sft_weight * config.beta);
+    }
     let mut diagnostics = errors.diagnostics();
     diagnostics.z = Some(z);
     ObjectiveOutput { loss, diagnostics }

@@ -89,6 +89,9 @@ pub struct TrainSection {
     pub learning_rate: f64,
     pub beta: f64,
     pub lora_rank: usize,
+    /// PopAlign's optional SFT anchor (`[popalign] sft_weight` in `train.toml`; 0 = the official loss).
+    #[serde(default)]
+    pub sft_weight: f64,
 }
 
 impl RunConfig {
@@ -119,6 +122,7 @@ impl RunConfig {
                 // about 1e-3 between members of a pair, and β = 150 keeps β·g near 1 (β ≥ 500 saturated).
                 beta: 150.0,
                 lora_rank: 8,
+                sft_weight: 0.0,
             },
         }
     }

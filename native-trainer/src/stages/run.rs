@@ -295,7 +295,7 @@ impl<'a> Run<'a> {
              objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
              proportion_empty_prompts = 0.0\nrandom_flip = false\n\n[lora]\nrank = {}\nalpha = {}.0\n\n\
-             [popalign]\nbeta = {:?}\n",
+             [popalign]\nbeta = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
             quote(Path::new("train")),
@@ -306,11 +306,12 @@ impl<'a> Run<'a> {
             t.lora_rank,
             t.lora_rank,
             t.beta,
+            t.sft_weight,
         );
         let path = self.path("train.toml");
         write_atomic(&path, text.as_bytes())?;
         let resume = crate::train::checkpoint::latest(&self.path("train"))?.is_some();
-        crate::train::train(&path, resume)?;
+        crate::train::train(&path, resume, &[])?;
         if !self.final_lora().exists() {
             return Err(input(format!(
                 "{}: training ended without it",

@@ -121,3 +121,38 @@ pub fn sample_batch(
         skipped,
     })
 }
+
+impl Batch {
+    /// Pairs `rank·b .. (rank+1)·b` of a batch of `world·b` pairs, laid out as a batch of their own
+    /// (data-parallel workers each take one slice of the same global draw).
+    pub fn shard(self, rank: usize, world: usize) -> Batch {
+        if world == 1 {
+            return self;
+        }
+        let pairs = self.captions.len();
+        let b = pairs / world;
+        let (start, end) = (rank * b, (rank + 1) * b);
+        // `[pairs, n]` layouts: the slice's rows.
+        let rows = |v: &[f32]| {
+            let n = v.len() / pairs;
+            v[start * n..end * n].to_vec()
+        };
+        // `[2·pairs, n]` layouts (preferred half, then dispreferred half): the slice of each half.
+        let halves = |v: &[f32]| {
+            let n = v.len() / (2 * pairs);
+            let mut out = v[start * n..end * n].to_vec();
+            out.extend_from_slice(&v[(pairs + start) * n..(pairs + end) * n]);
+            out
+        };
+        Batch {
+            pixels: halves(&self.pixels),
+            captions: self.captions[start..end].to_vec(),
+            time_ids: self.time_ids[start..end].to_vec(),
+            groups: self.groups[start..end].to_vec(),
+            timesteps: self.timesteps[start..end].to_vec(),
+            noise: rows(&self.noise),
+            posterior_noise: halves(&self.posterior_noise),
+            skipped: self.skipped,
+        }
+    }
+}

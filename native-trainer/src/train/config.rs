@@ -63,6 +63,10 @@ pub struct TrainConfig {
     pub dense: DenseConfig,
     #[serde(default)]
     pub variant: Option<String>,
+    /// Devices to train on, one data-parallel worker each (`cuda:0`, `cuda:1`; `cpu` repeated on the CPU
+    /// build). Empty: the default device.
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// Held-out pairs evaluated at step 0 and at every checkpoint (`val_loss`, `val_accuracy` in the metrics).
     #[serde(default)]
     pub validation: Option<ValidationConfig>,
@@ -198,10 +202,24 @@ impl TrainConfig {
         }
     }
 
-    /// A short hash of the resolved configuration, stored with every checkpoint.
+    /// The devices, parsed; at least one.
+    pub fn parsed_devices(&self) -> CliResult<Vec<crate::backend::Device>> {
+        if self.devices.is_empty() {
+            return Ok(vec![crate::backend::device()]);
+        }
+        self.devices
+            .iter()
+            .map(|d| crate::backend::parse_device(d).map_err(input))
+            .collect()
+    }
+
+    /// A short hash of the resolved configuration, stored with every checkpoint. Only the number of
+    /// devices counts (it sets the global batch), so a run may resume on other devices of the same count.
     pub fn hash(&self) -> String {
         use sha2::Digest;
-        let text = serde_json::to_string(self).expect("config serialises");
+        let mut counted = self.clone();
+        counted.devices = vec!["device".into(); self.devices.len().max(1)];
+        let text = serde_json::to_string(&counted).expect("config serialises");
         let digest = sha2::Sha256::digest(text.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }

@@ -1,10 +1,11 @@
 //! `popalign train --config train.toml [--resume]`: preference fine-tuning of the U-Net (LoRA or full)
-//! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device.
+//! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device or data-parallel on several.
 
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
 mod config;
 mod data;
+mod parallel;
 pub(crate) mod params;
 
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::load::{component_dir, read_config};
@@ -22,7 +24,7 @@ use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
 use popalign_core::objectives::dpo::dpo_loss;
 use popalign_core::objectives::pairwise::pairwise_loss;
-use popalign_core::objectives::popalign::{SingleWorker, popalign_loss};
+use popalign_core::objectives::popalign::{ReferencePointReduce, SingleWorker, popalign_loss};
 use popalign_core::objectives::sft::sft_loss;
 use popalign_core::objectives::{
     Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
@@ -34,12 +36,13 @@ use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use popalign_core::vae::ImageSpace;
 use serde_json::json;
 
-use crate::backend::{Backend, device};
+use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult, input};
 use batch::{Batch, Selection, sample_batch};
 use checkpoint::TrainState;
 use config::TrainConfig;
 use data::PreferenceData;
+use parallel::Worker;
 
 type AD = Autodiff<Backend>;
 
@@ -51,6 +54,10 @@ pub struct Args {
     /// Continue from the newest checkpoint in the output folder.
     #[arg(long)]
     resume: bool,
+    /// Train data-parallel, one worker per device (`cuda:0,cuda:1`; `cpu,cpu` on the CPU build);
+    /// replaces `devices` in train.toml. `batch_size` is per device.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
 }
 
 /// The frozen parts: text encoders, VAE (or pixel space), noise schedule, and (full fine-tuning) the reference U-Net.
@@ -63,35 +70,94 @@ struct Frozen {
 }
 
 pub fn run(args: Args) -> CliResult {
-    train(&args.config, args.resume)
+    train(&args.config, args.resume, &args.devices)
 }
 
-/// Trains as `train.toml` at `config_path` says; `resume` continues from the newest checkpoint.
-pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
-    let config = TrainConfig::load(config_path)?;
+/// Trains as `train.toml` at `config_path` says; `resume` continues from the newest checkpoint;
+/// `devices` (if not empty) replaces the config's device list.
+pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) -> CliResult {
+    let mut config = TrainConfig::load(config_path)?;
+    if !devices.is_empty() {
+        config.devices = devices.to_vec();
+    }
+    let devices = config.parsed_devices()?;
+    let world = devices.len();
+    if world == 1 {
+        return train_worker(&config, resume, &Worker::join(0, 1, devices[0].clone())?);
+    }
+    let config = &config;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = devices
+            .into_iter()
+            .enumerate()
+            .map(|(rank, device)| {
+                scope.spawn(move || {
+                    let worker = Worker::join(rank, world, device)?;
+                    let result = train_worker(config, resume, &worker);
+                    worker.leave();
+                    result
+                })
+            })
+            .collect();
+        // Every worker reaches the same verdict (see `Worker::all_ok`); report the main worker's.
+        let results: Vec<CliResult> = workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(CliError::Runtime("a training worker panicked".into())))
+            })
+            .collect();
+        results
+            .into_iter()
+            .collect::<CliResult<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+/// Everything a worker sets up before its first step.
+struct Setup {
+    unet_dir: PathBuf,
+    latent_shape: [usize; 3],
+    frozen: Frozen,
+    unet: UNet2DConditionModel<AD>,
+    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<AD>, AD>,
+    state: TrainState,
+    data: PreferenceData,
+    validation: Option<(PreferenceData, usize)>,
+}
+
+fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup> {
     let data = PreferenceData::load(&config.preferences)?;
-    let device = device();
     let unet_dir = component_dir(&config.model, "unet");
     let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
     let variant = config.variant.as_deref();
     let scheduler: SchedulerConfig =
         read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
-    // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from `batch::rng_for`.
-    <AD as burn::tensor::backend::Backend>::seed(&device, config.seed);
-    let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(
-        &unet_dir,
-        variant,
-        config.lora.as_ref(),
-        &device,
-    )?;
+    // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from
+    // `batch::rng_for`. The RNG is global, so data-parallel workers take turns: each replica then gets
+    // the same adapters as a single-device run.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let unet = {
+        let _turn = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        <AD as burn::tensor::backend::Backend>::seed(device, config.seed);
+        let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(
+            &unet_dir,
+            variant,
+            config.lora.as_ref(),
+            device,
+        )?;
+        // burn initialises parameters lazily, at first use; draw them now, while this worker holds the RNG.
+        params::materialize(&unet);
+        unet
+    };
     let sdxl = unet.needs_added_conditioning();
-    let mut frozen = Frozen {
-        text: TextConditioner::from_dir(&config.model, variant, sdxl, &device)?,
+    let frozen = Frozen {
+        text: TextConditioner::from_dir(&config.model, variant, sdxl, device)?,
         image_space: ImageSpace::from_root(
             &config.model,
             ModelIndex::read(&config.model)?.pixel_space(),
             variant,
-            &device,
+            device,
         )?,
         schedule: NoiseSchedule::new(&scheduler),
         reference: config.lora.is_none().then(|| unet.valid()),
@@ -109,8 +175,7 @@ pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
         config_hash: hash.clone(),
         skipped_pairs: 0,
     };
-    let latest = checkpoint::latest(&config.output)?;
-    match (latest, resume) {
+    match (checkpoint::latest(&config.output)?, resume) {
         (Some((saved, dir)), true) => {
             if saved.config_hash != hash {
                 return Err(input(format!(
@@ -123,11 +188,11 @@ pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
             unet = trainable(
                 match config.lora {
                     Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
-                    None => UNet2DConditionModel::from_dir(&dir.join("unet"), None, &device)?,
+                    None => UNet2DConditionModel::from_dir(&dir.join("unet"), None, device)?,
                 },
                 lora,
             );
-            optimizer = checkpoint::load_optimizer(optimizer, &dir, &device)?;
+            optimizer = checkpoint::load_optimizer(optimizer, &dir, device)?;
             state = saved;
         }
         (Some((_, dir)), false) => {
@@ -138,65 +203,106 @@ pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
         }
         (None, _) => {}
     }
-    std::fs::create_dir_all(&config.output)
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
-    let metrics_path = config.output.join("metrics.jsonl");
-    keep_metrics_before(&metrics_path, state.step)?;
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
-
+    let validation = match &config.validation {
+        Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
+        None => None,
+    };
     let factor = frozen.image_space.scale_factor();
     let latent_shape = [
         unet_config.in_channels,
         config.resolution / factor,
         config.resolution / factor,
     ];
-    let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}")
-            .expect("template"),
-    );
-    let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
-    let validation = match &config.validation {
-        Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
-        None => None,
+    Ok(Setup {
+        unet_dir,
+        latent_shape,
+        frozen,
+        unet,
+        optimizer,
+        state,
+        data,
+        validation,
+    })
+}
+
+/// One worker's training loop; the main worker (rank 0) also logs, validates and writes checkpoints.
+fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResult {
+    let device = &worker.device;
+    let setup = setup(config, resume, device);
+    if !worker.all_ok(setup.is_ok())? {
+        return setup.map(|_| ()).and(Err(CliError::Runtime(
+            "another training worker failed to start".into(),
+        )));
+    }
+    let Setup {
+        unet_dir,
+        latent_shape,
+        mut frozen,
+        mut unet,
+        mut optimizer,
+        mut state,
+        data,
+        validation,
+    } = setup?;
+    let mut log = if worker.is_main() {
+        Some(Log::open(config, &state)?)
+    } else {
+        None
     };
-    let validate =
-        |unet: &UNet2DConditionModel<AD>, frozen: &mut Frozen| -> CliResult<serde_json::Value> {
-            let Some((data, draws)) = &validation else {
-                return Ok(json!({}));
-            };
-            let (loss, accuracy) =
-                evaluate(&config, unet, frozen, data, *draws, latent_shape, &device)?;
-            Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
+    let validate = |unet: &UNet2DConditionModel<AD>,
+                    frozen: &mut Frozen|
+     -> CliResult<serde_json::Value> {
+        let Some((data, draws)) = &validation else {
+            return Ok(json!({}));
         };
-    if state.step == 0 && validation.is_some() {
+        let (loss, accuracy) = evaluate(config, unet, frozen, data, *draws, latent_shape, device)?;
+        Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
+    };
+    if let Some(log) = &mut log
+        && state.step == 0
+        && validation.is_some()
+    {
         let mut line = validate(&unet, &mut frozen)?;
         line["step"] = json!(0);
-        writeln!(metrics, "{line}")
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
+        log.write(&line)?;
     }
+    let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
     while state.step < config.steps {
         let started = Instant::now();
         let mut accumulator = GradientsAccumulator::new();
         let mut logged = (0.0, Diagnostics::default());
         for micro in 0..config.gradient_accumulation {
             let micro_step = (state.step * config.gradient_accumulation + micro) as u64;
-            let selection = Selection::Random(config.batch_size);
+            let selection = Selection::Random(config.batch_size * worker.world);
             let batch = sample_batch(
-                &config,
+                config,
                 &data,
                 micro_step,
                 selection,
                 latent_shape,
                 frozen.schedule.alphas_cumprod.len(),
-            )?;
+            )?
+            .shard(worker.rank, worker.world);
             state.skipped_pairs += batch.skipped;
-            let output = pair_loss(&config, &unet, &mut frozen, &batch, latent_shape, &device)?;
-            let loss = output.loss.clone().into_scalar().elem::<f64>();
+            let output = pair_loss(
+                config,
+                &unet,
+                &mut frozen,
+                &batch,
+                latent_shape,
+                device,
+                worker,
+            )?;
+            let d = &output.diagnostics;
+            // Means over the workers, so every worker takes the same decision on a non-finite loss.
+            let [loss, accuracy, g_w, g_l] = worker.mean(&[
+                output.loss.clone().into_scalar().elem::<f64>(),
+                d.implicit_accuracy,
+                d.g_preferred,
+                d.g_dispreferred,
+            ])?[..] else {
+                unreachable!("four values in, four out")
+            };
             if !loss.is_finite() {
                 let kept = last_checkpoint
                     .as_ref()
@@ -208,7 +314,12 @@ pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
             }
             logged = (
                 logged.0 + loss / config.gradient_accumulation as f64,
-                output.diagnostics,
+                Diagnostics {
+                    implicit_accuracy: accuracy,
+                    g_preferred: g_w,
+                    g_dispreferred: g_l,
+                    z: d.z,
+                },
             );
             accumulator.accumulate(
                 &unet,
@@ -216,48 +327,98 @@ pub fn train(config_path: &std::path::Path, resume: bool) -> CliResult {
             );
         }
         let scale = 1.0 / config.gradient_accumulation as f64;
-        let (grads, grad_norm) =
-            params::scale_and_clip(accumulator.grads(), &unet, scale, config.max_grad_norm);
+        let grads = worker.mean_gradients(accumulator.grads())?;
+        let (grads, grad_norm) = params::scale_and_clip(grads, &unet, scale, config.max_grad_norm);
         let lr = config.learning_rate_at(state.step);
         unet = optimizer.step(lr, unet, grads);
         state.step += 1;
 
-        let images_per_s = (2 * config.batch_size * config.gradient_accumulation) as f64
-            / started.elapsed().as_secs_f64();
-        let (loss, d) = logged;
         let checkpoint_now =
             state.step % config.checkpoint_every == 0 || state.step == config.steps;
+        let Some(log) = &mut log else {
+            if checkpoint_now && !worker.all_ok(true)? {
+                return Err(CliError::Runtime("the main training worker failed".into()));
+            }
+            continue;
+        };
+        let images_per_s = (2 * config.batch_size * config.gradient_accumulation * worker.world)
+            as f64
+            / started.elapsed().as_secs_f64();
+        let (loss, d) = logged;
         let mut line = json!({
             "step": state.step, "loss": loss, "implicit_accuracy": d.implicit_accuracy,
             "g_preferred": d.g_preferred, "g_dispreferred": d.g_dispreferred, "z": d.z,
             "lr": lr, "grad_norm": grad_norm, "images_per_s": images_per_s, "skipped_pairs": state.skipped_pairs,
         });
-        if checkpoint_now && let serde_json::Value::Object(extra) = validate(&unet, &mut frozen)? {
-            line.as_object_mut().expect("object").extend(extra);
-        }
-        writeln!(metrics, "{line}")
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", metrics_path.display())))?;
-        bar.set_message(format!(
+        log.bar.set_message(format!(
             "loss {loss:.4} acc {:.2} {images_per_s:.1} img/s",
             d.implicit_accuracy
         ));
-        bar.inc(1);
-        if checkpoint_now {
-            metrics
-                .flush()
-                .map_err(|e| CliError::Runtime(e.to_string()))?;
-            last_checkpoint = Some(checkpoint::save(
+        log.bar.inc(1);
+        if !checkpoint_now {
+            log.write(&line)?;
+            continue;
+        }
+        let saved = (|| {
+            if let serde_json::Value::Object(extra) = validate(&unet, &mut frozen)? {
+                line.as_object_mut().expect("object").extend(extra);
+            }
+            log.write(&line)?;
+            log.flush()?;
+            checkpoint::save(
                 &config.output,
                 &state,
                 &unet,
                 &optimizer,
                 config.lora.is_some(),
                 &unet_dir.join("config.json"),
-            )?);
-        }
+            )
+        })();
+        worker.all_ok(saved.is_ok())?;
+        last_checkpoint = Some(saved?);
     }
-    bar.finish();
+    if let Some(log) = log {
+        log.bar.finish();
+    }
     Ok(())
+}
+
+/// The main worker's outputs: `metrics.jsonl` and the progress bar.
+struct Log {
+    path: PathBuf,
+    file: std::fs::File,
+    bar: ProgressBar,
+}
+
+impl Log {
+    fn open(config: &TrainConfig, state: &TrainState) -> CliResult<Self> {
+        std::fs::create_dir_all(&config.output)
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
+        let path = config.output.join("metrics.jsonl");
+        keep_metrics_before(&path, state.step)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
+        let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}")
+                .expect("template"),
+        );
+        Ok(Self { path, file, bar })
+    }
+
+    fn write(&mut self, line: &serde_json::Value) -> CliResult {
+        writeln!(self.file, "{line}")
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", self.path.display())))
+    }
+
+    fn flush(&mut self) -> CliResult {
+        self.file
+            .flush()
+            .map_err(|e| CliError::Runtime(format!("{}: {e}", self.path.display())))
+    }
 }
 
 /// Stable parameter ids (the optimiser state is keyed by them), then the trainable flags.
@@ -296,7 +457,8 @@ fn pair_loss(
     frozen: &mut Frozen,
     batch: &Batch,
     [c, h, w]: [usize; 3],
-    device: &<Backend as burn::tensor::backend::BackendTypes>::Device,
+    device: &Device,
+    reduce: &dyn ReferencePointReduce,
 ) -> CliResult<ObjectiveOutput<AD>> {
     let b = batch.captions.len();
     let r = config.resolution;
@@ -377,7 +539,7 @@ fn pair_loss(
         e_ref: Tensor::from_inner(e_ref),
     };
     Ok(match config.objective {
-        ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, &SingleWorker),
+        ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, reduce),
         ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
         ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
         ObjectiveKind::Sft => sft_loss(&errors),
@@ -392,7 +554,7 @@ fn evaluate(
     data: &PreferenceData,
     draws: usize,
     latent_shape: [usize; 3],
-    device: &<Backend as burn::tensor::backend::BackendTypes>::Device,
+    device: &Device,
 ) -> CliResult<(f64, f64)> {
     let (mut loss, mut accuracy, mut n) = (0.0, 0.0, 0.0);
     for draw in 0..draws {
@@ -410,7 +572,16 @@ fn evaluate(
                 latent_shape,
                 frozen.schedule.alphas_cumprod.len(),
             )?;
-            let out = pair_loss(config, unet, frozen, &batch, latent_shape, device)?;
+            // Validation runs on the main worker alone: its reference point is its own batch's.
+            let out = pair_loss(
+                config,
+                unet,
+                frozen,
+                &batch,
+                latent_shape,
+                device,
+                &SingleWorker,
+            )?;
             loss += out.loss.into_scalar().elem::<f64>() * weight;
             accuracy += out.diagnostics.implicit_accuracy * weight;
             n += weight;

@@ -1,4 +1,5 @@
-//! Gradient utilities over a whole module: global-norm clipping with a scale (for accumulation).
+//! Parameter utilities over a whole module: global-norm clipping with a scale (for accumulation), and
+//! forcing burn's lazy initialisation.
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -36,4 +37,15 @@ pub fn scale_and_clip<B: AutodiffBackend, M: AutodiffModule<B>>(
     let clip = (max_norm / (total + 1e-6)).min(1.0);
     module.visit(&mut Scale(&mut grads, scale * clip));
     (grads, total)
+}
+
+/// Initialises every lazily initialised parameter of `module` now.
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
 }
