@@ -89,9 +89,16 @@ pub struct TrainSection {
     pub learning_rate: f64,
     pub beta: f64,
     pub lora_rank: usize,
+    /// PopAlign's λ_U, the weight of the dispreferred samples (`[popalign] lambda_dispreferred`).
+    #[serde(default = "one")]
+    pub lambda_dispreferred: f64,
     /// PopAlign's optional SFT anchor (`[popalign] sft_weight` in `train.toml`; 0 = the official loss).
     #[serde(default)]
     pub sft_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl RunConfig {
@@ -122,6 +129,7 @@ impl RunConfig {
                 // about 1e-3 between members of a pair, and β = 150 keeps β·g near 1 (β ≥ 500 saturated).
                 beta: 150.0,
                 lora_rank: 8,
+                lambda_dispreferred: 1.0,
                 sft_weight: 0.0,
             },
         }

@@ -295,7 +295,7 @@ impl<'a> Run<'a> {
              objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
              proportion_empty_prompts = 0.0\nrandom_flip = false\n\n[lora]\nrank = {}\nalpha = {}.0\n\n\
-             [popalign]\nbeta = {:?}\nsft_weight = {:?}\n",
+             [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
             quote(Path::new("train")),
@@ -306,6 +306,7 @@ impl<'a> Run<'a> {
             t.lora_rank,
             t.lora_rank,
             t.beta,
+            t.lambda_dispreferred,
             t.sft_weight,
         );
         let path = self.path("train.toml");
