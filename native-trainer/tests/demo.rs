@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-/// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, 4 training steps.
+/// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, 4 steps of full
+/// fine-tuning (the demo's default).
 const SMALL_RUN: &str = r#"
 model = "toy"
 seed = 5
@@ -26,9 +27,9 @@ set_size = 5
 [train]
 steps = 4
 batch_size = 4
-learning_rate = 1e-3
-beta = 2000.0
-lora_rank = 4
+learning_rate = 1e-5
+beta = 150.0
+lora_rank = 0
 "#;
 
 fn pipeline(out: &Path) -> Process {
@@ -133,7 +134,11 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
     let c = artifacts(&staged);
     assert_eq!(names(&a), names(&c), "same files");
     for (path, bytes) in &a {
-        assert!(bytes == &c[path], "{} differs when run stage by stage", path.display());
+        assert!(
+            bytes == &c[path],
+            "{} differs when run stage by stage",
+            path.display()
+        );
     }
 }
 

@@ -88,6 +88,7 @@ pub struct TrainSection {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub beta: f64,
+    /// 0: full fine-tuning against a frozen copy of the U-Net.
     pub lora_rank: usize,
     /// PopAlign's λ_U, the weight of the dispreferred samples (`[popalign] lambda_dispreferred`).
     #[serde(default = "one")]
@@ -124,11 +125,14 @@ impl RunConfig {
             train: TrainSection {
                 steps: 300,
                 batch_size: 8,
-                learning_rate: 3e-3,
+                // Full fine-tuning of the 1M-parameter toy U-Net: LoRA on the attention projections
+                // only reaches the 8×8 and 4×4 levels, and at lr 1e-3 it moved colour but not shape
+                // (README, "what we tried"); larger learning rates degraded the images.
+                learning_rate: 1e-5,
                 // The official β = 5000 is for SDXL latents; the toy's pixel-space errors differ by
                 // about 1e-3 between members of a pair, and β = 150 keeps β·g near 1 (β ≥ 500 saturated).
                 beta: 150.0,
-                lora_rank: 8,
+                lora_rank: 0,
                 lambda_dispreferred: 1.0,
                 sft_weight: 0.0,
             },

@@ -63,7 +63,9 @@ pub fn run_stages(
         .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
     check_lock(dir, config, allow_change)?;
     let run = Run::new(dir, config)?;
+    let started = std::time::Instant::now();
     for stage in stages {
+        let stage_started = std::time::Instant::now();
         match stage {
             Stage::Prompts => run.prompts()?,
             Stage::Generate => run.generate()?,
@@ -73,7 +75,14 @@ pub fn run_stages(
             Stage::Evaluate => run.evaluate()?,
             Stage::Report => run.report()?,
         }
+        // Where the time goes (stderr, so the table on stdout stays clean).
+        eprintln!(
+            "stage {:<12} {:>6.1} s",
+            format!("{stage:?}").to_lowercase(),
+            stage_started.elapsed().as_secs_f64()
+        );
     }
+    eprintln!("stages done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -143,16 +152,23 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn pipeline(&self, lora: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
+    /// The base pipeline, or the aligned one: with the trained LoRA, or (full fine-tuning) the trained U-Net.
+    fn pipeline(&self, trained: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
         let device = device();
         let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, None, &device)?;
-        if let Some(lora) = lora {
-            pipeline.unet = UNet2DConditionModel::from_dir_and_lora_file(
-                &self.model.join("unet"),
-                None,
-                Some(lora),
-                &device,
-            )?;
+        match trained {
+            Some(path) if path.is_dir() => {
+                pipeline.unet = UNet2DConditionModel::from_dir(path, None, &device)?;
+            }
+            Some(lora) => {
+                pipeline.unet = UNet2DConditionModel::from_dir_and_lora_file(
+                    &self.model.join("unet"),
+                    None,
+                    Some(lora),
+                    &device,
+                )?;
+            }
+            None => {}
         }
         Ok(pipeline)
     }
@@ -273,16 +289,19 @@ impl<'a> Run<'a> {
         write_atomic(&self.path("preferences.jsonl"), text.as_bytes())
     }
 
-    fn final_lora(&self) -> PathBuf {
-        self.path(&format!(
-            "train/step-{}/pytorch_lora_weights.safetensors",
-            self.config.train.steps
-        ))
+    /// The trained weights: the LoRA file, or the U-Net folder when `lora_rank = 0` (full fine-tuning).
+    fn final_weights(&self) -> PathBuf {
+        let step = self.path(&format!("train/step-{}", self.config.train.steps));
+        if self.config.train.lora_rank == 0 {
+            step.join("unet")
+        } else {
+            step.join("pytorch_lora_weights.safetensors")
+        }
     }
 
-    /// Writes `train.toml` (PopAlign with LoRA) and trains, resuming from a checkpoint if one exists.
+    /// Writes `train.toml` (PopAlign with LoRA, or full fine-tuning) and trains, resuming from a checkpoint if one exists.
     fn train(&self) -> CliResult {
-        if self.final_lora().exists() {
+        if self.final_weights().exists() {
             return Ok(());
         }
         let t = &self.config.train;
@@ -294,7 +313,7 @@ impl<'a> Run<'a> {
             "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
              objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
-             proportion_empty_prompts = 0.0\nrandom_flip = false\n\n[lora]\nrank = {}\nalpha = {}.0\n\n\
+             proportion_empty_prompts = 0.0\nrandom_flip = false\n\n{}\
              [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
@@ -303,8 +322,10 @@ impl<'a> Run<'a> {
             t.steps,
             t.batch_size,
             t.learning_rate,
-            t.lora_rank,
-            t.lora_rank,
+            match t.lora_rank {
+                0 => String::new(),
+                rank => format!("[lora]\nrank = {rank}\nalpha = {rank}.0\n\n"),
+            },
             t.beta,
             t.lambda_dispreferred,
             t.sft_weight,
@@ -313,10 +334,10 @@ impl<'a> Run<'a> {
         write_atomic(&path, text.as_bytes())?;
         let resume = crate::train::checkpoint::latest(&self.path("train"))?.is_some();
         crate::train::train(&path, resume, &[])?;
-        if !self.final_lora().exists() {
+        if !self.final_weights().exists() {
             return Err(input(format!(
                 "{}: training ended without it",
-                self.final_lora().display()
+                self.final_weights().display()
             )));
         }
         Ok(())
@@ -325,9 +346,9 @@ impl<'a> Run<'a> {
     /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
     fn evaluate(&self) -> CliResult {
         let jobs = self.eval_jobs()?;
-        let pipeline = self.pipeline(Some(&self.final_lora()))?;
+        let pipeline = self.pipeline(Some(&self.final_weights()))?;
         let bar = progress(jobs.len() as u64, "images (aligned)");
-        let sidecar = json!({"model": self.model, "lora": self.final_lora()});
+        let sidecar = json!({"model": self.model, "trained_weights": self.final_weights()});
         generate_set(
             &pipeline,
             &jobs,
