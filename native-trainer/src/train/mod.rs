@@ -99,7 +99,8 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
                 })
             })
             .collect();
-        // Every worker reaches the same verdict (see `Worker::all_ok`); report the main worker's.
+        // Every worker reaches the same verdict (see `Worker::all_ok`); the first error in rank order
+        // is reported, the main worker's when it failed.
         let results: Vec<CliResult> = workers
             .into_iter()
             .map(|w| {
@@ -244,11 +245,6 @@ fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResul
         data,
         validation,
     } = setup?;
-    let mut log = if worker.is_main() {
-        Some(Log::open(config, &state)?)
-    } else {
-        None
-    };
     let validate = |unet: &UNet2DConditionModel<AD>,
                     frozen: &mut Frozen|
      -> CliResult<serde_json::Value> {
@@ -258,14 +254,24 @@ fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResul
         let (loss, accuracy) = evaluate(config, unet, frozen, data, *draws, latent_shape, device)?;
         Ok(json!({"val_loss": loss, "val_accuracy": accuracy}))
     };
-    if let Some(log) = &mut log
-        && state.step == 0
-        && validation.is_some()
-    {
-        let mut line = validate(&unet, &mut frozen)?;
-        line["step"] = json!(0);
-        log.write(&line)?;
+    // The main worker's log, with the step-0 validation; the others wait for its verdict.
+    let opened = match worker.is_main() {
+        false => Ok(None),
+        true => Log::open(config, &state).and_then(|mut log| {
+            if state.step == 0 && validation.is_some() {
+                let mut line = validate(&unet, &mut frozen)?;
+                line["step"] = json!(0);
+                log.write(&line)?;
+            }
+            Ok(Some(log))
+        }),
+    };
+    if !worker.all_ok(opened.is_ok())? {
+        return opened.and(Err(CliError::Runtime(
+            "the main training worker failed to start".into(),
+        )));
     }
+    let mut log = opened?;
     let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
     while state.step < config.steps {
         let started = Instant::now();
