@@ -32,9 +32,13 @@ beta = 150.0
 lora_rank = 0
 "#;
 
-fn pipeline(out: &Path) -> Process {
+fn write_run_toml(out: &Path) {
     std::fs::create_dir_all(out).unwrap();
     std::fs::write(out.join("run.toml"), SMALL_RUN).unwrap();
+}
+
+fn pipeline(out: &Path) -> Process {
+    write_run_toml(out);
     let mut command = Process::new(env!("CARGO_BIN_EXE_popalign"));
     command
         .arg("run")
@@ -91,16 +95,8 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
     }
     assert!(pipeline(&killed).status().unwrap().success());
 
-    let (a, b) = (artifacts(&whole), artifacts(&killed));
-    let names = |m: &BTreeMap<PathBuf, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&a), names(&b), "same files");
-    for (path, bytes) in &a {
-        assert!(
-            bytes == &b[path],
-            "{} differs after kill-and-resume",
-            path.display()
-        );
-    }
+    let a = artifacts(&whole);
+    assert_same_artifacts(&a, &artifacts(&killed), "after kill-and-resume");
     let manifest = std::fs::read_to_string(killed.join("images/neutral/manifest.jsonl")).unwrap();
     assert_eq!(
         manifest.lines().count(),
@@ -113,8 +109,7 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
 
     // The same run, one stage per invocation, ends with the same artifacts (and so the same numbers).
     let staged = dir.path().join("staged");
-    std::fs::create_dir_all(&staged).unwrap();
-    std::fs::write(staged.join("run.toml"), SMALL_RUN).unwrap();
+    write_run_toml(&staged);
     for stage in [
         "prompts",
         "generate",
@@ -131,14 +126,19 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let c = artifacts(&staged);
-    assert_eq!(names(&a), names(&c), "same files");
-    for (path, bytes) in &a {
-        assert!(
-            bytes == &c[path],
-            "{} differs when run stage by stage",
-            path.display()
-        );
+    assert_same_artifacts(&a, &artifacts(&staged), "when run stage by stage");
+}
+
+/// Same file names, and every file byte-identical.
+fn assert_same_artifacts(
+    a: &BTreeMap<PathBuf, Vec<u8>>,
+    b: &BTreeMap<PathBuf, Vec<u8>>,
+    when: &str,
+) {
+    let names = |m: &BTreeMap<PathBuf, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(a), names(b), "same files {when}");
+    for (path, bytes) in a {
+        assert!(bytes == &b[path], "{} differs {when}", path.display());
     }
 }
 
@@ -153,7 +153,7 @@ fn run_stage(dir: &Path, stage: &str) -> std::process::Output {
 #[test]
 fn a_run_directory_from_another_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    write_run_toml(dir.path());
     assert!(run_stage(dir.path(), "prompts").status.success());
     std::fs::write(
         dir.path().join("run.toml"),
@@ -184,7 +184,7 @@ fn a_config_with_an_unknown_key_is_refused() {
 #[test]
 fn an_unwritable_output_is_a_clear_error_without_partial_files() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    write_run_toml(dir.path());
     assert!(run_stage(dir.path(), "prompts").status.success());
     std::fs::write(dir.path().join("images"), "not a folder").unwrap();
     let out = run_stage(dir.path(), "generate");
@@ -201,7 +201,7 @@ fn an_unwritable_output_is_a_clear_error_without_partial_files() {
 #[test]
 fn empty_and_malformed_prompt_csvs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("run.toml"), SMALL_RUN).unwrap();
+    write_run_toml(dir.path());
     assert!(run_stage(dir.path(), "prompts").status.success());
     let neutral = dir.path().join("prompts/neutral.csv");
     for (contents, expected) in [

@@ -152,23 +152,23 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The base pipeline, or the aligned one: with the trained LoRA, or (full fine-tuning) the trained U-Net.
-    fn pipeline(&self, trained: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
+    /// The base pipeline, or the aligned one: the trained U-Net (full fine-tuning) or the base U-Net with
+    /// the trained LoRA.
+    fn pipeline(&self, aligned: bool) -> CliResult<DiffusionPipeline<B>> {
         let device = device();
         let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, None, &device)?;
-        match trained {
-            Some(path) if path.is_dir() => {
-                pipeline.unet = UNet2DConditionModel::from_dir(path, None, &device)?;
-            }
-            Some(lora) => {
-                pipeline.unet = UNet2DConditionModel::from_dir_and_lora_file(
+        if aligned {
+            let weights = self.final_weights();
+            pipeline.unet = if self.config.train.lora_rank == 0 {
+                UNet2DConditionModel::from_dir(&weights, None, &device)?
+            } else {
+                UNet2DConditionModel::from_dir_and_lora_file(
                     &self.model.join("unet"),
                     None,
-                    Some(lora),
+                    Some(&weights),
                     &device,
-                )?;
-            }
-            None => {}
+                )?
+            };
         }
         Ok(pipeline)
     }
@@ -196,7 +196,7 @@ impl<'a> Run<'a> {
             ),
             ("eval/base/images", self.eval_jobs()?),
         ];
-        let pipeline = self.pipeline(None)?;
+        let pipeline = self.pipeline(false)?;
         let bar = progress(sets.iter().map(|(_, j)| j.len() as u64).sum(), "images");
         let sidecar = json!({"model": self.model, "lora": null});
         for (set, jobs) in &sets {
@@ -346,7 +346,7 @@ impl<'a> Run<'a> {
     /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
     fn evaluate(&self) -> CliResult {
         let jobs = self.eval_jobs()?;
-        let pipeline = self.pipeline(Some(&self.final_weights()))?;
+        let pipeline = self.pipeline(true)?;
         let bar = progress(jobs.len() as u64, "images (aligned)");
         let sidecar = json!({"model": self.model, "trained_weights": self.final_weights()});
         generate_set(
