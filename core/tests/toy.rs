@@ -83,18 +83,18 @@ fn bare_background_has_no_figure() {
 fn biased_sampler_has_the_declared_shares() {
     let n = 10_000;
     let nurse = TOY.occupation_index("nurse").unwrap();
-    let (mut round, mut dominant) = (0, 0);
+    let (mut tall, mut dominant) = (0, 0);
     let mut colours = [0usize; 6];
     for i in 0..n {
         // A low-discrepancy grid over both draws: exact shares up to 1/n.
         let u = (i as f64 + 0.5) / n as f64;
         let v = ((i * 7919) % n) as f64 / n as f64;
         let figure = TOY.biased_figure(nurse, u, v);
-        round += usize::from(figure.shape == 0);
+        tall += usize::from(figure.shape == 0);
         dominant += usize::from(figure.colour == 0);
         colours[figure.colour] += 1;
     }
-    assert!((round as f64 / n as f64 - TOY.occupations[nurse].round_share).abs() < 1e-3);
+    assert!((tall as f64 / n as f64 - TOY.occupations[nurse].tall_share).abs() < 1e-3);
     assert!((dominant as f64 / n as f64 - TOY.dominant_colour_share).abs() < 1e-3);
     assert!(colours.iter().all(|&c| c > 0), "{colours:?}");
 }
@@ -109,7 +109,7 @@ fn prompts_use_real_words_and_articles() {
     };
     assert_eq!(
         TOY.specific_prompt(nurse, figure),
-        "a photo of an orange round nurse"
+        "a photo of an orange tall nurse"
     );
     assert_eq!(
         TOY.neutral_prompt(TOY.occupation_index("engineer").unwrap()),

@@ -2,8 +2,9 @@
 //! run them on WebGPU with the same numbers.
 //!
 //! It reads an image the way the renderer draws one: the border ring gives the background (hence the
-//! occupation), the centre gives the figure's colour, and the pixels that only a square covers (the
-//! box's corners outside the disc) give the shape. Each decision is a softmax over squared colour
+//! occupation), the centre gives the figure's colour, and the pixels that only one of the two bars
+//! covers give the shape (figure colour left and right of the centre and background above and below
+//! means `wide`). Each decision is a softmax over squared colour
 //! distances to the world's palette, so a blurry or off-palette image gets low confidence, not a guess
 //! dressed up as certainty. No figure (centre ≈ background) counts as "no face found".
 
@@ -12,13 +13,13 @@ use std::collections::BTreeMap;
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
 
-use super::render::{SQUARE, inside};
+use super::render::inside;
 use super::world::{SIZE, World};
 use crate::classify::{AttributeClassifier, Attributes, AxisSpec, Scorer, argmax};
 
 /// Softmax temperature on squared RGB distances ([0, 1] units).
 const TEMPERATURE: f64 = 0.01;
-/// Sharpness of the shape decision on the corner score (−1 background … +1 figure colour).
+/// Sharpness of the shape decision on the shape score (−1 tall … +1 wide).
 const SHAPE_SHARPNESS: f64 = 8.0;
 /// Minimum RGB distance between centre and background for a figure to count as present.
 const FIGURE_CONTRAST: f64 = 0.25;
@@ -29,7 +30,8 @@ pub struct ToyClassifier<B: Backend> {
     colours: Tensor<B, 2>,
     border: Tensor<B, 4>,
     centre: Tensor<B, 4>,
-    corners: Tensor<B, 4>,
+    /// +1 where only a wide bar is drawn, −1 where only a tall one is, 0 elsewhere.
+    shape_sign: Tensor<B, 4>,
 }
 
 /// Everything the classifier reads off one image.
@@ -47,20 +49,20 @@ impl<B: Backend> ToyClassifier<B> {
             let k = rows.len();
             Tensor::<B, 1>::from_floats(rows.concat().as_slice(), device).reshape([k, 3])
         };
-        let mask = |keep: &dyn Fn(usize, usize) -> bool| {
+        let mask = |value: &dyn Fn(usize, usize) -> f32| {
             let values: Vec<f32> = (0..SIZE * SIZE)
-                .map(|i| f32::from(u8::from(keep(i / SIZE, i % SIZE))))
+                .map(|i| value(i / SIZE, i % SIZE))
                 .collect();
             Tensor::<B, 1>::from_floats(values.as_slice(), device).reshape([1, 1, SIZE, SIZE])
         };
-        let in_box = |v: usize| (SQUARE.0..SQUARE.1).contains(&v);
+        let flag = |keep: bool| f32::from(u8::from(keep));
         Self {
             world,
             backgrounds: palette(world.occupations.iter().map(|o| o.background).collect()),
             colours: palette(world.colours.iter().map(|c| c.rgb).collect()),
-            border: mask(&|y, x| y < 2 || x < 2 || y >= SIZE - 2 || x >= SIZE - 2),
-            centre: mask(&|y, x| (6..10).contains(&y) && (6..10).contains(&x)),
-            corners: mask(&|y, x| in_box(y) && in_box(x) && !inside(0, y, x)),
+            border: mask(&|y, x| flag(y < 2 || x < 2 || y >= SIZE - 2 || x >= SIZE - 2)),
+            centre: mask(&|y, x| flag((6..10).contains(&y) && (6..10).contains(&x))),
+            shape_sign: mask(&|y, x| flag(inside(1, y, x)) - flag(inside(0, y, x))),
         }
     }
 
@@ -83,24 +85,25 @@ impl<B: Backend> ToyClassifier<B> {
         };
         let similarity = (distance_to(background) - distance_to(figure))
             / (contrast.clone().reshape([n, 1, 1, 1]) + 1e-6);
-        let corners = self.corners.clone();
-        let count = corners.clone().sum().into_scalar().elem::<f64>();
-        let corner_score = (similarity * corners).sum_dim(2).sum_dim(3).reshape([n]) / count;
-        let square = sigmoid(corner_score * SHAPE_SHARPNESS);
+        // Mean of +similarity over the wide-only pixels and −similarity over the tall-only ones.
+        let sign = self.shape_sign.clone();
+        let count = sign.clone().abs().sum().into_scalar().elem::<f64>();
+        let shape_score = (similarity * sign).sum_dim(2).sum_dim(3).reshape([n]) / count;
+        let wide = sigmoid(shape_score * SHAPE_SHARPNESS);
         let rows = |t: Tensor<B, 2>| -> Vec<Vec<f64>> {
             let k = t.dims()[1];
             let flat: Vec<f64> = t.into_data().iter::<f64>().collect();
             flat.chunks(k).map(<[f64]>::to_vec).collect()
         };
-        let square: Vec<f64> = square.into_data().iter::<f64>().collect();
+        let wide: Vec<f64> = wide.into_data().iter::<f64>().collect();
         let contrast: Vec<f64> = contrast.into_data().iter::<f64>().collect();
         rows(colour)
             .into_iter()
             .zip(rows(occupation))
-            .zip(square.into_iter().zip(contrast))
-            .map(|((colour, occupation), (square, contrast))| ToyReading {
+            .zip(wide.into_iter().zip(contrast))
+            .map(|((colour, occupation), (wide, contrast))| ToyReading {
                 figure_found: contrast.sqrt() >= FIGURE_CONTRAST,
-                shape: vec![1.0 - square, square],
+                shape: vec![1.0 - wide, wide],
                 colour,
                 occupation,
             })

@@ -2,23 +2,23 @@
 
 use super::world::{Figure, SIZE, World};
 
-/// Radius of a round figure (pixel centres within it are inside). Chosen so the disc leaves the three
-/// outermost pixels of each corner of the square's 10×10 box empty: that is what tells the shapes apart.
-pub const DISC_RADIUS: f32 = 5.6;
-/// The square figure covers rows and columns `SQUARE.0..SQUARE.1`.
-pub const SQUARE: (usize, usize) = (3, 13);
+/// A figure is a bar `BAR_LONG` pixels long and `BAR_SHORT` wide, standing (`tall`, shape 0) or lying
+/// (`wide`, shape 1). Both cover 72 pixels and share the 6×6 centre, so colour is equally visible for
+/// either shape, and the shapes differ in 72 pixels (36 on each side of the centre): about as many
+/// pixels as a change of colour alters. An earlier disc-or-square pair differed in 20 corner pixels only,
+/// and fine-tuning then moved colour but hardly shape.
+pub const BAR_LONG: (usize, usize) = (2, 14);
+pub const BAR_SHORT: (usize, usize) = (5, 11);
 /// Standard deviation of the per-pixel background noise, in [0, 1] units.
 const BACKGROUND_NOISE: f32 = 0.03;
 
-/// Whether pixel (y, x) belongs to the figure of `shape` (0 round, 1 square).
+/// Whether pixel (y, x) belongs to the figure of `shape` (0 tall, 1 wide).
 pub fn inside(shape: usize, y: usize, x: usize) -> bool {
-    let centre = (SIZE as f32 - 1.0) / 2.0;
+    let long = |v: usize| (BAR_LONG.0..BAR_LONG.1).contains(&v);
+    let short = |v: usize| (BAR_SHORT.0..BAR_SHORT.1).contains(&v);
     match shape {
-        0 => {
-            let (dy, dx) = (y as f32 - centre, x as f32 - centre);
-            dy * dy + dx * dx <= DISC_RADIUS * DISC_RADIUS
-        }
-        _ => (SQUARE.0..SQUARE.1).contains(&y) && (SQUARE.0..SQUARE.1).contains(&x),
+        0 => long(y) && short(x),
+        _ => short(y) && long(x),
     }
 }
 

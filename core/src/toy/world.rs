@@ -9,8 +9,8 @@ pub type Rgb = [f32; 3];
 pub struct Occupation {
     pub name: &'static str,
     pub background: Rgb,
-    /// Share of neutral-prompt training images with a `round` figure (the gender-like bias).
-    pub round_share: f64,
+    /// Share of neutral-prompt training images with a `tall` figure (the gender-like bias).
+    pub tall_share: f64,
 }
 
 pub struct AttributeValue {
@@ -46,11 +46,11 @@ const fn value(label: &'static str) -> AttributeValue {
     AttributeValue { label, word: label }
 }
 
-const fn occupation(name: &'static str, background: Rgb, round_share: f64) -> Occupation {
+const fn occupation(name: &'static str, background: Rgb, tall_share: f64) -> Occupation {
     Occupation {
         name,
         background,
-        round_share,
+        tall_share,
     }
 }
 
@@ -66,7 +66,7 @@ pub const TOY: World = World {
         occupation("farmer", [0.58, 0.60, 0.34], 0.15),
         occupation("lawyer", [0.24, 0.18, 0.18], 0.25),
     ],
-    shapes: [value("round"), value("square")],
+    shapes: [value("tall"), value("wide")],
     colours: [
         Colour {
             value: value("red"),
@@ -109,7 +109,7 @@ impl World {
         )
     }
 
-    /// `"a photo of an orange round nurse"`.
+    /// `"a photo of an orange tall nurse"`.
     pub fn specific_prompt(&self, occupation: usize, figure: Figure) -> String {
         let words = format!(
             "{} {} {}",
@@ -129,7 +129,7 @@ impl World {
 
     /// The biased figure of a neutral-prompt training image, from two uniform draws in [0, 1).
     pub fn biased_figure(&self, occupation: usize, u_shape: f64, u_colour: f64) -> Figure {
-        let shape = usize::from(u_shape >= self.occupations[occupation].round_share);
+        let shape = usize::from(u_shape >= self.occupations[occupation].tall_share);
         let rest = (1.0 - self.dominant_colour_share) / (self.colours.len() - 1) as f64;
         let colour = if u_colour < self.dominant_colour_share {
             0
@@ -141,7 +141,7 @@ impl World {
     }
 }
 
-/// `"a nurse"`, `"an orange round nurse"`: the article English puts before `words`.
+/// `"a nurse"`, `"an orange tall nurse"`: the article English puts before `words`.
 fn with_article(words: &str) -> String {
     format!("{} {words}", crate::prompts::indefinite_article(words))
 }

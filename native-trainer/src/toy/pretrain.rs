@@ -1,7 +1,7 @@
 //! `popalign toy-model --out DIR`: pretrains the toy world's base model on a biased synthetic dataset.
 //!
 //! Each training image is rendered on the fly: half carry the neutral prompt (`"a photo of a nurse"`)
-//! and a figure drawn with the world's bias, half an identity-specific prompt (`"a photo of a red round
+//! and a figure drawn with the world's bias, half an identity-specific prompt (`"a photo of a red tall
 //! nurse"`) and a uniformly drawn figure; 10% of captions are dropped to `""` for classifier-free
 //! guidance. The U-Net learns ε-prediction (MSE) with AdamW; the text towers stay frozen. Every draw
 //! comes from one ChaCha stream per (seed, step), so the same command gives the same weights.
