@@ -9,6 +9,7 @@ pub mod objectives;
 pub mod pipeline;
 pub mod preferences;
 pub mod prompts;
+pub mod report;
 pub mod schedulers;
 pub mod tensor_io;
 pub mod tokenizer;

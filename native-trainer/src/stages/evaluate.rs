@@ -6,33 +6,16 @@ use std::path::Path;
 
 use burn::prelude::*;
 use popalign_core::classify::{AxisSpec, Scorer};
-use popalign_core::metrics::bias::{AxisSummary, BiasOptions, Observation, summarize_axis};
+use popalign_core::metrics::bias::{BiasOptions, Observation, summarize_axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::classify::{AttributeRow, load_unit_rgb};
 use super::images::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QualitySummary {
-    pub scorer: String,
-    pub n_images: usize,
-    pub mean: f64,
-    pub median: f64,
-    /// Percentile bootstrap over images (1000 resamples, 95%).
-    pub ci: [f64; 2],
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelSummary {
-    pub model: String,
-    pub classifier: String,
-    pub axes: BTreeMap<String, AxisSummary>,
-    pub quality: QualitySummary,
-}
+pub use popalign_core::report::{ModelSummary, QualitySummary};
 
 /// Summarises classified rows (one per image) and scores the images with `scorer`.
 pub fn summarize(

@@ -6,4 +6,6 @@ pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod images;
+pub mod page;
+pub mod report;
 pub mod run;

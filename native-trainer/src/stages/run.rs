@@ -394,21 +394,15 @@ impl<'a> Run<'a> {
         let dir = self.path("report");
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
-        let report = json!({
-            "schema_version": 1,
-            "popalign_version": popalign_core::VERSION,
-            "config_hash": self.config.hash(),
-            "config": self.config,
-            "objective": "popalign",
-            "models": [base, aligned],
-            "table": table,
-        });
-        write_atomic(
-            &dir.join("report.json"),
-            serde_json::to_string_pretty(&report)
-                .expect("json")
-                .as_bytes(),
-        )
+        let info = super::report::RunInfo {
+            config: serde_json::to_value(&self.config).expect("config serialises"),
+            config_hash: self.config.hash(),
+            objective: "popalign".into(),
+            table,
+        };
+        let axes = self.classifier.axes();
+        super::report::write_report_folder(&self.dir, &dir, &axes, &[base, aligned], info)?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,99 @@
+//! The report schema (`report/report.json`): what `popalign report` writes and the browser explorer reads.
+//!
+//! Versioned by `schema_version`; a reader refuses a version it does not know instead of guessing. Every
+//! string in it (prompts above all) is data to show as text, never markup.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::bias::AxisSummary;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One model's evaluation (`eval/<model>/summary.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub classifier: String,
+    pub axes: BTreeMap<String, AxisSummary>,
+    pub quality: QualitySummary,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QualitySummary {
+    pub scorer: String,
+    pub n_images: usize,
+    pub mean: f64,
+    pub median: f64,
+    /// Percentile bootstrap over images (1000 resamples, 95%).
+    pub ci: [f64; 2],
+}
+
+/// One evaluation slot: a prompt and a starting noise, drawn by every model of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSlot {
+    pub prompt: String,
+    /// The image's file name, the same in every model's folder (same prompt, same noise).
+    pub name: String,
+    /// Per model, in the order of `Report::models`: the thumbnail's path inside the report folder and
+    /// the predicted class per axis (absent when no face was found or the model has no such image).
+    pub models: Vec<SlotImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotImage {
+    pub thumbnail: Option<String>,
+    pub face_found: bool,
+    pub predicted: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub popalign_version: String,
+    pub config_hash: String,
+    /// The run's configuration as the run wrote it (`run.toml`, as JSON).
+    pub config: serde_json::Value,
+    pub objective: String,
+    pub models: Vec<ModelSummary>,
+    /// The comparison table `popalign report` printed.
+    pub table: String,
+    pub images: Vec<ImageSlot>,
+}
+
+impl Report {
+    /// Parses `report.json`, refusing other schema versions with a message that names both.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a report: {e}"))?;
+        let version = value.get("schema_version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(format!(
+                "report schema_version {} is not the supported {SCHEMA_VERSION}",
+                version.map_or("missing".into(), |v| v.to_string())
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| format!("malformed report: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_refuses_other_versions_and_names_them() {
+        let err = Report::parse(r#"{"schema_version": 7}"#).unwrap_err();
+        assert!(
+            err.contains("7") && err.contains(&SCHEMA_VERSION.to_string()),
+            "{err}"
+        );
+        let err = Report::parse(r#"{"objective": "x"}"#).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
+        let err = Report::parse("{not json").unwrap_err();
+        assert!(err.starts_with("not a report"), "{err}");
+        let err = Report::parse(r#"{"schema_version": 1}"#).unwrap_err();
+        assert!(err.starts_with("malformed report"), "{err}");
+    }
+}
