@@ -99,9 +99,14 @@ pub fn sample_batch(
         }
     }
     preferred.extend(dispreferred);
-    let timesteps = (0..b)
-        .map(|_| rng.random_range(0..train_timesteps))
-        .collect();
+    let [lo, hi] = config.timestep_range.unwrap_or([0, train_timesteps]);
+    let hi = hi.min(train_timesteps);
+    if lo >= hi {
+        return Err(input(format!(
+            "timestep_range [{lo}, {hi}) is empty (the scheduler has {train_timesteps} timesteps)"
+        )));
+    }
+    let timesteps = (0..b).map(|_| rng.random_range(lo..hi)).collect();
     let latent_len: usize = latent_shape.iter().product();
     let mut normals = |n: usize| -> Vec<f32> {
         (0..n)
@@ -154,5 +159,46 @@ impl Batch {
             posterior_noise: halves(&self.posterior_noise),
             skipped: self.skipped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_and_data(dir: &std::path::Path, range: &str) -> (TrainConfig, PreferenceData) {
+        for side in ["w", "l"] {
+            image::RgbImage::from_pixel(16, 16, image::Rgb([200, 40, 40]))
+                .save(dir.join(format!("{side}.png")))
+                .unwrap();
+        }
+        std::fs::write(
+            dir.join("pairs.jsonl"),
+            "{\"caption\": \"a\", \"preferred\": \"w.png\", \"dispreferred\": \"l.png\"}\n",
+        )
+        .unwrap();
+        let toml = format!(
+            "model = \"m\"\npreferences = \"pairs.jsonl\"\noutput = \"out\"\nresolution = 16\n\
+             batch_size = 1\nsteps = 1\nlearning_rate = 1e-3\n{range}"
+        );
+        std::fs::write(dir.join("train.toml"), toml).unwrap();
+        let config = TrainConfig::load(&dir.join("train.toml")).unwrap();
+        let data = PreferenceData::load(&config.preferences).unwrap();
+        (config, data)
+    }
+
+    #[test]
+    fn timesteps_come_from_the_configured_range_and_an_empty_range_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, data) = config_and_data(dir.path(), "timestep_range = [900, 2000]\n");
+        let batch =
+            sample_batch(&config, &data, 0, Selection::Random(64), [3, 16, 16], 1000).unwrap();
+        assert!(batch.timesteps.iter().all(|&t| (900..1000).contains(&t)));
+        assert!(batch.timesteps.iter().any(|&t| t != batch.timesteps[0]));
+        let (config, data) = config_and_data(dir.path(), "timestep_range = [1000, 1000]\n");
+        let err = sample_batch(&config, &data, 0, Selection::Random(1), [3, 16, 16], 1000)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("timestep_range"), "{err}");
     }
 }

@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub proportion_empty_prompts: f64,
     #[serde(default = "yes")]
     pub random_flip: bool,
+    /// Draw training timesteps from `[lo, hi)` only (default: all of the scheduler's). High timesteps
+    /// decide the layout of an image, low ones its detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_range: Option<[usize; 2]>,
     /// What to do with a missing or corrupt image: stop with an error, or skip the pair (counted).
     #[serde(default)]
     pub on_bad_image: BadImagePolicy,
