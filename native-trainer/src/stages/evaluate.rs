@@ -15,7 +15,7 @@ use super::images::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult};
 
-pub use popalign_core::report::{ModelSummary, QualitySummary};
+use popalign_core::report::{ModelSummary, QualitySummary};
 
 /// Summarises classified rows (one per image) and scores the images with `scorer`.
 pub fn summarize(

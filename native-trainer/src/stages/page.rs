@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use popalign_core::metrics::bias::AxisSummary;
-use popalign_core::report::{ImageSlot, Report, SlotImage};
+use popalign_core::report::{ImageSlot, ModelSummary, Report, SlotImage};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
@@ -104,7 +104,7 @@ fn overview(report: &Report, names: &[&str]) -> String {
         let _ = write!(html, "<th>{}</th>", escape(name));
     }
     html.push_str("</tr>");
-    let mut row = |label: String, cell: &dyn Fn(&popalign_core::report::ModelSummary) -> String| {
+    let mut row = |label: String, cell: &dyn Fn(&ModelSummary) -> String| {
         let _ = write!(html, "<tr><td>{label}</td>");
         for model in &report.models {
             let _ = write!(html, "<td>{}</td>", escape(&cell(model)));

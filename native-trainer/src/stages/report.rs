@@ -11,12 +11,10 @@ use popalign_core::report::{ImageSlot, ModelSummary, Report, SCHEMA_VERSION, Slo
 
 use super::classify::{AttributeRow, read_rows};
 use super::images::{runtime, write_atomic};
-use crate::error::{CliResult, input};
+use crate::error::CliResult;
 
 /// Longest side of a thumbnail; smaller images are copied as they are.
 const THUMBNAIL_SIDE: u32 = 256;
-/// The models of a run's report, in the order the page shows them.
-const MODELS: [&str; 2] = ["base", "aligned"];
 
 pub struct RunInfo {
     pub config: serde_json::Value,
@@ -26,7 +24,8 @@ pub struct RunInfo {
     pub table: String,
 }
 
-/// Writes `out/` from the run directory's evaluation (`eval/<model>/{summary.json,attributes.csv,images}`).
+/// Writes `out/` from the run directory's evaluation (`eval/<model>/{attributes.csv,images}`) of each of
+/// `models`, in that order (the first model's images give the order of the slots).
 pub fn write_report_folder(
     run: &Path,
     out: &Path,
@@ -34,9 +33,10 @@ pub fn write_report_folder(
     models: &[ModelSummary],
     info: RunInfo,
 ) -> CliResult<Report> {
-    let rows: Vec<Vec<AttributeRow>> = MODELS
+    std::fs::create_dir_all(out).map_err(|e| runtime(out, e))?;
+    let rows: Vec<Vec<AttributeRow>> = models
         .iter()
-        .map(|m| read_rows(&run.join(format!("eval/{m}/attributes.csv")), axes))
+        .map(|m| read_rows(&run.join(format!("eval/{}/attributes.csv", m.model)), axes))
         .collect::<CliResult<_>>()?;
     let by_name: Vec<BTreeMap<String, &AttributeRow>> = rows
         .iter()
@@ -46,7 +46,7 @@ pub fn write_report_folder(
     for row in &rows[0] {
         let name = file_name(&row.file);
         let mut slot_models = Vec::new();
-        for (m, model) in MODELS.iter().enumerate() {
+        for (m, model) in models.iter().map(|m| m.model.as_str()).enumerate() {
             let Some(row) = by_name[m].get(&name) else {
                 slot_models.push(SlotImage {
                     thumbnail: None,
@@ -101,14 +101,16 @@ fn file_name(path: &str) -> String {
 /// Copies (or shrinks to a JPEG of `THUMBNAIL_SIDE`) one image into `out/images/<model>/`; returns its
 /// path relative to `out`, or `None` when the image cannot be read (the page then shows its name).
 fn thumbnail(source: &Path, out: &Path, model: &str, name: &str) -> CliResult<Option<String>> {
-    let Ok(image) = image::open(source) else {
+    // Read once: the bytes are decoded to check the image and, when it is small, copied as they are.
+    let Ok(bytes) = std::fs::read(source) else {
+        return Ok(None);
+    };
+    let Ok(image) = image::load_from_memory(&bytes) else {
         return Ok(None);
     };
     let dir = out.join("images").join(model);
     std::fs::create_dir_all(&dir).map_err(|e| runtime(&dir, e))?;
     let (relative, bytes) = if image.width().max(image.height()) <= THUMBNAIL_SIDE {
-        let bytes =
-            std::fs::read(source).map_err(|e| input(format!("{}: {e}", source.display())))?;
         (format!("images/{model}/{name}"), bytes)
     } else {
         let small = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();

@@ -14,6 +14,7 @@ use popalign_core::metrics::bias::BiasOptions;
 use popalign_core::pipeline::DiffusionPipeline;
 use popalign_core::preferences::{self, Member, Populations};
 use popalign_core::prompts::PromptRow;
+use popalign_core::report::ModelSummary;
 use popalign_core::schedulers::SchedulerKind;
 use popalign_core::toy::classifier::OccupationAccuracy;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -22,7 +23,7 @@ use serde_json::json;
 
 use super::classify::{AttributeRow, classify_set, read_rows};
 use super::config::{RunConfig, Stage, check_lock};
-use super::evaluate::{ModelSummary, summarize, write_summary};
+use super::evaluate::{summarize, write_summary};
 use super::images::{SamplingOptions, generate_set, jobs_for, write_atomic};
 use crate::backend::{Backend as B, device};
 use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
@@ -394,9 +395,6 @@ impl<'a> Run<'a> {
         let (base, aligned) = (read("base")?, read("aligned")?);
         let table = comparison_table(&base, &aligned);
         println!("{table}");
-        let dir = self.path("report");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
         let info = super::report::RunInfo {
             config: serde_json::to_value(&self.config).expect("config serialises"),
             config_hash: self.config.hash(),
@@ -404,7 +402,8 @@ impl<'a> Run<'a> {
             table,
         };
         let axes = self.classifier.axes();
-        super::report::write_report_folder(&self.dir, &dir, &axes, &[base, aligned], info)?;
+        let out = self.path("report");
+        super::report::write_report_folder(&self.dir, &out, &axes, &[base, aligned], info)?;
         Ok(())
     }
 }
