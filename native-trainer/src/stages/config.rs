@@ -99,6 +99,10 @@ pub struct TrainSection {
     /// Training timesteps `[lo, hi)` (`timestep_range` in `train.toml`; absent = all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestep_range: Option<[usize; 2]>,
+    /// Share of training captions replaced by `""`, so the unconditional branch that classifier-free
+    /// guidance divides by learns the preferences too (`proportion_empty_prompts` in `train.toml`).
+    #[serde(default)]
+    pub proportion_empty_prompts: f64,
 }
 
 fn one() -> f64 {
@@ -140,6 +144,7 @@ impl RunConfig {
                 lambda_dispreferred: 1.0,
                 sft_weight: 0.0,
                 timestep_range: None,
+                proportion_empty_prompts: 0.0,
             },
         }
     }

@@ -314,7 +314,7 @@ impl<'a> Run<'a> {
             "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
              objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
-             proportion_empty_prompts = 0.0\nrandom_flip = false\n{}\n{}\
+             proportion_empty_prompts = {:?}\nrandom_flip = false\n{}\n{}\
              [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
@@ -323,6 +323,7 @@ impl<'a> Run<'a> {
             t.steps,
             t.batch_size,
             t.learning_rate,
+            t.proportion_empty_prompts,
             t.timestep_range.map_or(String::new(), |[lo, hi]| format!(
                 "timestep_range = [{lo}, {hi}]\n"
             )),
