@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's full check (the README's test command): the main test suite, the trainer's GPU backends
-# (compiled, not run: no GPU needed), and the browser app. Stops at the first failure; prints each step's
+# (compiled, not run: no GPU needed), the browser app, and its end-to-end test in headless Chromium. Stops at the first failure; prints each step's
 # wall time and a summary at the end. Logs to stdout.
 #
 #   bash tools/test-all.sh
@@ -32,6 +32,7 @@ step test        cargo test --workspace
 step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
 step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
 step build-web   bash tools/build-web.sh
+step web-e2e     bash tools/web-e2e.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
 echo "test-all: all steps passed in $((SECONDS - t_all))s"

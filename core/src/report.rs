@@ -46,6 +46,10 @@ pub struct SlotImage {
     pub thumbnail: Option<String>,
     pub face_found: bool,
     pub predicted: BTreeMap<String, String>,
+    /// Per axis, the classifier's probabilities in the order of the axis's classes (what the browser's
+    /// re-classification is compared with).
+    #[serde(default)]
+    pub probabilities: BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -21,6 +21,19 @@ pub struct Attributes {
     pub probabilities: BTreeMap<String, Vec<f64>>,
 }
 
+/// Interleaved 8-bit RGB (`image::RgbImage`'s buffer) → `[3, H, W]` values in [0, 1], the input every
+/// classifier takes; the CLI and the browser both convert through here so they see the same numbers.
+pub fn unit_rgb_planes(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {
+    let plane = width * height;
+    let mut data = vec![0.0; 3 * plane];
+    for (i, pixel) in rgb.chunks_exact(3).take(plane).enumerate() {
+        for (c, value) in pixel.iter().enumerate() {
+            data[c * plane + i] = f32::from(*value) / 255.0;
+        }
+    }
+    data
+}
+
 pub trait AttributeClassifier<B: Backend> {
     /// Recorded in `attributes/<set>.csv` so results from different classifiers are never mixed up.
     fn name(&self) -> String;

@@ -32,6 +32,8 @@ pub struct ToyClassifier<B: Backend> {
     centre: Tensor<B, 4>,
     /// +1 where only a wide bar is drawn, −1 where only a tall one is, 0 elsewhere.
     shape_sign: Tensor<B, 4>,
+    /// Number of non-zero pixels of `shape_sign` (counted on the host: wasm cannot read back synchronously).
+    shape_pixels: f64,
 }
 
 /// Everything the classifier reads off one image.
@@ -63,11 +65,26 @@ impl<B: Backend> ToyClassifier<B> {
             border: mask(&|y, x| flag(y < 2 || x < 2 || y >= SIZE - 2 || x >= SIZE - 2)),
             centre: mask(&|y, x| flag((6..10).contains(&y) && (6..10).contains(&x))),
             shape_sign: mask(&|y, x| flag(inside(1, y, x)) - flag(inside(0, y, x))),
+            shape_pixels: (0..SIZE * SIZE)
+                .filter(|i| inside(1, i / SIZE, i % SIZE) != inside(0, i / SIZE, i % SIZE))
+                .count() as f64,
         }
     }
 
     /// Images `[N, 3, 16, 16]` in [0, 1] → one reading each.
     pub fn read(&self, images: Tensor<B, 4>) -> Vec<ToyReading> {
+        let t = self.read_tensors(images);
+        readings([
+            t.colour.into_data(),
+            t.occupation.into_data(),
+            t.wide.into_data(),
+            t.contrast.into_data(),
+        ])
+    }
+
+    /// The readings as tensors still on the device; wasm reads them back with `into_data_async` and
+    /// then calls [`readings`], as [`Self::read`] does synchronously.
+    pub fn read_tensors(&self, images: Tensor<B, 4>) -> ToyTensors<B> {
         let [n, _, h, w] = images.dims();
         assert_eq!([h, w], [SIZE, SIZE], "toy images are {SIZE}×{SIZE}");
         let background = masked_mean(images.clone(), self.border.clone()); // [N, 3]
@@ -87,28 +104,58 @@ impl<B: Backend> ToyClassifier<B> {
             / (contrast.clone().reshape([n, 1, 1, 1]) + 1e-6);
         // Mean of +similarity over the wide-only pixels and −similarity over the tall-only ones.
         let sign = self.shape_sign.clone();
-        let count = sign.clone().abs().sum().into_scalar().elem::<f64>();
-        let shape_score = (similarity * sign).sum_dim(2).sum_dim(3).reshape([n]) / count;
-        let wide = sigmoid(shape_score * SHAPE_SHARPNESS);
-        let rows = |t: Tensor<B, 2>| -> Vec<Vec<f64>> {
-            let k = t.dims()[1];
-            let flat: Vec<f64> = t.into_data().iter::<f64>().collect();
-            flat.chunks(k).map(<[f64]>::to_vec).collect()
-        };
-        let wide: Vec<f64> = wide.into_data().iter::<f64>().collect();
-        let contrast: Vec<f64> = contrast.into_data().iter::<f64>().collect();
-        rows(colour)
-            .into_iter()
-            .zip(rows(occupation))
-            .zip(wide.into_iter().zip(contrast))
-            .map(|((colour, occupation), (wide, contrast))| ToyReading {
-                figure_found: contrast.sqrt() >= FIGURE_CONTRAST,
-                shape: vec![1.0 - wide, wide],
-                colour,
-                occupation,
-            })
-            .collect()
+        let shape_score =
+            (similarity * sign).sum_dim(2).sum_dim(3).reshape([n]) / self.shape_pixels;
+        ToyTensors {
+            colour,
+            occupation,
+            wide: sigmoid(shape_score * SHAPE_SHARPNESS),
+            contrast: contrast.reshape([n]),
+        }
     }
+}
+
+impl ToyReading {
+    /// What the classifier trait reports: shape as `gender`, colour as `race`, nothing without a figure.
+    pub fn attributes(self) -> Attributes {
+        Attributes {
+            face_found: self.figure_found,
+            probabilities: if self.figure_found {
+                BTreeMap::from([("gender".into(), self.shape), ("race".into(), self.colour)])
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+}
+
+/// [`ToyClassifier::read_tensors`]'s output: colour `[N, 6]`, occupation `[N, 8]`, P(wide) `[N]`,
+/// squared centre–border contrast `[N]`.
+pub struct ToyTensors<B: Backend> {
+    pub colour: Tensor<B, 2>,
+    pub occupation: Tensor<B, 2>,
+    pub wide: Tensor<B, 1>,
+    pub contrast: Tensor<B, 1>,
+}
+
+/// The data of [`ToyTensors`]' four tensors, in field order, → one reading per image.
+pub fn readings([colour, occupation, wide, contrast]: [TensorData; 4]) -> Vec<ToyReading> {
+    let values = |d: TensorData| d.iter::<f64>().collect::<Vec<f64>>();
+    let rows = |d: TensorData| -> Vec<Vec<f64>> {
+        let k = d.shape[1];
+        values(d).chunks(k).map(<[f64]>::to_vec).collect()
+    };
+    rows(colour)
+        .into_iter()
+        .zip(rows(occupation))
+        .zip(values(wide).into_iter().zip(values(contrast)))
+        .map(|((colour, occupation), (wide, contrast))| ToyReading {
+            figure_found: contrast.sqrt() >= FIGURE_CONTRAST,
+            shape: vec![1.0 - wide, wide],
+            colour,
+            occupation,
+        })
+        .collect()
 }
 
 /// Mean colour under a `[1, 1, H, W]` 0/1 mask: `[N, 3, H, W]` → `[N, 3]`.
@@ -152,14 +199,7 @@ impl<B: Backend> AttributeClassifier<B> for ToyClassifier<B> {
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
         self.read(images)
             .into_iter()
-            .map(|r| Attributes {
-                face_found: r.figure_found,
-                probabilities: if r.figure_found {
-                    BTreeMap::from([("gender".into(), r.shape), ("race".into(), r.colour)])
-                } else {
-                    BTreeMap::new()
-                },
-            })
+            .map(ToyReading::attributes)
             .collect()
     }
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax};
+use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax, unit_rgb_planes};
 use serde::{Deserialize, Serialize};
 
 use super::images::{read_manifest, runtime, write_atomic};
@@ -110,13 +110,7 @@ pub fn load_unit_rgb(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
     let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let rgb = image.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    let mut data = vec![0.0; 3 * w * h];
-    for (x, y, pixel) in rgb.enumerate_pixels() {
-        for c in 0..3 {
-            data[(c * h + y as usize) * w + x as usize] = f32::from(pixel[c]) / 255.0;
-        }
-    }
-    Ok((data, w, h))
+    Ok((unit_rgb_planes(rgb.as_raw(), w, h), w, h))
 }
 
 fn header(axes: &[AxisSpec]) -> Vec<String> {

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod evaluate;
+pub mod explorer;
 pub mod images;
 pub mod page;
 pub mod report;

@@ -32,7 +32,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-pub fn render(report: &Report) -> String {
+pub fn render(report: &Report, explorer: bool) -> String {
     let mut html = String::new();
     let names: Vec<&str> = report.models.iter().map(|m| m.model.as_str()).collect();
     let _ = write!(
@@ -47,6 +47,13 @@ pub fn render(report: &Report) -> String {
         escape(&report.popalign_version),
         report.schema_version
     );
+    if explorer {
+        html.push_str(
+            "<p>Interactive explorer (filters, in-browser classification): <a href=\"explorer.html\">\
+             explorer.html</a>. It reads report.json, which browsers only allow over http: serve this \
+             folder with any static server, for example <code>python3 -m http.server</code>.</p>",
+        );
+    }
     html.push_str(&overview(report, &names));
     for axis in axis_names(report) {
         html.push_str(&distributions(report, &axis));
@@ -306,10 +313,11 @@ mod tests {
                     thumbnail: Some("images/base/a'b.png".into()),
                     face_found: false,
                     predicted: Default::default(),
+                    probabilities: Default::default(),
                 }],
             }],
         };
-        let html = render(&report);
+        let html = render(&report, true);
         assert!(!html.contains("<img src=x"), "{html}");
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));

@@ -1,5 +1,6 @@
 //! The report folder of a run (`report/`): `report.json` (schema in `popalign_core::report`), `index.html`
-//! (a static page, see `page.rs`) and a thumbnail of every evaluation image, base and aligned from the same
+//! (a static page, see `page.rs`), the browser explorer (`explorer.html`, `style.css`, `pkg/`; see
+//! `explorer.rs`) when the binary embeds it, and a thumbnail of every evaluation image, base and aligned from the same
 //! noise side by side. The folder is self-contained: open `index.html` from disk or copy the folder to any
 //! static host.
 
@@ -52,18 +53,20 @@ pub fn write_report_folder(
                     thumbnail: None,
                     face_found: false,
                     predicted: BTreeMap::new(),
+                    probabilities: BTreeMap::new(),
                 });
                 continue;
             };
             let thumbnail = thumbnail(&run.join(&row.file), out, model, &name)?;
+            let found = || axes.iter().zip(&row.axes).filter(|_| row.face_found);
             slot_models.push(SlotImage {
                 thumbnail,
                 face_found: row.face_found,
-                predicted: axes
-                    .iter()
-                    .zip(&row.axes)
-                    .filter(|_| row.face_found)
+                predicted: found()
                     .map(|(axis, (label, _, _))| (axis.name.clone(), label.clone()))
+                    .collect(),
+                probabilities: found()
+                    .map(|(axis, (_, _, probs))| (axis.name.clone(), probs.clone()))
                     .collect(),
             });
         }
@@ -85,9 +88,17 @@ pub fn write_report_folder(
     };
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&out.join("report.json"), json.as_bytes())?;
+    let explorer = super::explorer::FILES;
+    for (path, contents) in explorer {
+        let path = out.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+        }
+        write_atomic(&path, contents)?;
+    }
     write_atomic(
         &out.join("index.html"),
-        super::page::render(&report).as_bytes(),
+        super::page::render(&report, !explorer.is_empty()).as_bytes(),
     )?;
     Ok(report)
 }

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""End-to-end test of a report folder's browser explorer in real headless Chromium (standard library only).
+
+    python3 tools/web-e2e.py REPORT_DIR [SCREENSHOT_DIR]
+
+REPORT_DIR is a report folder written by `popalign report` from a binary that embeds the explorer
+(tools/build-web.sh before building it): explorer.html, pkg/, report.json, images/. The test copies it,
+adds one image slot whose prompt is `<img src=x onerror=alert(1)>`, serves the copy on 127.0.0.1 and
+checks, with the SwiftShader WebGPU adapter:
+  1. every discrepancy and quality number on the overview equals report.json (value attribute exactly,
+     shown text to 3 decimals);
+  2. the XSS prompt shows literally, no element from it exists, and no dialog opens;
+  3. `#/prompt/0` shows the first prompt; its images' "classify in browser" (burn-wgpu) give
+     probabilities within 1e-4 of the native ones stored in report.json, for every model's first image;
+  4. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots).
+Prints time to interactive and the in-browser classifier latency.
+"""
+import base64
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from browser import Browser, serve  # noqa: E402
+
+XSS = "<img src=x onerror=alert(1)>"
+TOLERANCE = 1e-4
+TIMEOUT = float(os.environ.get("WEB_E2E_TIMEOUT", "120"))
+
+
+def wait_for(cdp, session, expr, what):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < TIMEOUT:
+        value = cdp.eval(session, expr)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def screenshot(cdp, session, path):
+    data = cdp.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True)["data"]
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(data))
+    print(f"web-e2e: screenshot {path}")
+
+
+def prepare(report_dir, tmp):
+    copy = os.path.join(tmp, "report")
+    shutil.copytree(report_dir, copy)
+    with open(os.path.join(copy, "report.json")) as f:
+        report = json.load(f)
+    attack = dict(report["images"][0], prompt=XSS, name="xss.png")
+    report["images"].append(attack)
+    with open(os.path.join(copy, "report.json"), "w") as f:
+        json.dump(report, f)
+    return copy, report
+
+
+def check_overview(cdp, session, report, failures):
+    cells = cdp.eval(session, """[...document.querySelectorAll('td[data-metric]')].map(td => ({
+        metric: td.dataset.metric, model: td.dataset.model, value: td.dataset.value, text: td.textContent}))""")
+    models = {m["model"]: m for m in report["models"]}
+    checked = 0
+    for cell in cells:
+        model = models[cell["model"]]
+        metric = cell["metric"]
+        if metric == "quality":
+            want = model["quality"]["mean"]
+        elif metric.startswith("discrepancy-"):
+            want = model["axes"][metric[len("discrepancy-"):]]["discrepancy"]
+        elif metric.startswith("face-found-"):
+            want = model["axes"][metric[len("face-found-"):]]["face_found_rate"]
+        else:
+            failures.append(f"unknown metric cell {metric}")
+            continue
+        if want is None:
+            ok = cell["value"] == ""
+        else:
+            ok = cell["value"] != "" and float(cell["value"]) == want and cell["text"].startswith(f"{want:.3f}")
+        checked += 1
+        if not ok:
+            failures.append(f"{metric} of {cell['model']}: page {cell['value']!r} / {cell['text']!r}, report {want}")
+    expected = len(models) * (2 * len(report["models"][0]["axes"]) + 1)
+    if checked != expected:
+        failures.append(f"checked {checked} number cells, expected {expected}")
+    print(f"web-e2e: {checked} overview numbers equal report.json")
+
+
+def check_xss(cdp, session, failures):
+    text = cdp.eval(session, "document.body.innerText")
+    injected = cdp.eval(session, "document.querySelectorAll('img[src=\"x\"]').length")
+    dialogs = [e for e in cdp.events if e.get("method") == "Page.javascriptDialogOpening"]
+    if XSS not in text:
+        failures.append("the XSS prompt is not shown as text")
+    if injected or dialogs:
+        failures.append(f"the XSS prompt became markup ({injected} elements, {len(dialogs)} dialogs)")
+
+
+def classify_shown(cdp, session, failures):
+    wait_for(cdp, session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
+             "the WebGPU probe")
+    buttons = cdp.eval(session, """[...document.querySelectorAll('#images tr:first-child td.image-cell')]
+        .map(td => td.dataset.model)""")
+    if not buttons:
+        failures.append("no image with a classify button on the prompt page")
+    latencies = []
+    for i, model in enumerate(buttons):
+        t0 = time.monotonic()
+        cdp.eval(session, f"document.querySelectorAll('#images tr:first-child td.image-cell')[{i}]"
+                          ".querySelector('button.classify').click()")
+        cell = f"document.querySelectorAll('#images tr:first-child td.image-cell')[{i}]"
+        text = wait_for(cdp, session, f"(() => {{ const r = {cell}.querySelector('.browser-result');"
+                        " return r && !r.textContent.endsWith('…') ? r.textContent : null })()", "a classification")
+        latencies.append(time.monotonic() - t0)
+        diff = cdp.eval(session, f"{cell}.querySelector('.browser-result').dataset.maxDiff")
+        print(f"web-e2e: {model}: {text}")
+        if not diff or float(diff) > TOLERANCE:
+            failures.append(f"{model}: browser vs native probabilities: {text}")
+    if latencies:
+        print(f"web-e2e: in-browser classification, click to result: "
+              f"{', '.join(f'{t * 1000:.0f} ms' for t in latencies)} (first includes the classifier's upload)")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    report_dir = sys.argv[1]
+    shots = sys.argv[2] if len(sys.argv) > 2 else os.path.join("target", "e2e-screenshots")
+    if not os.path.isfile(os.path.join(report_dir, "pkg", "popalign_web_bg.wasm")):
+        sys.exit(f"web-e2e: {report_dir} has no explorer (build www/pkg with tools/build-web.sh, then popalign)")
+    os.makedirs(shots, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="web-e2e-")
+    failures = []
+    server = None
+    try:
+        folder, report = prepare(report_dir, tmp)
+        server, base = serve(folder)
+        browser = Browser(base + "explorer.html#/", TIMEOUT)
+        t0 = time.monotonic()
+        with browser as (cdp, session):
+            try:
+                cdp.call("Page.enable", session)
+                wait_for(cdp, session, "document.querySelector('#summary td[data-metric]') !== null", "the overview")
+                print(f"web-e2e: overview interactive {time.monotonic() - t0:.2f} s after the browser started "
+                      f"({len(report['images'])} image slots)")
+                check_overview(cdp, session, report, failures)
+                check_xss(cdp, session, failures)
+                screenshot(cdp, session, os.path.join(shots, "overview.png"))
+
+                prompts = list(dict.fromkeys(slot["prompt"] for slot in report["images"]))
+                cdp.eval(session, "location.hash = '#/prompt/0'")
+                title = wait_for(cdp, session, "(document.getElementById('prompt-title')||{}).textContent",
+                                 "the prompt page")
+                if title != prompts[0]:
+                    failures.append(f"prompt page shows {title!r}, expected {prompts[0]!r}")
+                classify_shown(cdp, session, failures)
+                screenshot(cdp, session, os.path.join(shots, "prompt.png"))
+
+                cdp.eval(session, f"location.hash = '#/prompt/{prompts.index(XSS)}'")
+                title = wait_for(cdp, session, "(document.getElementById('prompt-title')||{}).textContent",
+                                 "the XSS prompt's page")
+                if title != XSS:
+                    failures.append(f"the XSS prompt's page title is {title!r}")
+                check_xss(cdp, session, failures)
+                screenshot(cdp, session, os.path.join(shots, "prompt-xss.png"))
+            except Exception:
+                print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
+                raise
+    except Exception as e:  # report and fail
+        failures.append(f"{type(e).__name__}: {e}")
+    finally:
+        if server:
+            server.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        sys.exit("web-e2e: FAILED:\n  " + "\n  ".join(failures))
+    print("web-e2e: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The browser explorer end to end: builds www/pkg (if missing) and a `popalign` that embeds it, runs a small
+# toy pipeline (tools/e2e-run.toml) whose report folder then carries the explorer, and tests that folder in
+# headless Chromium (tools/web-e2e.py). Screenshots go to $CI_LOG_DIR/screenshots (default target/ci-logs).
+#
+#   bash tools/web-e2e.sh          # needs chromium and the wasm-bindgen CLI (see .ci/run)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+[[ -f www/pkg/popalign_web_bg.wasm ]] || bash tools/build-web.sh
+cargo build -p popalign-trainer
+run="$target_dir/e2e-run"
+rm -rf "$run"
+mkdir -p "$run"
+cp tools/e2e-run.toml "$run/run.toml"
+t=$SECONDS
+"$target_dir/debug/popalign" run --config "$run/run.toml"
+echo "web-e2e: toy run in $((SECONDS - t))s"
+python3 tools/web-e2e.py "$run/report" "${CI_LOG_DIR:-$target_dir/ci-logs}/screenshots"

@@ -1,0 +1,217 @@
+//! The toy classifier re-run in the browser on WebGPU (burn-wgpu): on any shown image, compared with the
+//! native probabilities stored in `report.json`, or on an image file the reader drops onto the page.
+
+use std::collections::BTreeMap;
+
+use burn::backend::Wgpu;
+use burn::backend::wgpu::WgpuDevice;
+use burn::prelude::*;
+use leptos::prelude::*;
+use popalign_core::classify::{Attributes, unit_rgb_planes};
+use popalign_core::toy::classifier::readings;
+use popalign_core::toy::world::SIZE;
+use popalign_core::toy::{TOY, ToyClassifier};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::gpu::{Probe, js_err};
+
+/// Decodes an image file and classifies it on the WebGPU device the probe initialised.
+pub async fn classify_bytes(bytes: &[u8]) -> Result<Attributes, String> {
+    let image = image::load_from_memory(bytes)
+        .map_err(|e| format!("not a readable image: {e}"))?
+        .to_rgb8();
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if (w, h) != (SIZE, SIZE) {
+        return Err(format!(
+            "the toy classifier reads {SIZE}×{SIZE} toy-world images; this one is {w}×{h}"
+        ));
+    }
+    let device = WgpuDevice::default();
+    let pixels = unit_rgb_planes(image.as_raw(), w, h);
+    let input = Tensor::<Wgpu, 1>::from_floats(pixels.as_slice(), &device).reshape([1, 3, h, w]);
+    let t = ToyClassifier::<Wgpu>::new(&TOY, &device).read_tensors(input);
+    let data = [
+        read_back(t.colour).await?,
+        read_back(t.occupation).await?,
+        read_back(t.wide).await?,
+        read_back(t.contrast).await?,
+    ];
+    Ok(readings(data)
+        .pop()
+        .ok_or("the classifier returned nothing")?
+        .attributes())
+}
+
+async fn read_back<const D: usize>(t: Tensor<Wgpu, D>) -> Result<TensorData, String> {
+    t.into_data_async()
+        .await
+        .map_err(|e| format!("WebGPU readback failed: {e:?}"))
+}
+
+/// Largest |browser − native| over every class of every axis, or why they cannot be compared.
+pub fn max_difference(
+    browser: &BTreeMap<String, Vec<f64>>,
+    native: &BTreeMap<String, Vec<f64>>,
+) -> Result<f64, String> {
+    if browser.keys().ne(native.keys()) {
+        return Err(format!(
+            "axes differ: browser {:?}, native {:?}",
+            browser.keys().collect::<Vec<_>>(),
+            native.keys().collect::<Vec<_>>()
+        ));
+    }
+    let mut max = 0.0_f64;
+    for (axis, b) in browser {
+        let n = &native[axis];
+        if b.len() != n.len() {
+            return Err(format!(
+                "{axis}: {} classes in the browser, {} native",
+                b.len(),
+                n.len()
+            ));
+        }
+        max = b
+            .iter()
+            .zip(n)
+            .map(|(b, n)| (b - n).abs())
+            .fold(max, f64::max);
+    }
+    Ok(max)
+}
+
+/// `gender: tall 0.0006 · wide 0.9994; race: …`, or that no figure was found.
+fn describe(attributes: &Attributes, classes: &BTreeMap<String, Vec<String>>) -> String {
+    if !attributes.face_found {
+        return "no figure found".into();
+    }
+    attributes
+        .probabilities
+        .iter()
+        .map(|(axis, p)| {
+            let names = classes.get(axis).cloned().unwrap_or_default();
+            let parts: Vec<String> = p
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{} {v:.4}", names.get(i).map_or("?", String::as_str)))
+                .collect();
+            format!("{axis}: {}", parts.join(" · "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// "Classify in the browser" under a shown image; the result line carries `data-max-diff`.
+#[component]
+pub fn ClassifyButton(
+    url: String,
+    native: BTreeMap<String, Vec<f64>>,
+    classes: BTreeMap<String, Vec<String>>,
+) -> impl IntoView {
+    let (result, set_result) = signal(None::<(String, Option<f64>)>);
+    let probe = use_context::<ReadSignal<Probe>>();
+    let run = move |_| {
+        let (url, native, classes) = (url.clone(), native.clone(), classes.clone());
+        if let Err(why) = gpu_ready_with(probe) {
+            set_result.set(Some((why, None)));
+            return;
+        }
+        set_result.set(Some(("classifying…".into(), None)));
+        leptos::task::spawn_local(async move {
+            let outcome = async {
+                let bytes = crate::fetch::bytes(&url).await?;
+                let attributes = classify_bytes(&bytes).await?;
+                let diff = if native.is_empty() && !attributes.face_found {
+                    0.0
+                } else {
+                    max_difference(&attributes.probabilities, &native)?
+                };
+                Ok::<_, String>((
+                    format!(
+                        "browser: {} · max |browser − native| = {diff:.1e}",
+                        describe(&attributes, &classes)
+                    ),
+                    Some(diff),
+                ))
+            }
+            .await;
+            set_result.set(Some(outcome.unwrap_or_else(|why| (why, None))));
+        });
+    };
+    view! {
+        <button class="classify" on:click=run>"classify in browser"</button>
+        {move || result.get().map(|(text, diff)| view! {
+            <div class="browser-result" data-max-diff=diff.map(|d| d.to_string()).unwrap_or_default()>{text}</div>
+        })}
+    }
+}
+
+fn gpu_ready_with(probe: Option<ReadSignal<Probe>>) -> Result<(), String> {
+    match probe.map(|p| p.get_untracked()) {
+        Some(Probe::Ok(_)) => Ok(()),
+        Some(Probe::Pending) => Err("WebGPU is still starting; try again in a moment".into()),
+        Some(Probe::Unavailable(why)) => Err(format!("WebGPU not available: {why}")),
+        None => Err("WebGPU was not probed".into()),
+    }
+}
+
+/// Drop an image file (or choose one) to classify it in the browser.
+#[component]
+pub fn DropZone() -> impl IntoView {
+    let (result, set_result) = signal(String::new());
+    let probe = use_context::<ReadSignal<Probe>>();
+    let classes: BTreeMap<String, Vec<String>> = BTreeMap::from([
+        (
+            "gender".to_string(),
+            TOY.shapes.iter().map(|v| v.label.to_string()).collect(),
+        ),
+        (
+            "race".to_string(),
+            TOY.colours
+                .iter()
+                .map(|c| c.value.label.to_string())
+                .collect(),
+        ),
+    ]);
+    let take = move |file: Option<web_sys::File>| {
+        let Some(file) = file else { return };
+        if let Err(why) = gpu_ready_with(probe) {
+            set_result.set(why);
+            return;
+        }
+        let classes = classes.clone();
+        let name = file.name();
+        set_result.set(format!("{name}: classifying…"));
+        leptos::task::spawn_local(async move {
+            let outcome = async {
+                let buffer = JsFuture::from(file.array_buffer())
+                    .await
+                    .map_err(|e| js_err(&name, e))?;
+                let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+                classify_bytes(&bytes).await
+            }
+            .await;
+            set_result.set(match outcome {
+                Ok(a) => format!("{name}: {}", describe(&a, &classes)),
+                Err(why) => format!("{name}: {why}"),
+            });
+        });
+    };
+    let take_drop = take.clone();
+    view! {
+        <section id="drop" class="dropzone"
+            on:dragover=|ev: web_sys::DragEvent| ev.prevent_default()
+            on:drop=move |ev: web_sys::DragEvent| {
+                ev.prevent_default();
+                take_drop(ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)));
+            }>
+            <p>"Drop a toy-world image here, or choose one, to classify it in your browser: "
+                <input type="file" accept="image/*" on:change=move |ev| {
+                    let input: Option<web_sys::HtmlInputElement> = ev.target().and_then(|t| t.dyn_into().ok());
+                    take(input.and_then(|i| i.files()).and_then(|f| f.get(0)));
+                } />
+            </p>
+            <p id="drop-result" class="status">{result}</p>
+        </section>
+    }
+}
