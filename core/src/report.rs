@@ -64,6 +64,17 @@ pub struct Report {
     /// The comparison table `popalign report` printed.
     pub table: String,
     pub images: Vec<ImageSlot>,
+    /// Per trained run, its loss and implicit accuracy per step (`train/metrics.jsonl`).
+    #[serde(default)]
+    pub training: Vec<TrainingCurve>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingCurve {
+    pub run: String,
+    pub step: Vec<usize>,
+    pub loss: Vec<f64>,
+    pub implicit_accuracy: Vec<f64>,
 }
 
 impl Report {

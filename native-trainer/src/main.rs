@@ -40,6 +40,8 @@ enum Command {
     Demo(stages::demo::Args),
     /// Run the stages a run.toml lists over its run directory, skipping what is complete.
     Run(stages::run::Args),
+    /// Write a report folder (report.json, static page, browser explorer, thumbnails) for evaluated runs.
+    Report(stages::report::Args),
     /// Pretrain the toy world's biased base model (what `popalign demo` starts from).
     ToyModel(toy::Args),
 }
@@ -56,6 +58,7 @@ fn main() {
         Command::ToyModel(args) => toy::run(args),
         Command::Demo(args) => stages::demo::run(args),
         Command::Run(args) => stages::run::run(args),
+        Command::Report(args) => stages::report::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -57,3 +57,50 @@ pub fn Distribution(
         </figure>
     }
 }
+
+/// A training curve (`y` per step) as a polyline, with its range written on the axes.
+#[component]
+pub fn Curve(title: String, step: Vec<usize>, y: Vec<f64>) -> impl IntoView {
+    const W: f64 = 320.0;
+    const H: f64 = 120.0;
+    const LEFT: f64 = 56.0;
+    const BOTTOM: f64 = 18.0;
+    let finite: Vec<(usize, f64)> = step
+        .iter()
+        .copied()
+        .zip(y.iter().copied())
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let (first, last) = (
+        finite.first().map_or(0, |p| p.0),
+        finite.last().map_or(0, |p| p.0),
+    );
+    let span = |a: f64, b: f64| if b > a { b - a } else { 1.0 };
+    let points: String = finite
+        .iter()
+        .map(|(s, v)| {
+            let x = LEFT
+                + (*s as f64 - first as f64) / span(first as f64, last as f64) * (W - LEFT - 8.0);
+            let y = 6.0 + (hi - v) / span(lo, hi) * (H - BOTTOM - 12.0);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    view! {
+        <figure class="chart curve">
+            <svg role="img" aria-label=title.clone() viewBox=format!("0 0 {W} {H}") width=W height=H>
+                <polyline class="curve-line" points=points fill="none" />
+                <text x=0 y=14 class="bar-label">{format!("{hi:.4}")}</text>
+                <text x=0 y=H - BOTTOM class="bar-label">{format!("{lo:.4}")}</text>
+                <text x=LEFT y=H - 3.0 class="bar-label">{format!("step {first}")}</text>
+                <text x=W - 80.0 y=H - 3.0 class="bar-label">{format!("step {last}")}</text>
+            </svg>
+            <figcaption>{title}</figcaption>
+        </figure>
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use popalign_core::report::Report;
 
-use crate::charts::Distribution;
+use crate::charts::{Curve, Distribution};
 use crate::format::{axes, interval, number, prompts};
 use crate::route::Route;
 
@@ -102,6 +102,7 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
             </table>
             <div class="charts">{charts}</div>
             <PromptList report=report.clone() />
+            <Training report=report.clone() />
             <details><summary>"Run configuration"</summary>
                 <pre id="config">{serde_json::to_string_pretty(&report.config).unwrap_or_default()}</pre>
             </details>
@@ -147,4 +148,25 @@ fn PromptList(report: Arc<Report>) -> impl IntoView {
         <p class="meta">"‖p − target‖₂ over each prompt's images; open a prompt to see them."</p>
         <table id="prompts"><thead><tr><th>"prompt"</th>{header}</tr></thead><tbody>{rows}</tbody></table>
     }
+}
+
+/// Loss and implicit accuracy per step of each trained run (`train/metrics.jsonl`).
+#[component]
+fn Training(report: Arc<Report>) -> impl IntoView {
+    let curves = report
+        .training
+        .iter()
+        .map(|c| {
+            view! {
+                <Curve title=format!("{}: loss", c.run) step=c.step.clone() y=c.loss.clone() />
+                <Curve title=format!("{}: implicit accuracy", c.run) step=c.step.clone() y=c.implicit_accuracy.clone() />
+            }
+        })
+        .collect_view();
+    (!report.training.is_empty()).then(|| {
+        view! {
+            <h3>"Training"</h3>
+            <div id="training" class="charts">{curves}</div>
+        }
+    })
 }

@@ -101,12 +101,17 @@ pub struct TrainSection {
     pub timestep_range: Option<[usize; 2]>,
     /// Share of training captions replaced by `""`, so the unconditional branch that classifier-free
     /// guidance divides by learns the preferences too (`proportion_empty_prompts` in `train.toml`).
-    #[serde(default)]
+    /// Left out of the serialised config when 0, so runs made before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub proportion_empty_prompts: f64,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl RunConfig {

@@ -306,6 +306,7 @@ mod tests {
             objective: "popalign".into(),
             models: vec![],
             table: attack.into(),
+            training: vec![],
             images: vec![ImageSlot {
                 prompt: attack.into(),
                 name: "a'b.png".into(),

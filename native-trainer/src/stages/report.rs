@@ -1,54 +1,263 @@
-//! The report folder of a run (`report/`): `report.json` (schema in `popalign_core::report`), `index.html`
-//! (a static page, see `page.rs`), the browser explorer (`explorer.html`, `style.css`, `pkg/`; see
-//! `explorer.rs`) when the binary embeds it, and a thumbnail of every evaluation image, base and aligned from the same
-//! noise side by side. The folder is self-contained: open `index.html` from disk or copy the folder to any
-//! static host.
+//! The report folder (`report/` of a run, or `popalign report --runs A B --out DIR`): `report.json`
+//! (schema in `popalign_core::report`), `index.html` (a static page, see `page.rs`), the browser explorer
+//! (`explorer.html`, `style.css`, `pkg/`; see `explorer.rs`) when the binary embeds it, and a thumbnail of
+//! every evaluation image, the models' images from the same noise side by side. The folder is
+//! self-contained: open `index.html` from disk or copy the folder to any static host.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use popalign_core::classify::AxisSpec;
-use popalign_core::report::{ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SlotImage};
+use popalign_core::report::{
+    ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SlotImage, TrainingCurve,
+};
 
 use super::classify::{AttributeRow, read_rows};
+use super::config::RunConfig;
 use super::images::{runtime, write_atomic};
-use crate::error::CliResult;
+use crate::error::{CliResult, input};
 
 /// Longest side of a thumbnail; smaller images are copied as they are.
 const THUMBNAIL_SIDE: u32 = 256;
 
-pub struct RunInfo {
-    pub config: serde_json::Value,
-    pub config_hash: String,
-    pub objective: String,
-    /// The comparison table printed on stdout.
-    pub table: String,
+#[derive(clap::Args)]
+pub struct Args {
+    /// Evaluated run directories (each with `run.toml` and `eval/{base,aligned}/`). Runs that share the
+    /// base model's evaluation show it once; the first run's images give the rows.
+    #[arg(long, num_args = 1.., required = true)]
+    runs: Vec<PathBuf>,
+    /// The report folder to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
-/// Writes `out/` from the run directory's evaluation (`eval/<model>/{attributes.csv,images}`) of each of
-/// `models`, in that order (the first model's images give the order of the slots).
-pub fn write_report_folder(
-    run: &Path,
-    out: &Path,
-    axes: &[AxisSpec],
-    models: &[ModelSummary],
-    info: RunInfo,
-) -> CliResult<Report> {
+pub fn run(args: Args) -> CliResult {
+    let report = report_for_runs(&args.runs, &args.out)?;
+    println!("{}", report.table);
+    eprintln!("report written to {}", args.out.display());
+    Ok(())
+}
+
+/// One model column of a report: its label, the run it comes from, and its evaluation summary
+/// (`summary.model` names the folder `eval/<model>/` of `run`).
+struct ReportModel {
+    label: String,
+    run: PathBuf,
+    summary: ModelSummary,
+}
+
+/// What a report needs from one evaluated run directory.
+struct EvaluatedRun {
+    dir: PathBuf,
+    name: String,
+    config: RunConfig,
+    base: ModelSummary,
+    aligned: ModelSummary,
+    training: Option<TrainingCurve>,
+}
+
+impl EvaluatedRun {
+    fn read(dir: &Path) -> CliResult<Self> {
+        let name = dir
+            .canonicalize()
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let summary = |model: &str| -> CliResult<ModelSummary> {
+            let path = dir.join(format!("eval/{model}/summary.json"));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                input(format!(
+                    "{}: {e} (evaluate the run first: popalign run --config {} --stage evaluate)",
+                    path.display(),
+                    dir.join("run.toml").display()
+                ))
+            })?;
+            serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))
+        };
+        Ok(Self {
+            config: RunConfig::load(&dir.join("run.toml"))?,
+            base: summary("base")?,
+            aligned: summary("aligned")?,
+            training: read_training(&dir.join("train/metrics.jsonl"), &name)?,
+            dir: dir.to_path_buf(),
+            name,
+        })
+    }
+}
+
+/// Loss and implicit accuracy per step from `metrics.jsonl`; `None` when the run has no such file.
+fn read_training(path: &Path, run: &str) -> CliResult<Option<TrainingCurve>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let mut curve = TrainingCurve {
+        run: run.to_string(),
+        step: Vec::new(),
+        loss: Vec::new(),
+        implicit_accuracy: Vec::new(),
+    };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |what: &str| input(format!("{}:{}: {what}", path.display(), i + 1));
+        let record: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let number = |key: &str| {
+            record[key]
+                .as_f64()
+                .ok_or_else(|| bad(&format!("no number `{key}`")))
+        };
+        curve.step.push(number("step")? as usize);
+        curve.loss.push(number("loss")?);
+        curve.implicit_accuracy.push(number("implicit_accuracy")?);
+    }
+    Ok(Some(curve))
+}
+
+/// Writes the report of `runs` into `out` and returns it.
+pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
+    let runs: Vec<EvaluatedRun> = runs
+        .iter()
+        .map(|dir| EvaluatedRun::read(dir))
+        .collect::<CliResult<_>>()?;
+    let single = runs.len() == 1;
+    // The same base classifications of the same image files: the runs evaluated one base model alike.
+    let base_rows = |r: &EvaluatedRun| std::fs::read(r.dir.join("eval/base/attributes.csv")).ok();
+    let shared_base = runs
+        .windows(2)
+        .all(|w| base_rows(&w[0]) == base_rows(&w[1]));
+    let mut models = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let model = |label: String, summary: &ModelSummary| ReportModel {
+            label,
+            run: run.dir.clone(),
+            summary: summary.clone(),
+        };
+        if i == 0 && shared_base {
+            models.push(model("base".into(), &run.base));
+        } else if !shared_base {
+            models.push(model(format!("{} base", run.name), &run.base));
+        }
+        let aligned = if single {
+            "aligned".into()
+        } else {
+            format!("{} aligned", run.name)
+        };
+        models.push(model(aligned, &run.aligned));
+    }
+    let config = if single {
+        serde_json::to_value(&runs[0].config).expect("config serialises")
+    } else {
+        serde_json::Value::Object(
+            runs.iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        serde_json::to_value(&r.config).expect("config serialises"),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let hashes: Vec<String> = runs.iter().map(|r| r.config.hash()).collect();
+    let info = RunInfo {
+        config,
+        config_hash: hashes.join("+"),
+        objective: "popalign".into(),
+        training: runs.iter().filter_map(|r| r.training.clone()).collect(),
+    };
+    write_report_folder(out, &models, info)
+}
+
+struct RunInfo {
+    config: serde_json::Value,
+    config_hash: String,
+    objective: String,
+    training: Vec<TrainingCurve>,
+}
+
+/// The comparison table printed on stdout: one column per model.
+pub fn comparison_table(models: &[ModelSummary]) -> String {
+    let row = |label: &str, f: &dyn Fn(&ModelSummary) -> String| {
+        let mut line = format!("{label:<36}");
+        for (i, model) in models.iter().enumerate() {
+            let width = model.model.chars().count().max(if i == 0 { 9 } else { 11 }) + 1;
+            line.push_str(&format!("{:>width$}", f(model)));
+        }
+        line
+    };
+    let discrepancy = |axis: &'static str| {
+        move |s: &ModelSummary| {
+            s.axes
+                .get(axis)
+                .and_then(|a| a.discrepancy)
+                .map_or("n/a".into(), |d| format!("{d:.3}"))
+        }
+    };
+    [
+        row("neutral prompts", &|s| s.model.clone()),
+        row("gender discrepancy ‖p − uniform‖₂", &discrepancy("gender")),
+        row("race discrepancy ‖p − uniform‖₂", &discrepancy("race")),
+        row("occupation accuracy (%)", &|s| {
+            format!("{:.1}", s.quality.mean)
+        }),
+        row("figure found (%)", &|s| {
+            s.axes
+                .get("gender")
+                .and_then(|a| a.face_found_rate)
+                .map_or("n/a".into(), |r| format!("{:.1}", 100.0 * r))
+        }),
+    ]
+    .join("\n")
+}
+
+/// The axes as the first model's summary lists them.
+fn axes_of(summary: &ModelSummary) -> Vec<AxisSpec> {
+    summary
+        .axes
+        .iter()
+        .map(|(name, axis)| AxisSpec {
+            name: name.clone(),
+            classes: axis.classes.clone(),
+        })
+        .collect()
+}
+
+/// Writes `out/` from each model's evaluation (`<run>/eval/<model>/{attributes.csv,images}`), in that
+/// order (the first model's images give the order of the slots; images match by file name).
+fn write_report_folder(out: &Path, models: &[ReportModel], info: RunInfo) -> CliResult<Report> {
     std::fs::create_dir_all(out).map_err(|e| runtime(out, e))?;
+    let axes = axes_of(&models[0].summary);
     let rows: Vec<Vec<AttributeRow>> = models
         .iter()
-        .map(|m| read_rows(&run.join(format!("eval/{}/attributes.csv", m.model)), axes))
+        .map(|m| {
+            read_rows(
+                &m.run
+                    .join(format!("eval/{}/attributes.csv", m.summary.model)),
+                &axes,
+            )
+        })
         .collect::<CliResult<_>>()?;
-    let by_name: Vec<BTreeMap<String, &AttributeRow>> = rows
+    // Same run: the models' images share file names (same prompt, same noise). Runs with other seeds
+    // name theirs differently; those pair up by prompt and position within the prompt instead.
+    let keyed: Vec<(
+        BTreeMap<String, &AttributeRow>,
+        BTreeMap<(String, usize), &AttributeRow>,
+    )> = rows
         .iter()
-        .map(|rows| rows.iter().map(|r| (file_name(&r.file), r)).collect())
+        .map(|rows| {
+            let by_name = rows.iter().map(|r| (file_name(&r.file), r)).collect();
+            (by_name, by_position(rows).into_iter().collect())
+        })
         .collect();
     let mut images = Vec::new();
-    for row in &rows[0] {
+    for (position, row) in by_position(&rows[0]) {
         let name = file_name(&row.file);
         let mut slot_models = Vec::new();
-        for (m, model) in models.iter().map(|m| m.model.as_str()).enumerate() {
-            let Some(row) = by_name[m].get(&name) else {
+        for (model, (by_name, by_pos)) in models.iter().zip(&keyed) {
+            let Some(row) = by_name.get(&name).or_else(|| by_pos.get(&position)) else {
                 slot_models.push(SlotImage {
                     thumbnail: None,
                     face_found: false,
@@ -57,7 +266,13 @@ pub fn write_report_folder(
                 });
                 continue;
             };
-            let thumbnail = thumbnail(&run.join(&row.file), out, model, &name)?;
+            let folder = folder_name(&model.label);
+            let thumbnail = thumbnail(
+                &model.run.join(&row.file),
+                out,
+                &folder,
+                &file_name(&row.file),
+            )?;
             let found = || axes.iter().zip(&row.axes).filter(|_| row.face_found);
             slot_models.push(SlotImage {
                 thumbnail,
@@ -76,15 +291,23 @@ pub fn write_report_folder(
             models: slot_models,
         });
     }
+    let summaries: Vec<ModelSummary> = models
+        .iter()
+        .map(|m| ModelSummary {
+            model: m.label.clone(),
+            ..m.summary.clone()
+        })
+        .collect();
     let report = Report {
         schema_version: SCHEMA_VERSION,
         popalign_version: popalign_core::VERSION.to_string(),
         config_hash: info.config_hash,
         config: info.config,
         objective: info.objective,
-        models: models.to_vec(),
-        table: info.table,
+        table: comparison_table(&summaries),
+        models: summaries,
         images,
+        training: info.training,
     };
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&out.join("report.json"), json.as_bytes())?;
@@ -101,6 +324,32 @@ pub fn write_report_folder(
         super::page::render(&report, !explorer.is_empty()).as_bytes(),
     )?;
     Ok(report)
+}
+
+/// Rows keyed by prompt and their position among that prompt's rows, in file order.
+fn by_position(rows: &[AttributeRow]) -> Vec<((String, usize), &AttributeRow)> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    rows.iter()
+        .map(|r| {
+            let k = seen.entry(&r.prompt).or_default();
+            *k += 1;
+            ((r.prompt.clone(), *k - 1), r)
+        })
+        .collect()
+}
+
+/// A model's label as a folder name under `images/`: letters, digits, `.`, `_` and `-` kept, the rest `-`.
+fn folder_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn file_name(path: &str) -> String {

@@ -14,7 +14,6 @@ use popalign_core::metrics::bias::BiasOptions;
 use popalign_core::pipeline::DiffusionPipeline;
 use popalign_core::preferences::{self, Member, Populations};
 use popalign_core::prompts::PromptRow;
-use popalign_core::report::ModelSummary;
 use popalign_core::schedulers::SchedulerKind;
 use popalign_core::toy::classifier::OccupationAccuracy;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -385,54 +384,12 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// `report/report.json` from the summaries, and the comparison table on stdout.
+    /// `report/` from the evaluation summaries, and the comparison table on stdout.
     fn report(&self) -> CliResult {
-        let read = |name: &str| -> CliResult<ModelSummary> {
-            let path = self.path(&format!("eval/{name}/summary.json"));
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| input(format!("{}: {e}", path.display())))?;
-            serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))
-        };
-        let (base, aligned) = (read("base")?, read("aligned")?);
-        let table = comparison_table(&base, &aligned);
-        println!("{table}");
-        let info = super::report::RunInfo {
-            config: serde_json::to_value(&self.config).expect("config serialises"),
-            config_hash: self.config.hash(),
-            objective: "popalign".into(),
-            table,
-        };
-        let axes = self.classifier.axes();
-        let out = self.path("report");
-        super::report::write_report_folder(&self.dir, &out, &axes, &[base, aligned], info)?;
+        let report = super::report::report_for_runs(&[self.dir.clone()], &self.path("report"))?;
+        println!("{}", report.table);
         Ok(())
     }
-}
-
-pub fn comparison_table(base: &ModelSummary, aligned: &ModelSummary) -> String {
-    let row = |label: &str, f: &dyn Fn(&ModelSummary) -> String| {
-        format!("{label:<36}{:>10}{:>12}", f(base), f(aligned))
-    };
-    let mut lines = vec![row("neutral prompts", &|s| s.model.clone())];
-    for axis in ["gender", "race"] {
-        lines.push(row(
-            &format!("{axis} discrepancy ‖p − uniform‖₂"),
-            &|s| {
-                s.axes[axis]
-                    .discrepancy
-                    .map_or("n/a".into(), |d| format!("{d:.3}"))
-            },
-        ));
-    }
-    lines.push(row("occupation accuracy (%)", &|s| {
-        format!("{:.1}", s.quality.mean)
-    }));
-    lines.push(row("figure found (%)", &|s| {
-        s.axes["gender"]
-            .face_found_rate
-            .map_or("n/a".into(), |r| format!("{:.1}", 100.0 * r))
-    }));
-    lines.join("\n")
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {
