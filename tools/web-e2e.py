@@ -12,7 +12,7 @@ checks, with the SwiftShader WebGPU adapter:
   2. the XSS prompt shows literally, no element from it exists, and no dialog opens;
   3. `#/prompt/0` shows the first prompt; its images' "classify in browser" (burn-wgpu) give
      probabilities within 1e-4 of the native ones stored in report.json, for every model's first image;
-  4. the overview has a loss and an accuracy chart per trained run;
+  4. the overview has a loss and an accuracy chart per trained model;
   5. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots).
 Prints time to interactive and the in-browser classifier latency.
 """
@@ -91,7 +91,7 @@ def check_overview(cdp, session, report, failures):
     print(f"web-e2e: {checked} overview numbers equal report.json")
     curves = cdp.eval(session, "document.querySelectorAll('#training figure').length")
     if curves != 2 * len(report.get("training", [])):
-        failures.append(f"{curves} training charts for {len(report.get('training', []))} runs")
+        failures.append(f"{curves} training charts for {len(report.get('training', []))} trained models")
 
 
 def check_xss(cdp, session, failures):

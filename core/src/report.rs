@@ -64,14 +64,15 @@ pub struct Report {
     /// The comparison table `popalign report` printed.
     pub table: String,
     pub images: Vec<ImageSlot>,
-    /// Per trained run, its loss and implicit accuracy per step (`train/metrics.jsonl`).
+    /// Per trained model, its loss and implicit accuracy per step (`train/metrics.jsonl` of its run).
     #[serde(default)]
     pub training: Vec<TrainingCurve>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCurve {
-    pub run: String,
+    /// The trained model's label in `models`.
+    pub model: String,
     pub step: Vec<usize>,
     pub loss: Vec<f64>,
     pub implicit_accuracy: Vec<f64>,

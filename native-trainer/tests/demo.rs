@@ -127,6 +127,42 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
         );
     }
     assert_same_artifacts(&a, &artifacts(&staged), "when run stage by stage");
+
+    // One report over two runs of the same configuration: the base model's evaluation is shared.
+    let report = dir.path().join("both");
+    let out = Process::new(env!("CARGO_BIN_EXE_popalign"))
+        .args(["report", "--out"])
+        .arg(&report)
+        .arg("--runs")
+        .args([&whole, &staged])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("report.json")).unwrap()).unwrap();
+    let models: Vec<&str> = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["base", "whole aligned", "staged aligned"]);
+    assert_eq!(json["training"].as_array().unwrap().len(), 2);
+    assert_eq!(json["images"].as_array().unwrap().len(), 16);
+    // A folder that is not an evaluated run is a clear input error.
+    let out = Process::new(env!("CARGO_BIN_EXE_popalign"))
+        .args(["report", "--out"])
+        .arg(dir.path().join("none"))
+        .arg("--runs")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run.toml"));
 }
 
 /// Same file names, and every file byte-identical.

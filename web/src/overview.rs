@@ -158,8 +158,8 @@ fn Training(report: Arc<Report>) -> impl IntoView {
         .iter()
         .map(|c| {
             view! {
-                <Curve title=format!("{}: loss", c.run) step=c.step.clone() y=c.loss.clone() />
-                <Curve title=format!("{}: implicit accuracy", c.run) step=c.step.clone() y=c.implicit_accuracy.clone() />
+                <Curve title=format!("{}: loss", c.model) step=c.step.clone() y=c.loss.clone() />
+                <Curve title=format!("{}: implicit accuracy", c.model) step=c.step.clone() y=c.implicit_accuracy.clone() />
             }
         })
         .collect_view();

@@ -53,7 +53,6 @@ struct EvaluatedRun {
     config: RunConfig,
     base: ModelSummary,
     aligned: ModelSummary,
-    training: Option<TrainingCurve>,
 }
 
 impl EvaluatedRun {
@@ -78,24 +77,19 @@ impl EvaluatedRun {
             config: RunConfig::load(&dir.join("run.toml"))?,
             base: summary("base")?,
             aligned: summary("aligned")?,
-            training: read_training(&dir.join("train/metrics.jsonl"), &name)?,
             dir: dir.to_path_buf(),
             name,
         })
     }
 }
 
-/// Loss and implicit accuracy per step from `metrics.jsonl`; `None` when the run has no such file.
-fn read_training(path: &Path, run: &str) -> CliResult<Option<TrainingCurve>> {
+/// Loss and implicit accuracy per step from `metrics.jsonl`; `None` when the run has no such file. A
+/// step logged twice (trained again after a resume) keeps its last record.
+fn read_training(path: &Path, model: &str) -> CliResult<Option<TrainingCurve>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
-    let mut curve = TrainingCurve {
-        run: run.to_string(),
-        step: Vec::new(),
-        loss: Vec::new(),
-        implicit_accuracy: Vec::new(),
-    };
+    let mut by_step: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -109,11 +103,15 @@ fn read_training(path: &Path, run: &str) -> CliResult<Option<TrainingCurve>> {
                 .as_f64()
                 .ok_or_else(|| bad(&format!("no number `{key}`")))
         };
-        curve.step.push(number("step")? as usize);
-        curve.loss.push(number("loss")?);
-        curve.implicit_accuracy.push(number("implicit_accuracy")?);
+        let step = number("step")? as usize;
+        by_step.insert(step, (number("loss")?, number("implicit_accuracy")?));
     }
-    Ok(Some(curve))
+    Ok(Some(TrainingCurve {
+        model: model.to_string(),
+        step: by_step.keys().copied().collect(),
+        loss: by_step.values().map(|v| v.0).collect(),
+        implicit_accuracy: by_step.values().map(|v| v.1).collect(),
+    }))
 }
 
 /// Writes the report of `runs` into `out` and returns it.
@@ -128,7 +126,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
     let shared_base = runs
         .windows(2)
         .all(|w| base_rows(&w[0]) == base_rows(&w[1]));
-    let mut models = Vec::new();
+    let (mut models, mut training) = (Vec::new(), Vec::new());
     for (i, run) in runs.iter().enumerate() {
         let model = |label: String, summary: &ModelSummary| ReportModel {
             label,
@@ -145,6 +143,9 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
         } else {
             format!("{} aligned", run.name)
         };
+        if let Some(curve) = read_training(&run.dir.join("train/metrics.jsonl"), &aligned)? {
+            training.push(curve);
+        }
         models.push(model(aligned, &run.aligned));
     }
     let config = if single {
@@ -166,7 +167,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
         config,
         config_hash: hashes.join("+"),
         objective: "popalign".into(),
-        training: runs.iter().filter_map(|r| r.training.clone()).collect(),
+        training,
     };
     write_report_folder(out, &models, info)
 }
@@ -338,9 +339,10 @@ fn by_position(rows: &[AttributeRow]) -> Vec<((String, usize), &AttributeRow)> {
         .collect()
 }
 
-/// A model's label as a folder name under `images/`: letters, digits, `.`, `_` and `-` kept, the rest `-`.
+/// A model's label as a folder name under `images/`: letters, digits, `.`, `_` and `-` kept, the rest `-`
+/// (and never `.` or `..`).
 fn folder_name(label: &str) -> String {
-    label
+    let name: String = label
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -349,7 +351,12 @@ fn folder_name(label: &str) -> String {
                 '-'
             }
         })
-        .collect()
+        .collect();
+    if name.chars().all(|c| c == '.') {
+        name.replace('.', "-")
+    } else {
+        name
+    }
 }
 
 fn file_name(path: &str) -> String {
@@ -383,4 +390,40 @@ fn thumbnail(source: &Path, out: &Path, model: &str, name: &str) -> CliResult<Op
     };
     write_atomic(&out.join(&relative), &bytes)?;
     Ok(Some(relative))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_curves_keep_the_last_record_of_a_step_and_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let line = |step: u32, loss: f64| {
+            format!("{{\"step\":{step},\"loss\":{loss},\"implicit_accuracy\":0.5,\"lr\":0.1}}\n")
+        };
+        std::fs::write(&path, line(1, 0.9) + &line(2, 0.8) + &line(2, 0.7) + "\n").unwrap();
+        let curve = read_training(&path, "r").unwrap().unwrap();
+        assert_eq!((curve.step, curve.loss), (vec![1, 2], vec![0.9, 0.7]));
+
+        std::fs::write(&path, line(1, 0.9) + "{\"step\": 2}\n").unwrap();
+        let error = read_training(&path, "r").unwrap_err().to_string();
+        assert!(
+            error.contains("metrics.jsonl:2: no number `loss`"),
+            "{error}"
+        );
+        assert!(
+            read_training(&dir.path().join("absent"), "r")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn model_labels_become_safe_folder_names() {
+        assert_eq!(folder_name("base"), "base");
+        assert_eq!(folder_name("demo s1 aligned/../x"), "demo-s1-aligned-..-x");
+        assert_eq!(folder_name(".."), "--");
+    }
 }
