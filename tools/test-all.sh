@@ -28,10 +28,12 @@ step() {
 }
 
 t_all=$SECONDS
+# The browser app first: the `popalign` binary the tests build then embeds it (native-trainer/build.rs), and
+# the end-to-end step reuses that binary instead of building one with other features.
+step build-web   bash tools/build-web.sh
 step test        cargo test --workspace
 step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
 step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
-step build-web   bash tools/build-web.sh
 step web-e2e     bash tools/web-e2e.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
