@@ -16,20 +16,9 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 from browser import Browser, serve  # noqa: E402
-
-
-def poll(cdp, session, expr, timeout=120):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = cdp.eval(session, expr)
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out: {expr}")
 
 
 def main():
@@ -52,20 +41,21 @@ def main():
     server, base = serve(folder)
     try:
         with Browser(base + "explorer.html#/") as (cdp, session):
-            tti = poll(cdp, session, "document.querySelector('#summary td[data-metric]') ? performance.now() : null")
+            tti = cdp.wait_for(session, "document.querySelector('#summary td[data-metric]') ? performance.now() : null", "the overview")
             print(f"overview interactive: {tti / 1000:.2f} s after navigation start")
             prompts = list(dict.fromkeys(s["prompt"] for s in report["images"]))
             rows = sum(1 for s in report["images"] if s["prompt"] == prompts[0])
             start = cdp.eval(session, "(location.hash = '#/prompt/0', performance.now())")
-            done = poll(cdp, session, f"document.querySelectorAll('#images tbody tr').length === {rows} ? performance.now() : null")
+            done = cdp.wait_for(session, f"document.querySelectorAll('#images tbody tr').length === {rows} ? performance.now() : null", "the page")
             print(f"prompt page with {rows * per_slot} images: {(done - start) / 1000:.2f} s to its full grid")
-            poll(cdp, session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')")
+            cdp.wait_for(session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')", "the page")
             latencies = []
             for i in range(min(11, rows)):
                 cell = f"document.querySelectorAll('#images tbody tr')[{i}].querySelector('td.image-cell')"
                 t0 = cdp.eval(session, f"({cell}.querySelector('button.classify').click(), performance.now())")
-                t1 = poll(cdp, session, f"(() => {{ const r = {cell}.querySelector('.browser-result');"
-                                        " return r && !r.textContent.endsWith('…') ? performance.now() : null })()")
+                t1 = cdp.wait_for(session, f"(() => {{ const r = {cell}.querySelector('.browser-result');"
+                                  " return r && !r.textContent.endsWith('…') ? performance.now() : null })()",
+                                  "a classification")
                 latencies.append(t1 - t0)
             print(f"classifier, click to result: first {latencies[0]:.0f} ms (uploads the classifier), then median "
                   f"{statistics.median(latencies[1:]):.0f} ms over {len(latencies) - 1} images")

@@ -69,6 +69,16 @@ class Cdp:
             if "method" in reply:
                 self.events.append(reply)
 
+    def wait_for(self, session, expr, what, timeout=120, interval=0.02):
+        """Evaluates `expr` until it is truthy and returns its value; fails naming `what` after `timeout` s."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            value = self.eval(session, expr)
+            if value:
+                return value
+            time.sleep(interval)
+        raise RuntimeError(f"timed out waiting for {what}")
+
     def eval(self, session, expr):
         res = self.call("Runtime.evaluate", session, expression=expr, returnByValue=True, awaitPromise=True)
         if "exceptionDetails" in res:

@@ -32,16 +32,6 @@ TOLERANCE = 1e-4
 TIMEOUT = float(os.environ.get("WEB_E2E_TIMEOUT", "120"))
 
 
-def wait_for(cdp, session, expr, what):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < TIMEOUT:
-        value = cdp.eval(session, expr)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 def screenshot(cdp, session, path):
     data = cdp.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True)["data"]
     with open(path, "wb") as f:
@@ -105,8 +95,8 @@ def check_xss(cdp, session, failures):
 
 
 def classify_shown(cdp, session, failures):
-    wait_for(cdp, session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
-             "the WebGPU probe")
+    cdp.wait_for(session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
+             "the WebGPU probe", TIMEOUT)
     buttons = cdp.eval(session, """[...document.querySelectorAll('#images tr:first-child td.image-cell')]
         .map(td => td.dataset.model)""")
     if not buttons:
@@ -117,8 +107,8 @@ def classify_shown(cdp, session, failures):
         cdp.eval(session, f"document.querySelectorAll('#images tr:first-child td.image-cell')[{i}]"
                           ".querySelector('button.classify').click()")
         cell = f"document.querySelectorAll('#images tr:first-child td.image-cell')[{i}]"
-        text = wait_for(cdp, session, f"(() => {{ const r = {cell}.querySelector('.browser-result');"
-                        " return r && !r.textContent.endsWith('…') ? r.textContent : null })()", "a classification")
+        text = cdp.wait_for(session, f"(() => {{ const r = {cell}.querySelector('.browser-result');"
+                        " return r && !r.textContent.endsWith('…') ? r.textContent : null })()", "a classification", TIMEOUT)
         latencies.append(time.monotonic() - t0)
         diff = cdp.eval(session, f"{cell}.querySelector('.browser-result').dataset.maxDiff")
         print(f"web-e2e: {model}: {text}")
@@ -148,7 +138,7 @@ def main():
         with browser as (cdp, session):
             try:
                 cdp.call("Page.enable", session)
-                wait_for(cdp, session, "document.querySelector('#summary td[data-metric]') !== null", "the overview")
+                cdp.wait_for(session, "document.querySelector('#summary td[data-metric]') !== null", "the overview", TIMEOUT)
                 print(f"web-e2e: overview interactive {time.monotonic() - t0:.2f} s after the browser started "
                       f"({len(report['images'])} image slots)")
                 check_overview(cdp, session, report, failures)
@@ -157,16 +147,16 @@ def main():
 
                 prompts = list(dict.fromkeys(slot["prompt"] for slot in report["images"]))
                 cdp.eval(session, "location.hash = '#/prompt/0'")
-                title = wait_for(cdp, session, "(document.getElementById('prompt-title')||{}).textContent",
-                                 "the prompt page")
+                title = cdp.wait_for(session, "(document.getElementById('prompt-title')||{}).textContent",
+                                 "the prompt page", TIMEOUT)
                 if title != prompts[0]:
                     failures.append(f"prompt page shows {title!r}, expected {prompts[0]!r}")
                 classify_shown(cdp, session, failures)
                 screenshot(cdp, session, os.path.join(shots, "prompt.png"))
 
                 cdp.eval(session, f"location.hash = '#/prompt/{prompts.index(XSS)}'")
-                title = wait_for(cdp, session, "(document.getElementById('prompt-title')||{}).textContent",
-                                 "the XSS prompt's page")
+                title = cdp.wait_for(session, "(document.getElementById('prompt-title')||{}).textContent",
+                                 "the XSS prompt's page", TIMEOUT)
                 if title != XSS:
                     failures.append(f"the XSS prompt's page title is {title!r}")
                 check_xss(cdp, session, failures)

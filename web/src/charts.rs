@@ -2,13 +2,40 @@
 //! dashed line, so nothing depends on telling colours apart.
 
 use leptos::prelude::*;
+use popalign_core::report::Report;
 
-use crate::format::percent;
+use crate::format::{axes, percent};
 
 const LABEL: f64 = 90.0;
 const WIDTH: f64 = 320.0;
 const BAR: f64 = 18.0;
 const GAP: f64 = 10.0;
+
+/// One [`Distribution`] per axis, every model of the report against the target: pooled over all
+/// images, or over one prompt's.
+pub fn distributions(report: &Report, prompt: Option<&str>) -> impl IntoView + use<> {
+    axes(report)
+        .into_iter()
+        .map(|axis| {
+            let first = &report.models[0].axes[&axis];
+            let series = report
+                .models
+                .iter()
+                .map(|m| {
+                    let a = m.axes.get(&axis);
+                    let shares = match prompt {
+                        None => a.and_then(|a| a.distribution.clone()),
+                        Some(prompt) => a
+                            .and_then(|a| a.per_prompt.iter().find(|p| p.prompt == prompt))
+                            .and_then(|p| p.distribution.clone()),
+                    };
+                    (m.model.clone(), shares)
+                })
+                .collect();
+            view! { <Distribution axis=axis.clone() classes=first.classes.clone() series=series target=first.target.clone() /> }
+        })
+        .collect_view()
+}
 
 /// One axis's class distribution per model (`None`: the model found no face) against the target.
 #[component]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use popalign_core::report::Report;
 
-use crate::charts::{Curve, Distribution};
+use crate::charts::{Curve, distributions};
 use crate::format::{axes, interval, number, prompts};
 use crate::route::Route;
 
@@ -73,18 +73,7 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
         .first()
         .map(|m| m.quality.scorer.clone())
         .unwrap_or_default();
-    let charts = axes(&report)
-        .into_iter()
-        .map(|axis| {
-            let first = &report.models[0].axes[&axis];
-            let series = report
-                .models
-                .iter()
-                .map(|m| (m.model.clone(), m.axes.get(&axis).and_then(|a| a.distribution.clone())))
-                .collect();
-            view! { <Distribution axis=axis.clone() classes=first.classes.clone() series=series target=first.target.clone() /> }
-        })
-        .collect_view();
+    let charts = distributions(&report, None);
     view! {
         <section id="overview">
             <h2>"Overview"</h2>

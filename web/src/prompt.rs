@@ -7,9 +7,9 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use popalign_core::report::{ImageSlot, Report};
 
-use crate::charts::Distribution;
+use crate::charts::distributions;
 use crate::classify::ClassifyButton;
-use crate::format::{axes, prompts};
+use crate::format::prompts;
 use crate::route::Route;
 
 /// `(model index, axis, class)`: show the slots where that model predicted that class.
@@ -24,21 +24,7 @@ pub fn PromptView(report: Arc<Report>, index: usize) -> impl IntoView {
         }
         .into_any();
     };
-    let charts = axes(&report)
-        .into_iter()
-        .map(|axis| {
-            let first = &report.models[0].axes[&axis];
-            let series = report
-                .models
-                .iter()
-                .map(|m| {
-                    let per_prompt = m.axes.get(&axis).and_then(|a| a.per_prompt.iter().find(|p| p.prompt == prompt));
-                    (m.model.clone(), per_prompt.and_then(|p| p.distribution.clone()))
-                })
-                .collect();
-            view! { <Distribution axis=axis.clone() classes=first.classes.clone() series=series target=first.target.clone() /> }
-        })
-        .collect_view();
+    let charts = distributions(&report, Some(&prompt));
     let (filter, set_filter) = signal::<AttributeFilter>(None);
     let (max_confidence, set_max_confidence) = signal(1.0_f64);
     let options = filter_options(&report);
