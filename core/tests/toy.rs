@@ -66,6 +66,40 @@ fn classifier_reads_every_rendered_combination() {
     assert!(accuracy.iter().all(|&a| a == 100.0), "{accuracy:?}");
 }
 
+/// A photo-sized copy of a render (each pixel repeated 4×4) reads exactly as the 16×16 original: the
+/// classifier averages any other size down to the world's grid, so `popalign classify --images` and
+/// the browser's drop zone can hand it images of any size.
+#[test]
+fn classifier_reads_an_upscaled_render_like_the_original() {
+    let device = Default::default();
+    let classifier = ToyClassifier::<B>::new(&TOY, &device);
+    let images: Vec<Vec<f32>> = TOY
+        .all_figures()
+        .into_iter()
+        .map(|figure| render(&TOY, 3, figure, || 0.5))
+        .collect();
+    let small = to_unit(images, &device);
+    let n = small.dims()[0];
+    let large = small
+        .clone()
+        .reshape([n, 3, SIZE, 1, SIZE, 1])
+        .repeat_dim(3, 4)
+        .repeat_dim(5, 4)
+        .reshape([n, 3, 4 * SIZE, 4 * SIZE]);
+    let (a, b) = (classifier.classify(small), classifier.classify(large));
+    let mut max_error: f64 = 0.0;
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a.face_found, b.face_found);
+        for (axis, p) in &a.probabilities {
+            for (x, y) in p.iter().zip(&b.probabilities[axis]) {
+                max_error = max_error.max((x - y).abs());
+            }
+        }
+    }
+    // Measured: ≤ 1e-6 (f32 averaging of identical values).
+    assert!(max_error < 1e-5, "max |Δp| = {max_error}");
+}
+
 #[test]
 fn bare_background_has_no_figure() {
     let device = Default::default();

@@ -9,7 +9,7 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
-use commands::{generate, prompts, run_module, schedule, tokenize};
+use commands::{classify, generate, prompts, run_module, schedule, tokenize};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,8 @@ enum Command {
     Generate(generate::Args),
     /// Write the neutral, identity-specific and training prompt sets (CSV) from occupations and attributes.
     Prompts(prompts::Args),
+    /// Classify every image of a folder (gender, race, …) into an attribute CSV.
+    Classify(classify::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
     Train(train::Args),
     /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
@@ -54,6 +56,7 @@ fn main() {
         Command::Schedule(args) => schedule::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Prompts(args) => prompts::run(args),
+        Command::Classify(args) => classify::run(args),
         Command::Train(args) => train::run(args),
         Command::ToyModel(args) => toy::run(args),
         Command::Demo(args) => stages::demo::run(args),

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::module::adaptive_avg_pool2d;
 
 use super::render::inside;
 use super::world::{SIZE, World};
@@ -86,7 +87,12 @@ impl<B: Backend> ToyClassifier<B> {
     /// then calls [`readings`], as [`Self::read`] does synchronously.
     pub fn read_tensors(&self, images: Tensor<B, 4>) -> ToyTensors<B> {
         let [n, _, h, w] = images.dims();
-        assert_eq!([h, w], [SIZE, SIZE], "toy images are {SIZE}×{SIZE}");
+        // Any other size (a dropped photo, an upscaled render) is averaged down to the world's grid.
+        let images = if [h, w] == [SIZE, SIZE] {
+            images
+        } else {
+            adaptive_avg_pool2d(images, [SIZE, SIZE])
+        };
         let background = masked_mean(images.clone(), self.border.clone()); // [N, 3]
         let figure = masked_mean(images.clone(), self.centre.clone());
         let occupation = nearest(background.clone(), self.backgrounds.clone());

@@ -1,3 +1,4 @@
+pub mod classify;
 pub mod generate;
 pub mod prompts;
 pub mod run_module;

@@ -6,7 +6,8 @@
 //! and `error` set, never a crash. The CSV is rewritten atomically after every batch, and rows already
 //! present are kept, so a killed run resumes where it stopped.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax, unit_rgb_planes};
@@ -36,68 +37,86 @@ pub fn classify_set(
     csv_path: &Path,
     batch_size: usize,
 ) -> CliResult<Vec<AttributeRow>> {
-    let manifest = read_manifest(&run.join(set_dir))?;
+    let entries: Vec<Entry> = read_manifest(&run.join(set_dir))?
+        .into_iter()
+        .map(|m| Entry {
+            path: run.join(&m.file),
+            file: m.file,
+            prompt: m.job.prompt,
+            base_prompt: m.job.base_prompt,
+        })
+        .collect();
+    classify_entries(classifier, &entries, csv_path, batch_size, &|_| ())
+}
+
+/// One image to classify: where it is, the name its row carries, and its prompts (empty when unknown).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub file: String,
+    pub prompt: String,
+    pub base_prompt: String,
+}
+
+/// Classifies `entries` into `csv_path`, one row per entry in entry order. Rows already in the CSV
+/// (same file) are kept and not redone; rows of files no longer listed are dropped. `done(k)` is called
+/// after each batch with the number of rows written in this call.
+pub fn classify_entries(
+    classifier: &dyn AttributeClassifier<B>,
+    entries: &[Entry],
+    csv_path: &Path,
+    batch_size: usize,
+    done: &dyn Fn(usize),
+) -> CliResult<Vec<AttributeRow>> {
     let axes = classifier.axes();
     let mut rows = if csv_path.exists() {
         read_rows(csv_path, &axes)?
     } else {
         Vec::new()
     };
-    rows.retain(|r| manifest.iter().any(|m| m.file == r.file));
+    rows.retain(|r| entries.iter().any(|e| e.file == r.file));
+    let finished: HashSet<String> = rows.iter().map(|r| r.file.clone()).collect();
+    let todo: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| !finished.contains(&e.file))
+        .collect();
     let device = device();
-    let todo: Vec<_> = manifest[rows.len().min(manifest.len())..].to_vec();
+    let empty_axes = || {
+        axes.iter()
+            .map(|_| (String::new(), 0.0, Vec::new()))
+            .collect()
+    };
     for chunk in todo.chunks(batch_size.max(1)) {
-        let mut readable = Vec::new();
-        let mut pixels = Vec::new();
-        let mut failures = Vec::new();
         for entry in chunk {
-            match load_unit_rgb(&run.join(&entry.file)) {
+            let row = |face_found, axes, error| AttributeRow {
+                file: entry.file.clone(),
+                prompt: entry.prompt.clone(),
+                base_prompt: entry.base_prompt.clone(),
+                face_found,
+                axes,
+                classifier: classifier.name(),
+                error,
+            };
+            // One image per call: the images of a folder need not share a size.
+            rows.push(match load_unit_rgb(&entry.path) {
                 Ok((data, w, h)) => {
-                    readable.push(entry);
-                    pixels.push((data, w, h));
-                }
-                Err(e) => failures.push((entry, e)),
-            }
-        }
-        let mut results = Vec::new();
-        // One tensor per image size; the toy world and generated sets have one size.
-        for ((data, w, h), entry) in pixels.into_iter().zip(&readable) {
-            let image = Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, 3, h, w]);
-            results.push((*entry, classifier.classify(image).remove(0)));
-        }
-        for entry in chunk {
-            if let Some((_, attributes)) = results.iter().find(|(e, _)| e.file == entry.file) {
-                rows.push(AttributeRow {
-                    file: entry.file.clone(),
-                    prompt: entry.job.prompt.clone(),
-                    base_prompt: entry.job.base_prompt.clone(),
-                    face_found: attributes.face_found,
-                    axes: axes
+                    let image =
+                        Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, 3, h, w]);
+                    let attributes = classifier.classify(image).remove(0);
+                    let predicted = axes
                         .iter()
                         .map(|axis| match attributes.probabilities.get(&axis.name) {
                             Some(p) => (axis.classes[argmax(p)].clone(), p[argmax(p)], p.clone()),
                             None => (String::new(), 0.0, Vec::new()),
                         })
-                        .collect(),
-                    classifier: classifier.name(),
-                    error: String::new(),
-                });
-            } else if let Some((_, error)) = failures.iter().find(|(e, _)| e.file == entry.file) {
-                rows.push(AttributeRow {
-                    file: entry.file.clone(),
-                    prompt: entry.job.prompt.clone(),
-                    base_prompt: entry.job.base_prompt.clone(),
-                    face_found: false,
-                    axes: axes
-                        .iter()
-                        .map(|_| (String::new(), 0.0, Vec::new()))
-                        .collect(),
-                    classifier: classifier.name(),
-                    error: error.clone(),
-                });
-            }
+                        .collect();
+                    row(attributes.face_found, predicted, String::new())
+                }
+                Err(error) => row(false, empty_axes(), error),
+            });
         }
         write_rows(csv_path, &axes, &rows)?;
+        done(chunk.len());
     }
     if todo.is_empty() && !csv_path.exists() {
         write_rows(csv_path, &axes, &rows)?;
@@ -105,9 +124,29 @@ pub fn classify_set(
     Ok(rows)
 }
 
-/// An image file → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded), or why not.
+/// Longest side an image is classified at; larger images are downscaled first (triangle filter, aspect
+/// kept), so a 12000×12000 photo costs what a 2048×2048 one does.
+pub const MAX_SIDE: u32 = 2048;
+
+/// An image file → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded, downscaled to
+/// [`MAX_SIDE`]), or why not. Decoding refuses images over 20000 px a side or 2 GiB of pixels, so a
+/// hostile header cannot exhaust memory.
 pub fn load_unit_rgb(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
-    let image = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let failed =
+        |e: &dyn std::fmt::Display| format!("{}: {}", path.display(), e.to_string().trim());
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| failed(&e))?
+        .with_guessed_format()
+        .map_err(|e| failed(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(20_000);
+    limits.max_image_height = Some(20_000);
+    limits.max_alloc = Some(2 << 30);
+    reader.limits(limits);
+    let mut image = reader.decode().map_err(|e| failed(&e))?;
+    if image.width().max(image.height()) > MAX_SIDE {
+        image = image.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle);
+    }
     let rgb = image.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     Ok((unit_rgb_planes(rgb.as_raw(), w, h), w, h))

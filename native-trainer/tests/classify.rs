@@ -1,0 +1,147 @@
+//! `popalign classify --images DIR` on the bad inputs a user's folder holds: a truncated JPEG, a PNG
+//! with alpha, a 1×1 image, a 12000×12000 image, a grayscale image and a file that is not an image.
+//! Each is either classified or counted as unreadable; the command never crashes, and a re-run after a
+//! partial CSV ends with the same file as an uninterrupted run.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use image::{GrayImage, ImageFormat, RgbImage, RgbaImage};
+use popalign_core::toy::TOY;
+use popalign_core::toy::render::render;
+use popalign_core::toy::world::{Figure, SIZE};
+
+/// A toy render as an 8-bit RGB image (no background noise).
+fn toy_image(occupation: usize, figure: Figure) -> RgbImage {
+    let planes = render(&TOY, occupation, figure, || 0.0);
+    RgbImage::from_fn(SIZE as u32, SIZE as u32, |x, y| {
+        let at = |c: usize| planes[(c * SIZE + y as usize) * SIZE + x as usize];
+        image::Rgb([0, 1, 2].map(|c| (((at(c) + 1.0) / 2.0) * 255.0).round() as u8))
+    })
+}
+
+fn write_bad_folder(dir: &Path) {
+    let blue_wide = toy_image(
+        0,
+        Figure {
+            shape: 1,
+            colour: 3,
+        },
+    );
+    let red_tall = toy_image(
+        1,
+        Figure {
+            shape: 0,
+            colour: 0,
+        },
+    );
+    blue_wide.save(dir.join("a-blue-wide.png")).unwrap();
+    red_tall.save(dir.join("b-red-tall.png")).unwrap();
+    let mut jpeg = Vec::new();
+    red_tall
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+        .unwrap();
+    std::fs::write(dir.join("c-truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let alpha = RgbaImage::from_fn(SIZE as u32, SIZE as u32, |x, y| {
+        let [r, g, b] = blue_wide.get_pixel(x, y).0;
+        image::Rgba([r, g, b, 128])
+    });
+    alpha.save(dir.join("d-alpha.png")).unwrap();
+    RgbImage::from_pixel(1, 1, image::Rgb([200, 30, 30]))
+        .save(dir.join("e-1x1.png"))
+        .unwrap();
+    // Each toy pixel repeated 750×750 times: 12000×12000, downscaled before classification.
+    let huge = GrayImage::from_fn(12_000, 12_000, |x, y| {
+        let [r, g, b] = red_tall.get_pixel(x / 750, y / 750).0;
+        image::Luma([((u32::from(r) + u32::from(g) + u32::from(b)) / 3) as u8])
+    });
+    huge.save(dir.join("f-huge-grey.png")).unwrap();
+    std::fs::write(dir.join("g-not-an-image.png"), "hello").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not listed").unwrap();
+}
+
+fn classify(images: &Path, out: &Path) -> String {
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["classify", "--batch-size", "2", "--images"])
+        .arg(images)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn column(row: &csv::StringRecord, headers: &csv::StringRecord, name: &str) -> String {
+    let k = headers.iter().position(|h| h == name).unwrap();
+    row[k].to_string()
+}
+
+#[test]
+fn bad_images_are_classified_or_counted_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    write_bad_folder(&images);
+    let out = dir.path().join("attributes.csv");
+    let stdout = classify(&images, &out);
+    assert!(
+        stdout.contains("7 images: 4 with a face, 1 without, 2 unreadable"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skipped 1 file(s)"), "{stdout}");
+
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let by_file = |name: &str| {
+        rows.iter()
+            .find(|r| column(r, &headers, "file") == name)
+            .unwrap_or_else(|| panic!("no row for {name}"))
+    };
+    let expect = |file: &str, face: &str, gender: &str, race: &str| {
+        let row = by_file(file);
+        assert_eq!(column(row, &headers, "face_found"), face, "{file}");
+        assert_eq!(column(row, &headers, "gender"), gender, "{file}");
+        assert_eq!(column(row, &headers, "race"), race, "{file}");
+    };
+    expect("a-blue-wide.png", "true", "wide", "blue");
+    expect("b-red-tall.png", "true", "tall", "red");
+    expect("d-alpha.png", "true", "wide", "blue");
+    expect("e-1x1.png", "false", "", "");
+    // Grey loses the colour but keeps the shape.
+    assert_eq!(
+        column(by_file("f-huge-grey.png"), &headers, "gender"),
+        "tall"
+    );
+    for unreadable in ["c-truncated.jpg", "g-not-an-image.png"] {
+        let error = column(by_file(unreadable), &headers, "error");
+        assert!(error.contains(unreadable), "{unreadable}: {error}");
+    }
+    assert!(
+        rows.iter()
+            .all(|r| column(r, &headers, "file") != "notes.txt")
+    );
+
+    // A run killed after two batches left a CSV of four rows; the re-run completes it identically.
+    let full = std::fs::read_to_string(&out).unwrap();
+    let partial: String = full.lines().take(5).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&out, partial).unwrap();
+    classify(&images, &out);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), full);
+}
+
+#[test]
+fn a_missing_folder_is_an_input_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["classify", "--images"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("nope"), "{stderr}");
+}
