@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod clip;
 pub mod face;
+pub mod face_attributes;
 pub mod load;
 pub mod metrics;
 pub mod nn;
