@@ -145,3 +145,66 @@ fn a_missing_folder_is_an_input_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("nope"), "{stderr}");
 }
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// Real photos through MTCNN and the real dlib gender network: faces found where people are, none on the
+/// cat, and each face's gender probabilities a distribution. (Parity of each part is in core's tests.)
+#[test]
+fn faces_classifier_finds_people_and_reads_their_gender() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    for file in ["mtcnn/mtcnn.safetensors", "age-gender/gender.safetensors"] {
+        let name = Path::new(file).file_name().unwrap();
+        std::fs::copy(fixtures().join(file), weights.join(name)).unwrap();
+    }
+    let out = dir.path().join("faces.csv");
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["classify", "--classifier", "faces", "--images"])
+        .arg(fixtures().join("mtcnn"))
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    for row in reader.records().map(Result::unwrap) {
+        let file = column(&row, &headers, "file");
+        let face = column(&row, &headers, "face_found");
+        assert_eq!(face == "true", file != "chelsea.png", "{file}");
+        assert_eq!(column(&row, &headers, "classifier"), "mtcnn+dlib-gender-v1");
+        if face == "true" {
+            let probs: Vec<f64> = column(&row, &headers, "gender_probs")
+                .split(' ')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            assert_eq!(probs.len(), 2);
+            assert!(
+                (probs.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+                "{file}: {probs:?}"
+            );
+        }
+    }
+
+    // A truncated weight file is an input error that names the file.
+    std::fs::write(weights.join("gender.safetensors"), b"not safetensors").unwrap();
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["classify", "--classifier", "faces", "--images"])
+        .arg(fixtures().join("mtcnn"))
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(dir.path().join("other.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("gender.safetensors"));
+}

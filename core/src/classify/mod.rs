@@ -1,6 +1,8 @@
 //! Attribute classifiers and quality scorers behind two traits, so evaluation, the CLI and the
 //! browser treat the toy world's classifier and the face-attribute networks alike.
 
+pub mod detected;
+
 use std::collections::BTreeMap;
 
 use burn::prelude::*;

@@ -247,3 +247,49 @@ impl<B: Backend> AttributeClassifier<B> for DlibAgeGender<B> {
             .collect()
     }
 }
+
+/// The gender network alone, for when the 10.8 MB age network is not at hand (it is not committed; see
+/// `tools/fixtures/README.md`): the `gender` axis only, read as [`DlibAgeGender`] reads it.
+pub struct DlibGender<B: Backend> {
+    pub gender: GenderNet<B>,
+}
+
+impl<B: Backend> DlibGender<B> {
+    /// Loads `dir/gender.safetensors`.
+    pub fn from_dir(dir: &Path, device: &B::Device) -> Result<Self, LoadError> {
+        Ok(Self {
+            gender: GenderNet::load(&dir.join("gender.safetensors"), device)?,
+        })
+    }
+}
+
+impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
+    fn name(&self) -> String {
+        "dlib-gender-v1".into()
+    }
+
+    fn axes(&self) -> Vec<AxisSpec> {
+        vec![AxisSpec {
+            name: "gender".into(),
+            classes: GENDER_CLASSES.iter().map(|v| v.to_string()).collect(),
+        }]
+    }
+
+    fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
+        let p = self
+            .gender
+            .probabilities(normalize(images, GENDER_CHIP_SIZE))
+            .into_data();
+        let values: Vec<f64> = p.iter::<f64>().collect();
+        values
+            .chunks(2)
+            .map(|g| Attributes {
+                face_found: true,
+                probabilities: BTreeMap::from([(
+                    "gender".to_string(),
+                    vec![g[NET_MALE], g[NET_FEMALE]],
+                )]),
+            })
+            .collect()
+    }
+}

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::classify::AttributeClassifier;
+use popalign_core::classify::detected::DetectedFaces;
+use popalign_core::face::Mtcnn;
+use popalign_core::face_attributes::{DlibAgeGender, DlibGender};
 use popalign_core::toy::{TOY, ToyClassifier};
 
 use crate::backend::{Backend as B, device};
@@ -32,6 +35,10 @@ pub struct Args {
     /// Which classifier reads the images.
     #[arg(long, value_enum, default_value_t = Classifier::Toy)]
     classifier: Classifier,
+    /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
+    /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
+    #[arg(long)]
+    weights: Option<PathBuf>,
     /// Images per checkpoint of the CSV.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -41,6 +48,8 @@ pub struct Args {
 enum Classifier {
     /// The toy world's palette classifier (shape as gender, colour as race).
     Toy,
+    /// MTCNN face detection, then the CC0 dlib gender (and age) networks on the largest face.
+    Faces,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -51,6 +60,7 @@ pub fn run(args: Args) -> CliResult {
         .unwrap_or_else(|| default_out(&args.images));
     let classifier: Box<dyn AttributeClassifier<B>> = match args.classifier {
         Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
+        Classifier::Faces => face_classifier(args.weights.as_deref())?,
     };
     let bar = ProgressBar::new(entries.len() as u64);
     bar.set_style(
@@ -63,6 +73,23 @@ pub fn run(args: Args) -> CliResult {
     bar.finish_and_clear();
     println!("{}", summary(&rows, skipped, &out));
     Ok(())
+}
+
+/// MTCNN plus the dlib heads from `weights`; the age axis only where `age.safetensors` is there.
+fn face_classifier(weights: Option<&Path>) -> CliResult<Box<dyn AttributeClassifier<B>>> {
+    let dir = weights.ok_or_else(|| {
+        input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)")
+    })?;
+    let device = device();
+    let heads: Box<dyn AttributeClassifier<B>> = if dir.join("age.safetensors").exists() {
+        Box::new(DlibAgeGender::<B>::from_dir(dir, &device)?)
+    } else {
+        Box::new(DlibGender::<B>::from_dir(dir, &device)?)
+    };
+    Ok(Box::new(DetectedFaces {
+        detector: Mtcnn::load(dir, &device)?,
+        heads,
+    }))
 }
 
 /// The image files of `dir` in name order, and how many other files were skipped.
