@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::classify::AttributeClassifier;
 use popalign_core::classify::detected::DetectedFaces;
 use popalign_core::face::Mtcnn;
@@ -20,6 +19,7 @@ use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
 use crate::stages::classify::{AttributeRow, Entry, classify_entries};
 use crate::stages::images::runtime;
+use crate::stages::run::progress;
 
 /// File extensions read as images (compared case-insensitively).
 const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
@@ -62,11 +62,7 @@ pub fn run(args: Args) -> CliResult {
         Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
         Classifier::Faces => face_classifier(args.weights.as_deref())?,
     };
-    let bar = ProgressBar::new(entries.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} images {elapsed} eta {eta}")
-            .expect("template"),
-    );
+    let bar = progress(entries.len() as u64, "images");
     let rows = classify_entries(classifier.as_ref(), &entries, &out, args.batch_size, &|k| {
         bar.inc(k as u64)
     })?;
@@ -138,7 +134,8 @@ fn default_out(images: &Path) -> PathBuf {
     PathBuf::from("attributes").join(format!("{name}.csv"))
 }
 
-/// `12 images: 10 with a face, 1 without, 1 unreadable (a.png: …); 2 other files skipped → out.csv`.
+/// `12 images: 10 with a face, 1 without, 1 unreadable`, then one line per unreadable file, the skipped
+/// count and the CSV written.
 fn summary(rows: &[AttributeRow], skipped: usize, out: &Path) -> String {
     let unreadable: Vec<&AttributeRow> = rows.iter().filter(|r| !r.error.is_empty()).collect();
     let faces = rows.iter().filter(|r| r.face_found).count();

@@ -392,7 +392,7 @@ impl<'a> Run<'a> {
     }
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let template = format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}} eta {{eta}}");
     bar.set_style(ProgressStyle::with_template(&template).expect("template"));
