@@ -193,6 +193,28 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
         }
     }
 
+    // The detector's settings reach MTCNN: no face is 1000 px tall here, and two thresholds are refused.
+    let faces_with = |extra: &[&str], out: &str| {
+        Command::cargo_bin("popalign")
+            .unwrap()
+            .args(["classify", "--classifier", "faces", "--images"])
+            .arg(fixtures().join("mtcnn"))
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let large = faces_with(&["--min-face-size", "1000"], "large.csv");
+    assert!(
+        String::from_utf8_lossy(&large.stdout).contains("0 with a face"),
+        "{large:?}"
+    );
+    let two = faces_with(&["--face-thresholds", "0.6,0.7"], "two.csv");
+    assert_eq!(two.status.code(), Some(2), "{two:?}");
+
     // A truncated weight file is an input error that names the file.
     std::fs::write(weights.join("gender.safetensors"), b"not safetensors").unwrap();
     let output = Command::cargo_bin("popalign")

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use popalign_core::classify::AttributeClassifier;
 use popalign_core::classify::detected::DetectedFaces;
-use popalign_core::face::Mtcnn;
+use popalign_core::face::{Mtcnn, MtcnnConfig};
 use popalign_core::face_attributes::{DlibAgeGender, DlibGender};
 use popalign_core::toy::{TOY, ToyClassifier};
 
@@ -39,6 +39,12 @@ pub struct Args {
     /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// For `--classifier faces`: the smallest face MTCNN looks for, in pixels.
+    #[arg(long, default_value_t = 20.0)]
+    min_face_size: f64,
+    /// For `--classifier faces`: P-, R- and O-Net probability thresholds.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.6, 0.7, 0.7])]
+    face_thresholds: Vec<f64>,
     /// Images per checkpoint of the CSV.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -60,7 +66,7 @@ pub fn run(args: Args) -> CliResult {
         .unwrap_or_else(|| default_out(&args.images));
     let classifier: Box<dyn AttributeClassifier<B>> = match args.classifier {
         Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
-        Classifier::Faces => face_classifier(args.weights.as_deref())?,
+        Classifier::Faces => face_classifier(&args)?,
     };
     let bar = progress(entries.len() as u64, "images");
     let rows = classify_entries(classifier.as_ref(), &entries, &out, args.batch_size, &|k| {
@@ -72,8 +78,8 @@ pub fn run(args: Args) -> CliResult {
 }
 
 /// MTCNN plus the dlib heads from `weights`; the age axis only where `age.safetensors` is there.
-fn face_classifier(weights: Option<&Path>) -> CliResult<Box<dyn AttributeClassifier<B>>> {
-    let dir = weights.ok_or_else(|| {
+fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
+    let dir = args.weights.as_deref().ok_or_else(|| {
         input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)")
     })?;
     let device = device();
@@ -82,10 +88,21 @@ fn face_classifier(weights: Option<&Path>) -> CliResult<Box<dyn AttributeClassif
     } else {
         Box::new(DlibGender::<B>::from_dir(dir, &device)?)
     };
-    Ok(Box::new(DetectedFaces {
-        detector: Mtcnn::load(dir, &device)?,
-        heads,
-    }))
+    let [p, r, o] = args.face_thresholds[..] else {
+        return Err(input(format!(
+            "--face-thresholds takes three values (P-, R-, O-Net), got {:?}",
+            args.face_thresholds
+        )));
+    };
+    let config = MtcnnConfig {
+        min_face_size: args.min_face_size,
+        thresholds: [p, r, o],
+        ..MtcnnConfig::default()
+    };
+    let detector = Mtcnn::load(dir, &device)?
+        .with_config(config)
+        .map_err(input)?;
+    Ok(Box::new(DetectedFaces { detector, heads }))
 }
 
 /// The image files of `dir` in name order, and how many other files were skipped.
