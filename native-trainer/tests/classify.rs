@@ -161,18 +161,22 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
         let name = Path::new(file).file_name().unwrap();
         std::fs::copy(fixtures().join(file), weights.join(name)).unwrap();
     }
-    let out = dir.path().join("faces.csv");
-    let output = Command::cargo_bin("popalign")
-        .unwrap()
-        .args(["classify", "--classifier", "faces", "--images"])
-        .arg(fixtures().join("mtcnn"))
-        .arg("--weights")
-        .arg(&weights)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let faces_with = |extra: &[&str], out: &str| {
+        Command::cargo_bin("popalign")
+            .unwrap()
+            .args(["classify", "--classifier", "faces", "--images"])
+            .arg(fixtures().join("mtcnn"))
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = faces_with(&[], "faces.csv");
     assert!(output.status.success(), "{output:?}");
+    let out = dir.path().join("faces.csv");
     let mut reader = csv::Reader::from_path(&out).unwrap();
     let headers = reader.headers().unwrap().clone();
     for row in reader.records().map(Result::unwrap) {
@@ -194,19 +198,6 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
     }
 
     // The detector's settings reach MTCNN: no face is 1000 px tall here, and two thresholds are refused.
-    let faces_with = |extra: &[&str], out: &str| {
-        Command::cargo_bin("popalign")
-            .unwrap()
-            .args(["classify", "--classifier", "faces", "--images"])
-            .arg(fixtures().join("mtcnn"))
-            .arg("--weights")
-            .arg(&weights)
-            .arg("--out")
-            .arg(dir.path().join(out))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
     let large = faces_with(&["--min-face-size", "1000"], "large.csv");
     assert!(
         String::from_utf8_lossy(&large.stdout).contains("0 with a face"),
@@ -217,16 +208,7 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
 
     // A truncated weight file is an input error that names the file.
     std::fs::write(weights.join("gender.safetensors"), b"not safetensors").unwrap();
-    let output = Command::cargo_bin("popalign")
-        .unwrap()
-        .args(["classify", "--classifier", "faces", "--images"])
-        .arg(fixtures().join("mtcnn"))
-        .arg("--weights")
-        .arg(&weights)
-        .arg("--out")
-        .arg(dir.path().join("other.csv"))
-        .output()
-        .unwrap();
+    let output = faces_with(&[], "other.csv");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("gender.safetensors"));
 }

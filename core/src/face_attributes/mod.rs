@@ -156,7 +156,7 @@ impl FaceReading {
 
     /// `[male, female]` ([`GENDER_CLASSES`]' order) from the network's `[female, male]`.
     pub fn gender(&self) -> [f64; 2] {
-        [self.gender_net[NET_MALE], self.gender_net[NET_FEMALE]]
+        project_gender_order(&self.gender_net)
     }
 
     /// The classifier trait's view: `gender` `[male, female]`, `age` `[young, mid-aged, very old]`.
@@ -248,6 +248,11 @@ impl<B: Backend> AttributeClassifier<B> for DlibAgeGender<B> {
     }
 }
 
+/// The network's `[female, male]` → `[male, female]`, the order of [`GENDER_CLASSES`].
+fn project_gender_order(net: &[f64]) -> [f64; 2] {
+    [net[NET_MALE], net[NET_FEMALE]]
+}
+
 /// The gender network alone, for when the 10.8 MB age network is not at hand (it is not committed; see
 /// `tools/fixtures/README.md`): the `gender` axis only, read as [`DlibAgeGender`] reads it.
 pub struct DlibGender<B: Backend> {
@@ -287,7 +292,7 @@ impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
                 face_found: true,
                 probabilities: BTreeMap::from([(
                     "gender".to_string(),
-                    vec![g[NET_MALE], g[NET_FEMALE]],
+                    project_gender_order(g).to_vec(),
                 )]),
             })
             .collect()

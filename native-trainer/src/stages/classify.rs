@@ -74,11 +74,12 @@ pub fn classify_entries(
     } else {
         Vec::new()
     };
-    rows.retain(|r| entries.iter().any(|e| e.file == r.file));
-    let finished: HashSet<String> = rows.iter().map(|r| r.file.clone()).collect();
+    let listed: HashSet<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    rows.retain(|r| listed.contains(r.file.as_str()));
+    let finished: HashSet<&str> = rows.iter().map(|r| r.file.as_str()).collect();
     let todo: Vec<&Entry> = entries
         .iter()
-        .filter(|e| !finished.contains(&e.file))
+        .filter(|e| !finished.contains(e.file.as_str()))
         .collect();
     let device = device();
     let empty_axes = || {
