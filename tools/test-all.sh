@@ -23,9 +23,12 @@ step() {
     printf '%s\n' "" "test-all summary:" "${summary[@]}"
     exit "$rc"
   fi
-  echo "==> [$name] ok in ${dt}s"
+  echo "==> [$name] ok in ${dt}s (target/: $(du -sh target 2>/dev/null | cut -f1), free: $(df -h . | awk 'NR==2{print $4}'))"
   summary+=("$(printf '%-14s ok     %5ds' "$name" "$dt")")
 }
+
+# Incremental caches only help repeated local builds; on a clean CI clone they cost gigabytes of disk.
+export CARGO_INCREMENTAL=0
 
 t_all=$SECONDS
 # The browser app first: the `popalign` binary the tests build then embeds it (native-trainer/build.rs), and
