@@ -250,6 +250,8 @@ pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
 
 /// burn-store lists a file key as unused when it was matched through an alternative name (norm
 /// `weight`/`bias` loaded as `gamma`/`beta`) or through an enum variant; only the rest are really unused.
+/// BatchNorm's `num_batches_tracked` is a training counter that inference never reads (PyTorch checkpoints
+/// carry it; burn has no such field), so it is not unused either.
 fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
     let applied: std::collections::HashSet<String> = result
         .applied
@@ -270,7 +272,7 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
     result
         .unused
         .iter()
-        .filter(|key| !applied.contains(*key))
+        .filter(|key| !applied.contains(*key) && !key.ends_with(".num_batches_tracked"))
         .cloned()
         .collect()
 }

@@ -18,7 +18,9 @@
 pub mod age_net;
 pub mod dlib_layers;
 pub mod dlib_resnet;
+pub mod fairface;
 pub mod gender_net;
+pub mod torchvision_resnet;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +30,7 @@ use burn::tensor::module::{adaptive_avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 pub use age_net::{AGE_CHIP_SIZE, AGE_CLASSES, AgeNet, AgeNetConfig, age_weights};
+pub use fairface::{FAIRFACE_CHIP_SIZE, FairFace, FairFaceReading};
 pub use gender_net::{GENDER_CHIP_SIZE, GenderNet, NET_FEMALE, NET_MALE};
 
 use crate::classify::{AttributeClassifier, Attributes, AxisSpec};
