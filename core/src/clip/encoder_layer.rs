@@ -63,17 +63,7 @@ pub struct ClipEncoderShape {
 impl<B: Backend> ClipEncoder<B> {
     pub fn new(shape: &ClipEncoderShape, device: &B::Device) -> Self {
         let layers = (0..shape.num_hidden_layers)
-            .map(|_| {
-                ClipEncoderLayer::new(
-                    shape.hidden_size,
-                    shape.intermediate_size,
-                    shape.num_attention_heads,
-                    shape.quick_gelu,
-                    shape.layer_norm_eps,
-                    shape.causal,
-                    device,
-                )
-            })
+            .map(|_| ClipEncoderLayer::new(shape, device))
             .collect();
         Self { layers }
     }
@@ -85,29 +75,24 @@ impl<B: Backend> ClipEncoder<B> {
 }
 
 impl<B: Backend> ClipEncoderLayer<B> {
-    pub fn new(
-        d: usize,
-        ffn: usize,
-        heads: usize,
-        quick_gelu: bool,
-        eps: f64,
-        causal: bool,
-        device: &B::Device,
-    ) -> Self {
+    pub fn new(shape: &ClipEncoderShape, device: &B::Device) -> Self {
+        let d = shape.hidden_size;
+        let ffn = shape.intermediate_size;
+        let eps = shape.layer_norm_eps;
         Self {
             self_attn: ClipAttention {
                 q_proj: linear(d, d, true, device),
                 k_proj: linear(d, d, true, device),
                 v_proj: linear(d, d, true, device),
                 out_proj: linear(d, d, true, device),
-                heads,
-                causal,
+                heads: shape.num_attention_heads,
+                causal: shape.causal,
             },
             layer_norm1: layer_norm(d, eps, device),
             mlp: ClipMlp {
                 fc1: linear(d, ffn, true, device),
                 fc2: linear(ffn, d, true, device),
-                quick_gelu,
+                quick_gelu: shape.quick_gelu,
             },
             layer_norm2: layer_norm(d, eps, device),
         }
