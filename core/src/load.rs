@@ -2,8 +2,9 @@
 //!
 //! Weights go through burn-store: `PyTorchToBurnAdapter` transposes `Linear` weights and renames norm
 //! parameters, a cast adapter brings fp16/bf16 files to the model's float type, 0-dim tensors become
-//! rank-1 `[1]` (burn has no rank-0 tensors), and key remappings handle the known layout variants. Every tensor of the module must be found, every tensor of the file must be
-//! used, and every shape must match; otherwise the error names the file, the key and both shapes.
+//! rank-1 `[1]` (burn has no rank-0 tensors), and key remappings handle the known layout variants.
+//! Every tensor of the module must be found, every tensor of the file must be used, and every shape
+//! must match; otherwise the error names the file, the key and both shapes.
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The CLIP vision tower, the full `CLIPModel` and the zero-shot attribute classifier against transformers
 //! 5.23.0 on the tiny random `fixtures/clip-tiny/` (`tools/fixtures/make_clip.py`): vision hidden states,
 //! pooled output and `image_embeds`, `text_embeds`, `logits_per_image`, and the zero-shot probabilities of
-//! two axes over three images. Also: the config, the transformers-5 layout of `CLIPVisionModelWithProjection`,
+//! two axes over three images. Also: the config, the transformers-5 layouts of the vision-only models,
 //! and errors naming a missing or mis-shaped tensor.
 
 mod common;
@@ -14,7 +14,7 @@ use common::*;
 use popalign_core::classify::clip_zero_shot::{ClipZeroShot, ZeroShotAxis, default_axes};
 use popalign_core::classify::{AttributeClassifier, Attributes};
 use popalign_core::clip::{
-    ClipModel, ClipVisionModel, pixel_values, read_clip_config, read_vision_config,
+    ClipModel, ClipVisionModel, images_to_pixel_values, read_clip_config, read_vision_config,
 };
 use popalign_core::load::LoadError;
 use popalign_core::tensor_io::{read_tensors, write_tensors};
@@ -220,7 +220,7 @@ fn zero_shot_probabilities_match_transformers() {
     let from_images = classifier.classify(float(&inputs["zero_shot_images"]));
     assert_close(
         "CLIP mean/std normalisation",
-        pixel_values(float(&inputs["zero_shot_images"]), 32),
+        images_to_pixel_values(float(&inputs["zero_shot_images"]), 32),
         &inputs["zero_shot_pixel_values"],
         1e-6,
     );
@@ -260,8 +260,8 @@ fn nearest_upsample_2x(images: Tensor<B, 4>) -> Tensor<B, 4> {
 fn larger_non_square_images_are_center_cropped_and_area_resized() {
     let classifier = zero_shot();
     let images = float::<4>(&inputs()["zero_shot_images"]);
-    // A 64×64 copy (2×2 blocks, which the area resize averages back exactly) inside a 64×96 frame whose side
-    // bands are noise: the centre crop must drop them.
+    // A 64×64 copy (2×2 blocks, which the area resize averages back exactly) inside a 64×96 frame whose
+    // side bands are noise: the centre crop must drop them.
     let big = nearest_upsample_2x(images.clone());
     let band = || {
         Tensor::<B, 4>::random(

@@ -4,9 +4,11 @@
 //! .softmax(-1)` with that axis's prompts as the texts.
 //!
 //! The prompts are encoded once, at construction, and kept as unit vectors; classifying then costs one
-//! vision pass per batch. Images go through [`crate::clip::pixel_values`] (centre square, area/bilinear resize
-//! to the tower's `image_size`, CLIP mean/std). Every image counts as a face (`face_found = true`): finding the
-//! face is [`super::detected::DetectedFaces`]' job when this classifier reads face crops.
+//! vision pass per batch. Images go through [`crate::clip::images_to_pixel_values`]: centre square,
+//! area (shrinking) or bilinear (enlarging) resize to the tower's `image_size`, CLIP mean/std; not the
+//! reference processor's bicubic resize, so real photos differ from it by resampling noise. Every image
+//! counts as a face (`face_found = true`): finding the face is [`super::detected::DetectedFaces`]' job
+//! when this classifier reads face crops.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{AttributeClassifier, Attributes, AxisSpec};
-use crate::clip::{ClipModel, pixel_values, unit_rows};
+use crate::clip::{ClipModel, images_to_pixel_values, unit_rows};
 use crate::load::{self, LoadError};
 use crate::tokenizer::ClipTokenizer;
 
@@ -177,7 +179,8 @@ impl<B: Backend> ClipZeroShot<B> {
             .collect()
     }
 
-    /// Normalised pixel values `[N, 3, S, S]` (the reference processor's exact tensor) → one result per image.
+    /// Normalised pixel values `[N, 3, S, S]` (e.g. the reference processor's exact tensor) → one result
+    /// per image.
     pub fn classify_pixel_values(&self, pixel_values: Tensor<B, 4>) -> Vec<Attributes> {
         let n = pixel_values.dims()[0];
         let mut results: Vec<Attributes> = (0..n)
@@ -213,7 +216,7 @@ impl<B: Backend> AttributeClassifier<B> for ClipZeroShot<B> {
     }
 
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
-        self.classify_pixel_values(pixel_values(images, self.image_size()))
+        self.classify_pixel_values(images_to_pixel_values(images, self.image_size()))
     }
 }
 

@@ -11,6 +11,6 @@ pub mod vision_model;
 pub use clip_model::{ClipModel, read_clip_config, unit_rows};
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use encoder_layer::{ClipEncoder, ClipEncoderShape};
-pub use preprocess::{CLIP_MEAN, CLIP_STD, pixel_values};
+pub use preprocess::{CLIP_MEAN, CLIP_STD, center_square, images_to_pixel_values};
 pub use text_model::{ClipTextModel, ClipTextOutput};
 pub use vision_model::{ClipVisionModel, ClipVisionOutput, read_vision_config};

@@ -5,8 +5,8 @@
 //! images already are [0, 1] floats, so the order is: centre-crop the largest square ([`center_square`]),
 //! resize it to `image_size`² with [`to_chip_size`] (exact area averaging when shrinking, bilinear when
 //! enlarging; not bicubic, so real photos differ from the reference processor by resampling noise), then
-//! `(x − mean) / std` per channel. An input already `image_size`² passes the first two steps unchanged, which is
-//! what the parity tests rely on.
+//! `(x − mean) / std` per channel. An input already `image_size`² passes the first two steps unchanged,
+//! which is what the parity tests rely on.
 
 use burn::prelude::*;
 
@@ -17,8 +17,8 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP's per-channel (RGB) standard deviation, `image_std`.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// `[N, C, H, W]` → its centred `[N, C, m, m]` square, `m = min(H, W)`; the odd pixel goes to the end, as in
-/// transformers' `center_crop` (`top = (H − m) / 2`, rounded down).
+/// `[N, C, H, W]` → its centred `[N, C, m, m]` square, `m = min(H, W)`; the odd pixel goes to the end,
+/// as in transformers' `center_crop` (`top = (H − m) / 2`, rounded down).
 pub fn center_square<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, c, h, w] = images.dims();
     let m = h.min(w);
@@ -27,7 +27,7 @@ pub fn center_square<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Images `[N, 3, H, W]` in [0, 1] → normalised pixel values `[N, 3, size, size]` (see the module doc).
-pub fn pixel_values<B: Backend>(images: Tensor<B, 4>, size: usize) -> Tensor<B, 4> {
+pub fn images_to_pixel_values<B: Backend>(images: Tensor<B, 4>, size: usize) -> Tensor<B, 4> {
     let [_, c, _, _] = images.dims();
     assert_eq!(c, 3, "CLIP takes RGB images: [N, 3, H, W]");
     let device = images.device();
