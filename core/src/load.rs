@@ -1,9 +1,10 @@
 //! Loading weights and configs from diffusers / transformers folders.
 //!
 //! Weights go through burn-store: `PyTorchToBurnAdapter` transposes `Linear` weights and renames norm
-//! parameters, a cast adapter brings fp16/bf16 files to the model's float type, and key remappings handle
-//! the known layout variants. Every tensor of the module must be found, every tensor of the file must be
-//! used, and every shape must match; otherwise the error names the file, the key and both shapes.
+//! parameters, a cast adapter brings fp16/bf16 files to the model's float type, 0-dim tensors become
+//! rank-1 `[1]` (burn has no rank-0 tensors), and key remappings handle the known layout variants.
+//! Every tensor of the module must be found, every tensor of the file must be used, and every shape
+//! must match; otherwise the error names the file, the key and both shapes.
 
 use std::path::{Path, PathBuf};
 
@@ -200,7 +201,11 @@ pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
         }
         check_header(file)?;
         let mut store = SafetensorsStore::from_file(file.clone())
-            .with_from_adapter(PyTorchToBurnAdapter.chain(CastToFloat(float_dtype::<B>())))
+            .with_from_adapter(
+                PyTorchToBurnAdapter
+                    .chain(CastToFloat(float_dtype::<B>()))
+                    .chain(ScalarAsVector),
+            )
             .skip_enum_variants(true)
             .allow_partial(true)
             .validate(false);
@@ -379,6 +384,36 @@ impl ModuleAdapter for CastToFloat {
             std::rc::Rc::new(move || Ok(data_fn()?.convert_dtype(target))),
             target,
             snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
+/// PyTorch 0-dim parameters (CLIP's `logit_scale`, a `torch.tensor(2.6592)`) → shape `[1]`, the nearest
+/// burn tensor. The value is untouched; any other shape passes through, so a wrong one is still reported.
+#[derive(Clone)]
+struct ScalarAsVector;
+
+impl ModuleAdapter for ScalarAsVector {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        if snapshot.shape.num_dims() != 0 {
+            return snapshot.clone();
+        }
+        let data_fn = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            std::rc::Rc::new(move || {
+                let mut data = data_fn()?;
+                data.shape = burn::tensor::Shape::new([1]);
+                Ok(data)
+            }),
+            snapshot.dtype,
+            burn::tensor::Shape::new([1]),
             snapshot.path_stack.clone().unwrap_or_default(),
             snapshot.container_stack.clone().unwrap_or_default(),
             snapshot.tensor_id.unwrap_or_default(),

@@ -1,8 +1,16 @@
-//! CLIP text towers in the transformers layout (`CLIPTextModel`, `CLIPTextModelWithProjection`).
+//! CLIP in the transformers layout: the text towers (`CLIPTextModel`, `CLIPTextModelWithProjection`), the
+//! vision towers (`CLIPVisionModel`, `CLIPVisionModelWithProjection`) and the full `CLIPModel`.
 
+pub mod clip_model;
 pub mod config;
 pub mod encoder_layer;
+pub mod preprocess;
 pub mod text_model;
+pub mod vision_model;
 
-pub use config::ClipTextConfig;
+pub use clip_model::{ClipModel, read_clip_config, unit_rows};
+pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+pub use encoder_layer::{ClipEncoder, ClipEncoderShape};
+pub use preprocess::{CLIP_MEAN, CLIP_STD, center_square, images_to_pixel_values};
 pub use text_model::{ClipTextModel, ClipTextOutput};
+pub use vision_model::{ClipVisionModel, ClipVisionOutput, read_vision_config};

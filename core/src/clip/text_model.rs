@@ -6,8 +6,8 @@ use std::path::Path;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear};
 use burn::prelude::*;
 
-use super::config::ClipTextConfig;
-use super::encoder_layer::ClipEncoderLayer;
+use super::config::{ClipTextConfig, check_hidden_act};
+pub use super::encoder_layer::ClipEncoder;
 use crate::load::{self, LoadError};
 use crate::nn::{layer_norm, linear};
 
@@ -17,11 +17,7 @@ pub struct ClipTextEmbeddings<B: Backend> {
     pub position_embedding: Embedding<B>,
 }
 
-#[derive(Module, Debug)]
-pub struct ClipEncoder<B: Backend> {
-    pub layers: Vec<ClipEncoderLayer<B>>,
-}
-
+/// The tower without projection: the `text_model.*` tensors of every CLIP checkpoint.
 #[derive(Module, Debug)]
 pub struct ClipTextTransformer<B: Backend> {
     pub embeddings: ClipTextEmbeddings<B>,
@@ -55,35 +51,58 @@ const ADD_TEXT_MODEL_PREFIX: load::KeyRemap = (
     "text_model.$1.",
 );
 
+impl<B: Backend> ClipTextTransformer<B> {
+    pub fn new(config: &ClipTextConfig, device: &B::Device) -> Self {
+        let d = config.hidden_size;
+        Self {
+            embeddings: ClipTextEmbeddings {
+                token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
+                position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d)
+                    .init(device),
+            },
+            encoder: ClipEncoder::new(&config.encoder_shape(), device),
+            final_layer_norm: layer_norm(d, config.layer_norm_eps, device),
+        }
+    }
+
+    /// Runs the tower on `[B, L]` token ids, pooling at the end-of-text position (see [`eos_positions`]);
+    /// `text_embeds` is left to the caller, which owns the projection.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>, eos_token_id: i64) -> ClipTextOutput<B> {
+        let [batch, len] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device).unsqueeze::<2>();
+        let mut x = self.embeddings.token_embedding.forward(input_ids.clone())
+            + self.embeddings.position_embedding.forward(positions);
+        let mut penultimate = x.clone();
+        let n = self.encoder.layers.len();
+        for (i, layer) in self.encoder.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i + 2 == n {
+                penultimate = x.clone();
+            }
+        }
+        let last_hidden_state = self.final_layer_norm.forward(x);
+        let eos = eos_positions(input_ids, eos_token_id);
+        let d = last_hidden_state.dims()[2];
+        let index = eos.reshape([batch, 1, 1]).expand([batch, 1, d]);
+        let pooled = last_hidden_state
+            .clone()
+            .gather(1, index)
+            .reshape([batch, d]);
+        ClipTextOutput {
+            last_hidden_state,
+            penultimate,
+            pooled,
+            text_embeds: None,
+        }
+    }
+}
+
 impl<B: Backend> ClipTextModel<B> {
     pub fn new(config: &ClipTextConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
-        let quick_gelu = match config.hidden_act.as_str() {
-            "quick_gelu" => true,
-            _ => false,
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| {
-                ClipEncoderLayer::new(
-                    d,
-                    config.intermediate_size,
-                    config.num_attention_heads,
-                    quick_gelu,
-                    config.layer_norm_eps,
-                    device,
-                )
-            })
-            .collect();
         Self {
-            text_model: ClipTextTransformer {
-                embeddings: ClipTextEmbeddings {
-                    token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
-                    position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d)
-                        .init(device),
-                },
-                encoder: ClipEncoder { layers },
-                final_layer_norm: layer_norm(d, config.layer_norm_eps, device),
-            },
+            text_model: ClipTextTransformer::new(config, device),
             text_projection: config
                 .with_projection()
                 .then(|| linear(d, config.projection_dim.unwrap_or(d), false, device)),
@@ -99,64 +118,30 @@ impl<B: Backend> ClipTextModel<B> {
     ) -> Result<Self, LoadError> {
         let config_path = dir.join("config.json");
         let config: ClipTextConfig = load::read_config(&config_path)?;
-        if !matches!(config.hidden_act.as_str(), "quick_gelu" | "gelu") {
-            return Err(LoadError::Unsupported {
-                path: config_path,
-                message: format!(
-                    "hidden_act `{}` (supported: quick_gelu, gelu)",
-                    config.hidden_act
-                ),
-            });
-        }
+        check_hidden_act(&config.hidden_act, &config_path)?;
         let files = load::weight_files(dir, "model", variant)?;
         load::load_weights(Self::new(&config, device), &files, &[ADD_TEXT_MODEL_PREFIX])
     }
 
     /// Runs the tower on `[B, L]` token ids.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> ClipTextOutput<B> {
-        let [batch, len] = input_ids.dims();
-        let device = input_ids.device();
-        let tm = &self.text_model;
-        let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device).unsqueeze::<2>();
-        let mut x = tm.embeddings.token_embedding.forward(input_ids.clone())
-            + tm.embeddings.position_embedding.forward(positions);
-        let mut penultimate = x.clone();
-        let n = tm.encoder.layers.len();
-        for (i, layer) in tm.encoder.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i + 2 == n {
-                penultimate = x.clone();
-            }
-        }
-        let last_hidden_state = tm.final_layer_norm.forward(x);
-        let eos = self.eos_positions(input_ids);
-        let d = last_hidden_state.dims()[2];
-        let index = eos.reshape([batch, 1, 1]).expand([batch, 1, d]);
-        let pooled = last_hidden_state
-            .clone()
-            .gather(1, index)
-            .reshape([batch, d]);
-        let text_embeds = self
+        let mut out = self.text_model.forward(input_ids, self.eos_token_id);
+        out.text_embeds = self
             .text_projection
             .as_ref()
-            .map(|p| p.forward(pooled.clone()));
-        ClipTextOutput {
-            last_hidden_state,
-            penultimate,
-            pooled,
-            text_embeds,
-        }
+            .map(|p| p.forward(out.pooled.clone()));
+        out
     }
+}
 
-    /// The pooling position per sequence, as transformers computes it: for the legacy `eos_token_id == 2`
-    /// configs the position of the largest id, otherwise the first position holding `eos_token_id`.
-    fn eos_positions(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 1, Int> {
-        let [batch, _] = input_ids.dims();
-        let positions = if self.eos_token_id == 2 {
-            input_ids.argmax(1)
-        } else {
-            input_ids.equal_elem(self.eos_token_id).int().argmax(1)
-        };
-        positions.reshape([batch])
-    }
+/// The pooling position per sequence, as transformers computes it: for the legacy `eos_token_id == 2`
+/// configs the position of the largest id, otherwise the first position holding `eos_token_id`.
+fn eos_positions<B: Backend>(input_ids: Tensor<B, 2, Int>, eos_token_id: i64) -> Tensor<B, 1, Int> {
+    let [batch, _] = input_ids.dims();
+    let positions = if eos_token_id == 2 {
+        input_ids.argmax(1)
+    } else {
+        input_ids.equal_elem(eos_token_id).int().argmax(1)
+    };
+    positions.reshape([batch])
 }
