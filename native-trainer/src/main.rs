@@ -9,7 +9,7 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
-use commands::{classify, generate, prompts, run_module, schedule, tokenize};
+use commands::{classify, evaluate, generate, prompts, run_module, schedule, tokenize};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,8 @@ enum Command {
     Prompts(prompts::Args),
     /// Classify every image of a folder (gender, race, …) into an attribute CSV.
     Classify(classify::Args),
+    /// Bias metrics (discrepancy with confidence intervals, KL, TV, face rate) of attribute CSVs.
+    Evaluate(evaluate::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
     Train(train::Args),
     /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
@@ -57,6 +59,7 @@ fn main() {
         Command::Generate(args) => generate::run(args),
         Command::Prompts(args) => prompts::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Train(args) => train::run(args),
         Command::ToyModel(args) => toy::run(args),
         Command::Demo(args) => stages::demo::run(args),

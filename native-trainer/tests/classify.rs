@@ -212,3 +212,136 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("gender.safetensors"));
 }
+
+/// `--classifier fairface` wires MTCNN's 224 crop into FairFace and writes the gender, race and age
+/// columns. The public checkpoint is not available here, so the weights are a random resnet34 with
+/// FairFace's 18-output head, saved in the checkpoint's key layout (parity is in core's `fairface` test).
+#[test]
+fn fairface_classifier_writes_gender_race_and_age() {
+    use burn::backend::NdArray;
+    use popalign_core::face_attributes::torchvision_resnet::{ResNet, ResNetConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    std::fs::copy(
+        fixtures().join("mtcnn/mtcnn.safetensors"),
+        weights.join("mtcnn.safetensors"),
+    )
+    .unwrap();
+    let fairface = || {
+        Command::cargo_bin("popalign")
+            .unwrap()
+            .args(["classify", "--classifier", "fairface", "--images"])
+            .arg(fixtures().join("mtcnn"))
+            .arg("--weights")
+            .arg(&weights)
+            .arg("--out")
+            .arg(dir.path().join("fairface.csv"))
+            .output()
+            .unwrap()
+    };
+    // Without fairface.safetensors: an input error naming the file.
+    let output = fairface();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("fairface.safetensors"));
+
+    let net = ResNet::<NdArray<f32>>::new(&ResNetConfig::resnet34(18), &Default::default());
+    let to_checkpoint_keys = [
+        (r"\.downsample\.conv\.", ".downsample.0."),
+        (r"\.downsample\.bn\.", ".downsample.1."),
+    ];
+    popalign_core::load::save_weights(
+        &net,
+        &weights.join("fairface.safetensors"),
+        |_, _| true,
+        &to_checkpoint_keys,
+    )
+    .unwrap();
+    let output = fairface();
+    assert!(output.status.success(), "{output:?}");
+    let mut reader = csv::Reader::from_path(dir.path().join("fairface.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    for row in reader.records().map(Result::unwrap) {
+        let file = column(&row, &headers, "file");
+        let face = column(&row, &headers, "face_found") == "true";
+        assert_eq!(face, file != "chelsea.png", "{file}");
+        assert_eq!(
+            column(&row, &headers, "classifier"),
+            "mtcnn+fairface-res34-7race"
+        );
+        for (axis, k) in [("gender", 2), ("race", 6), ("age", 3)] {
+            let probs = column(&row, &headers, &format!("{axis}_probs"));
+            if !face {
+                continue;
+            }
+            let probs: Vec<f64> = probs.split(' ').map(|v| v.parse().unwrap()).collect();
+            assert_eq!(probs.len(), k, "{file} {axis}");
+            assert!(
+                (probs.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+                "{file} {axis}: {probs:?}"
+            );
+        }
+    }
+}
+
+/// `--classifier clip` reads a transformers `CLIPModel` folder with its tokenizer and writes the gender and
+/// race columns of the zero-shot classifier (parity with transformers is in core's `clip_model` test).
+#[test]
+fn clip_classifier_reads_a_clip_model_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-clip");
+    std::fs::create_dir_all(model.join("tokenizer")).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("clip-tiny").join(file), model.join(file)).unwrap();
+    }
+    let clip = |out: &str| {
+        Command::cargo_bin("popalign")
+            .unwrap()
+            .args(["classify", "--classifier", "clip", "--images"])
+            .arg(fixtures().join("mtcnn"))
+            .arg("--weights")
+            .arg(&model)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    // No tokenizer yet: an input error naming what is missing.
+    let output = clip("none.csv");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("tokenizer"),
+        "{output:?}"
+    );
+
+    for entry in std::fs::read_dir(fixtures().join("tiny-sdxl/tokenizer")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            model.join("tokenizer").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let output = clip("clip.csv");
+    assert!(output.status.success(), "{output:?}");
+    let mut reader = csv::Reader::from_path(dir.path().join("clip.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 5, "every image of the folder");
+    for row in &rows {
+        assert_eq!(column(row, &headers, "face_found"), "true");
+        assert_eq!(
+            column(row, &headers, "classifier"),
+            "clip-zero-shot:tiny-clip"
+        );
+        for (axis, k) in [("gender", 2), ("race", 6)] {
+            let probs: Vec<f64> = column(row, &headers, &format!("{axis}_probs"))
+                .split(' ')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            assert_eq!(probs.len(), k);
+            assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        }
+    }
+}

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use popalign_core::classify::AttributeClassifier;
+use popalign_core::classify::clip_zero_shot::{ClipZeroShot, default_axes};
 use popalign_core::classify::detected::DetectedFaces;
 use popalign_core::face::{Mtcnn, MtcnnConfig};
-use popalign_core::face_attributes::{DlibAgeGender, DlibGender};
+use popalign_core::face_attributes::{DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace};
 use popalign_core::toy::{TOY, ToyClassifier};
 
 use crate::backend::{Backend as B, device};
@@ -37,12 +38,16 @@ pub struct Args {
     classifier: Classifier,
     /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
     /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
+    /// For `--classifier fairface`: a folder with `mtcnn.safetensors` and `fairface.safetensors`
+    /// (made by `tools/convert_fairface.py`).
+    /// For `--classifier clip`: a transformers `CLIPModel` folder (`config.json`, `model.safetensors`,
+    /// `vocab.json` and `merges.txt` there or in `tokenizer/`).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// For `--classifier faces`: the smallest face MTCNN looks for, in pixels.
+    /// For the face classifiers: the smallest face MTCNN looks for, in pixels.
     #[arg(long, default_value_t = 20.0)]
     min_face_size: f64,
-    /// For `--classifier faces`: P-, R- and O-Net probability thresholds.
+    /// For the face classifiers: P-, R- and O-Net probability thresholds.
     #[arg(long, value_delimiter = ',', default_values_t = [0.6, 0.7, 0.7])]
     face_thresholds: Vec<f64>,
     /// Images per checkpoint of the CSV.
@@ -56,7 +61,16 @@ enum Classifier {
     Toy,
     /// MTCNN face detection, then the CC0 dlib gender (and age) networks on the largest face.
     Faces,
+    /// MTCNN face detection, then FairFace's ResNet-34 (gender, race, age) on the largest face.
+    Fairface,
+    /// CLIP zero-shot on the whole image ("a photo of a man" / "a photo of a woman", "a photo of a
+    /// {race} person"); every image counts as showing a person.
+    Clip,
 }
+
+/// FairFace read dlib chips padded by 25% of the face on each side; MTCNN's box is tight, so its 224 crop
+/// gets a margin of a third of the output (the face then spans 224 / 1.5 pixels, as in a FairFace chip).
+const FAIRFACE_MARGIN: usize = FAIRFACE_CHIP_SIZE / 3;
 
 pub fn run(args: Args) -> CliResult {
     let (entries, skipped) = list_images(&args.images)?;
@@ -66,7 +80,15 @@ pub fn run(args: Args) -> CliResult {
         .unwrap_or_else(|| default_out(&args.images));
     let classifier: Box<dyn AttributeClassifier<B>> = match args.classifier {
         Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
-        Classifier::Faces => face_classifier(&args)?,
+        Classifier::Faces | Classifier::Fairface => face_classifier(&args)?,
+        Classifier::Clip => {
+            let dir = args.weights.as_deref().ok_or_else(|| {
+                input(
+                    "--classifier clip needs --weights DIR (a CLIPModel folder with its tokenizer)",
+                )
+            })?;
+            Box::new(ClipZeroShot::<B>::from_dir(dir, default_axes(), &device())?)
+        }
     };
     let bar = progress(entries.len() as u64, "images");
     let rows = classify_entries(classifier.as_ref(), &entries, &out, args.batch_size, &|k| {
@@ -77,16 +99,30 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
-/// MTCNN plus the dlib heads from `weights`; the age axis only where `age.safetensors` is there.
+/// MTCNN plus the heads from `weights`: FairFace, or the dlib networks (the age axis only where
+/// `age.safetensors` is there).
 fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
-    let dir = args.weights.as_deref().ok_or_else(|| {
-        input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)")
+    let dir = args.weights.as_deref().ok_or_else(|| match args.classifier {
+        Classifier::Fairface => input("--classifier fairface needs --weights DIR (mtcnn.safetensors, fairface.safetensors)"),
+        _ => input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)"),
     })?;
     let device = device();
-    let heads: Box<dyn AttributeClassifier<B>> = if dir.join("age.safetensors").exists() {
-        Box::new(DlibAgeGender::<B>::from_dir(dir, &device)?)
-    } else {
-        Box::new(DlibGender::<B>::from_dir(dir, &device)?)
+    let (heads, image_size, margin): (Box<dyn AttributeClassifier<B>>, _, _) = match args.classifier
+    {
+        Classifier::Fairface => (
+            Box::new(FairFace::<B>::load(
+                &dir.join("fairface.safetensors"),
+                &device,
+            )?),
+            FAIRFACE_CHIP_SIZE,
+            FAIRFACE_MARGIN,
+        ),
+        _ if dir.join("age.safetensors").exists() => (
+            Box::new(DlibAgeGender::<B>::from_dir(dir, &device)?),
+            160,
+            0,
+        ),
+        _ => (Box::new(DlibGender::<B>::from_dir(dir, &device)?), 160, 0),
     };
     let [p, r, o] = args.face_thresholds[..] else {
         return Err(input(format!(
@@ -97,6 +133,8 @@ fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
     let config = MtcnnConfig {
         min_face_size: args.min_face_size,
         thresholds: [p, r, o],
+        image_size,
+        margin,
         ..MtcnnConfig::default()
     };
     let detector = Mtcnn::load(dir, &device)?

@@ -1,4 +1,5 @@
 pub mod classify;
+pub mod evaluate;
 pub mod generate;
 pub mod prompts;
 pub mod run_module;

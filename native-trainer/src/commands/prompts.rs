@@ -15,7 +15,7 @@ use popalign_core::prompts::{
 use crate::error::{CliError, CliResult, input};
 
 const DEFAULT_OCCUPATIONS: &str = include_str!("../../../data/occupations.toml");
-const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
+pub(crate) const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
 const DEFAULT_TEMPLATES: &str = include_str!("../../../data/templates.toml");
 
 #[derive(clap::Args)]

@@ -1,0 +1,428 @@
+//! `popalign evaluate --attributes CSV...`: the bias metrics of classified image sets (design §6), from the
+//! attribute CSVs `popalign classify` (or a run) writes, into `summary.json` and a readable table.
+//!
+//! Per set (one CSV, named by its file stem) and axis: PopAlign's discrepancy with `K` fixed and the official
+//! variant, bootstrap intervals over images and over prompts, KL and total variation against the target,
+//! per-prompt discrepancy, the face-found rate and the share of low-confidence predictions; intersections
+//! (`--intersection race,gender`) as extra axes. Rows whose image could not be read (`error` set) are counted
+//! as unreadable and left out of every metric, so they never pass for images without a face.
+//!
+//! Class lists come from the CSV's classifier: the toy world's palette for `toy-palette`, otherwise the
+//! vocabulary (`data/attributes.toml`, or `--vocabulary FILE`), whose labels are what the face classifiers
+//! write.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use popalign_core::classify::{AttributeClassifier, AxisSpec};
+use popalign_core::metrics::bias::{
+    AxisSummary, BiasOptions, Counting, Observation, intersectional_classes,
+    intersectional_observations, intersectional_target, summarize_axis,
+};
+use popalign_core::prompts::Vocabulary;
+use popalign_core::toy::{TOY, ToyClassifier};
+use serde::Serialize;
+
+use super::prompts::DEFAULT_ATTRIBUTES;
+use crate::backend::{Backend as B, device};
+use crate::error::{CliError, CliResult, input};
+use crate::stages::classify::{AttributeRow, read_rows};
+use crate::stages::images::{runtime, write_atomic};
+
+/// Version of `summary.json`'s layout written by this command.
+const SUMMARY_VERSION: u32 = 1;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Attribute CSVs (from `popalign classify` or a run's `attributes/`); each is one image set.
+    #[arg(long, required = true, num_args = 1..)]
+    attributes: Vec<PathBuf>,
+    /// The JSON to write; the table goes beside it as `.txt` [default: summary.json next to the first CSV].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Class lists per axis (`[[axis]]` name, values, as data/attributes.toml) [default: built in].
+    #[arg(long, value_name = "FILE")]
+    vocabulary: Option<PathBuf>,
+    /// Target distributions, one table per axis with a share per class, e.g. `[gender]` `male = 0.5`,
+    /// `female = 0.5`; axes it does not name get the uniform target.
+    #[arg(long, value_name = "FILE")]
+    target: Option<PathBuf>,
+    /// How an image adds to the counts: its most probable class, or its probabilities.
+    #[arg(long, value_enum, default_value_t = CountingArg::Argmax)]
+    counting: CountingArg,
+    /// Bootstrap resamples of the confidence intervals (0: none).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Two-sided level of the confidence intervals.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// A face whose largest class probability is below this counts as low-confidence.
+    #[arg(long, default_value_t = 0.5)]
+    low_confidence: f64,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Two axes to evaluate jointly, e.g. `race,gender` (repeatable); the target is the product of theirs.
+    #[arg(long, value_parser = parse_pair)]
+    intersection: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CountingArg {
+    Argmax,
+    Expected,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split(',').collect::<Vec<_>>()[..] {
+        [a, b] if !a.is_empty() && !b.is_empty() && a != b => Ok((a.into(), b.into())),
+        _ => Err(format!(
+            "`{text}`: expected two different axis names, e.g. race,gender"
+        )),
+    }
+}
+
+/// `summary.json`.
+#[derive(Serialize)]
+pub struct EvaluationSummary {
+    pub version: u32,
+    pub options: BiasOptions,
+    pub sets: Vec<SetSummary>,
+}
+
+/// One image set (one CSV).
+#[derive(Serialize)]
+pub struct SetSummary {
+    pub name: String,
+    pub attributes: PathBuf,
+    pub classifier: String,
+    /// Rows in the CSV, readable or not.
+    pub n_rows: usize,
+    /// Rows whose image could not be read; left out of every axis.
+    pub n_unreadable: usize,
+    /// Per axis (and `a|b` per intersection).
+    pub axes: BTreeMap<String, AxisSummary>,
+}
+
+pub fn run(args: Args) -> CliResult {
+    let vocabulary = read_vocabulary(args.vocabulary.as_deref())?;
+    let targets = read_targets(args.target.as_deref())?;
+    let options = BiasOptions {
+        counting: match args.counting {
+            CountingArg::Argmax => Counting::Argmax,
+            CountingArg::Expected => Counting::Expected,
+        },
+        target: None,
+        bootstrap_resamples: args.bootstrap,
+        confidence_level: args.confidence,
+        seed: args.seed,
+        low_confidence_threshold: args.low_confidence,
+    };
+    let mut sets = Vec::new();
+    for csv in &args.attributes {
+        let set = evaluate_set(csv, &vocabulary, &targets, &options, &args.intersection)
+            .map_err(|e| prefix(csv, e))?;
+        sets.push(set);
+    }
+    let summary = EvaluationSummary {
+        version: SUMMARY_VERSION,
+        options,
+        sets,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.attributes[0]
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("summary.json")
+    });
+    let table = table(&summary);
+    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+    }
+    write_atomic(&out, json.as_bytes())?;
+    write_atomic(&out.with_extension("txt"), table.as_bytes())?;
+    println!("{table}");
+    println!(
+        "wrote {} and {}",
+        out.display(),
+        out.with_extension("txt").display()
+    );
+    Ok(())
+}
+
+fn prefix(csv: &Path, error: CliError) -> CliError {
+    match error {
+        CliError::Input(m) if !m.contains(&csv.display().to_string()) => {
+            input(format!("{}: {m}", csv.display()))
+        }
+        other => other,
+    }
+}
+
+fn read_vocabulary(path: Option<&Path>) -> CliResult<Vocabulary> {
+    let text = match path {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?
+        }
+        None => DEFAULT_ATTRIBUTES.to_string(),
+    };
+    Vocabulary::from_toml(&text).map_err(|e| match path {
+        Some(path) => input(format!("{}: {e}", path.display())),
+        None => input(e),
+    })
+}
+
+/// `--target`: axis → (class label → share).
+fn read_targets(path: Option<&Path>) -> CliResult<BTreeMap<String, BTreeMap<String, f64>>> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| input(format!("{}: {e}", path.display())))
+}
+
+/// The target vector of `axis` in class order: `--target`'s shares, or `None` (uniform).
+fn target_of(
+    axis: &AxisSpec,
+    targets: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> CliResult<Option<Vec<f64>>> {
+    let Some(shares) = targets.get(&axis.name) else {
+        return Ok(None);
+    };
+    if let Some(unknown) = shares.keys().find(|k| !axis.classes.contains(k)) {
+        return Err(input(format!(
+            "--target: `{unknown}` is not a class of axis {} ({})",
+            axis.name,
+            axis.classes.join(", ")
+        )));
+    }
+    Ok(Some(
+        axis.classes
+            .iter()
+            .map(|c| shares.get(c).copied().unwrap_or(0.0))
+            .collect(),
+    ))
+}
+
+/// Axis names from the CSV header: the column before each `<axis>_p`.
+fn axis_names(csv: &Path) -> CliResult<Vec<String>> {
+    let mut reader = csv::Reader::from_path(csv).map_err(|e| input(e.to_string()))?;
+    let headers = reader.headers().map_err(|e| input(e.to_string()))?;
+    Ok(headers
+        .iter()
+        .filter_map(|h| h.strip_suffix("_probs"))
+        .map(String::from)
+        .collect())
+}
+
+/// The class lists of `names`: the toy world's for its classifier, the vocabulary's otherwise.
+fn axis_specs(
+    names: &[String],
+    classifier: &str,
+    vocabulary: &Vocabulary,
+) -> CliResult<Vec<AxisSpec>> {
+    let toy = ToyClassifier::<B>::new(&TOY, &device());
+    let known: Vec<AxisSpec> = if classifier == toy.name() {
+        toy.axes()
+    } else {
+        vocabulary
+            .axes
+            .iter()
+            .map(|a| AxisSpec {
+                name: a.name.clone(),
+                classes: a.values.iter().map(|v| v.label.clone()).collect(),
+            })
+            .collect()
+    };
+    names
+        .iter()
+        .map(|name| {
+            known.iter().find(|a| &a.name == name).cloned().ok_or_else(|| {
+                input(format!(
+                    "axis `{name}` has no class list (classifier {classifier}); give one with --vocabulary"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The one classifier that wrote the readable rows; mixing classifiers in one set is an error.
+fn classifier_of(csv: &Path, axes: &[AxisSpec]) -> CliResult<String> {
+    let placeholder: Vec<AxisSpec> = axes.to_vec();
+    let rows = read_rows(csv, &placeholder)?;
+    let mut names: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.error.is_empty())
+        .map(|r| r.classifier.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    match names[..] {
+        [] => Ok(String::new()),
+        [one] => Ok(one.to_string()),
+        _ => Err(input(format!(
+            "rows from several classifiers ({}); evaluate each on its own",
+            names.join(", ")
+        ))),
+    }
+}
+
+fn evaluate_set(
+    csv: &Path,
+    vocabulary: &Vocabulary,
+    targets: &BTreeMap<String, BTreeMap<String, f64>>,
+    options: &BiasOptions,
+    intersections: &[(String, String)],
+) -> CliResult<SetSummary> {
+    let names = axis_names(csv)?;
+    if names.is_empty() {
+        return Err(input("no `<axis>_probs` column: not an attribute CSV"));
+    }
+    // The header check of `read_rows` needs only the names; the classes are resolved from the classifier.
+    let unnamed: Vec<AxisSpec> = names
+        .iter()
+        .map(|n| AxisSpec {
+            name: n.clone(),
+            classes: Vec::new(),
+        })
+        .collect();
+    let classifier = classifier_of(csv, &unnamed)?;
+    let axes = axis_specs(&names, &classifier, vocabulary)?;
+    let rows = read_rows(csv, &axes)?;
+    let readable: Vec<&AttributeRow> = rows.iter().filter(|r| r.error.is_empty()).collect();
+    let mut summaries = BTreeMap::new();
+    let mut observations = BTreeMap::new();
+    for (a, axis) in axes.iter().enumerate() {
+        let obs = axis_observations(&readable, a, axis)?;
+        let axis_options = BiasOptions {
+            target: target_of(axis, targets)?,
+            ..options.clone()
+        };
+        let summary = summarize_axis(&axis.classes, &obs, &axis_options)
+            .map_err(|e| input(format!("axis {}: {e}", axis.name)))?;
+        summaries.insert(axis.name.clone(), summary);
+        observations.insert(axis.name.clone(), (axis.clone(), obs, axis_options.target));
+    }
+    for (a, b) in intersections {
+        let pick = |name: &String| {
+            observations.get(name).ok_or_else(|| {
+                input(format!(
+                    "--intersection: no axis `{name}` (the CSV has {})",
+                    names.join(", ")
+                ))
+            })
+        };
+        let ((axis_a, obs_a, target_a), (axis_b, obs_b, target_b)) = (pick(a)?, pick(b)?);
+        let uniform = |k: usize| vec![1.0 / k as f64; k];
+        let target = intersectional_target(
+            &target_a
+                .clone()
+                .unwrap_or_else(|| uniform(axis_a.classes.len())),
+            &target_b
+                .clone()
+                .unwrap_or_else(|| uniform(axis_b.classes.len())),
+        )
+        .map_err(input)?;
+        let joint =
+            intersectional_observations(axis_a.classes.len(), obs_a, axis_b.classes.len(), obs_b)
+                .map_err(input)?;
+        let classes = intersectional_classes(&axis_a.classes, &axis_b.classes).map_err(input)?;
+        let joint_options = BiasOptions {
+            target: Some(target),
+            ..options.clone()
+        };
+        let summary = summarize_axis(&classes, &joint, &joint_options).map_err(input)?;
+        summaries.insert(format!("{a}|{b}"), summary);
+    }
+    Ok(SetSummary {
+        name: csv
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        attributes: csv.to_path_buf(),
+        classifier,
+        n_rows: rows.len(),
+        n_unreadable: rows.len() - readable.len(),
+        axes: summaries,
+    })
+}
+
+/// One observation per readable row on axis `a`, checking that its probabilities fit the class list.
+fn axis_observations(
+    rows: &[&AttributeRow],
+    a: usize,
+    axis: &AxisSpec,
+) -> CliResult<Vec<Observation>> {
+    rows.iter()
+        .map(|row| {
+            let probabilities = &row.axes[a].2;
+            if row.face_found && probabilities.len() != axis.classes.len() {
+                return Err(input(format!(
+                    "{}: {} probabilities on axis {}, whose classes are {} ({})",
+                    row.file,
+                    probabilities.len(),
+                    axis.name,
+                    axis.classes.len(),
+                    axis.classes.join(", ")
+                )));
+            }
+            Ok(Observation {
+                prompt: row.prompt.clone(),
+                probabilities: row.face_found.then(|| probabilities.clone()),
+            })
+        })
+        .collect()
+}
+
+/// The readable table: one line per set and axis.
+pub fn table(summary: &EvaluationSummary) -> String {
+    let mut lines = vec![format!(
+        "{:<16} {:<14} {:>6} {:>6} {:>6} {:>8} {:>19} {:>8} {:>7} {:>6} {:>8}",
+        "set",
+        "axis",
+        "images",
+        "faces",
+        "rate",
+        "D",
+        "D 95% CI (images)",
+        "D (off.)",
+        "KL",
+        "TV",
+        "low conf"
+    )];
+    let number = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "-".into(),
+    };
+    for set in &summary.sets {
+        for (name, axis) in &set.axes {
+            let ci = axis
+                .ci_images
+                .map(|[lo, hi]| format!("[{lo:.3}, {hi:.3}]"))
+                .unwrap_or_else(|| "-".into());
+            lines.push(format!(
+                "{:<16} {:<14} {:>6} {:>6} {:>6} {:>8} {:>19} {:>8} {:>7} {:>6} {:>8}",
+                set.name,
+                name,
+                axis.n_images,
+                axis.n_faces,
+                number(axis.face_found_rate, 2),
+                number(axis.discrepancy, 3),
+                ci,
+                number(axis.discrepancy_official, 3),
+                number(axis.kl.map(|k| k.value()), 3),
+                number(axis.tv, 3),
+                number(axis.low_confidence_share, 2),
+            ));
+        }
+        if set.n_unreadable > 0 {
+            lines.push(format!(
+                "{:<16} {} unreadable image(s) left out",
+                set.name, set.n_unreadable
+            ));
+        }
+    }
+    lines.join("\n")
+}

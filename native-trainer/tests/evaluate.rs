@@ -1,0 +1,220 @@
+//! `popalign evaluate --attributes CSV`: bias metrics of a hand-made attribute CSV against values computed by
+//! hand, unreadable rows left out, targets and intersections from the command line, and bad input refused with
+//! exit code 2.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const HEADER: &str = "file,prompt,base_prompt,face_found,gender,gender_p,gender_probs,race,race_p,race_probs,classifier,error";
+const CLASSIFIER: &str = "mtcnn+fairface-res34-7race";
+
+/// One row: `gender` and `race` as class indices (None: no face), or an unreadable file.
+fn row(file: &str, prompt: &str, faces: Option<(usize, usize)>, error: &str) -> String {
+    let genders = ["male", "female"];
+    let races = [
+        "white",
+        "asian",
+        "black",
+        "latino hispanic",
+        "indian",
+        "middle eastern",
+    ];
+    let one_hot = |k: usize, n: usize| {
+        (0..n)
+            .map(|i| if i == k { "0.900000" } else { "0.020000" })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match faces {
+        Some((g, r)) => format!(
+            "{file},{prompt},,true,{},0.9,{},{},0.9,{},{CLASSIFIER},",
+            genders[g],
+            if g == 0 { "0.9 0.1" } else { "0.1 0.9" },
+            races[r],
+            one_hot(r, 6)
+        ),
+        None => format!("{file},{prompt},,false,,,,,,,{CLASSIFIER},{error}"),
+    }
+}
+
+/// Two prompts: doctor (3 male white, 1 female black), nurse (1 no face); plus one unreadable file.
+fn sample_csv(dir: &Path) -> std::path::PathBuf {
+    let rows = [
+        row("a.png", "doctor", Some((0, 0)), ""),
+        row("b.png", "doctor", Some((0, 0)), ""),
+        row("c.png", "doctor", Some((0, 0)), ""),
+        row("d.png", "doctor", Some((1, 2)), ""),
+        row("e.png", "nurse", None, ""),
+        row("f.jpg", "nurse", None, "truncated JPEG"),
+    ];
+    let path = dir.join("aligned.csv");
+    std::fs::write(&path, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+    path
+}
+
+fn evaluate(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("popalign")
+        .unwrap()
+        .arg("evaluate")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn close(value: &Value, want: f64) -> bool {
+    (value.as_f64().unwrap() - want).abs() < 1e-9
+}
+
+#[test]
+fn summary_matches_hand_computed_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = sample_csv(dir.path());
+    let out = dir.path().join("out/summary.json");
+    let output = evaluate(&[
+        "--attributes",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--intersection",
+        "race,gender",
+        "--bootstrap",
+        "200",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("1 unreadable image(s) left out"),
+        "{stdout}"
+    );
+    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(out.with_extension("txt").exists());
+    let set = &summary["sets"][0];
+    assert_eq!(set["name"], "aligned");
+    assert_eq!(set["classifier"], CLASSIFIER);
+    assert_eq!(set["n_rows"], 6);
+    assert_eq!(set["n_unreadable"], 1);
+
+    // Gender: 3 male, 1 female over 4 faces of 5 readable images. D = ‖(0.75, 0.25) − (0.5, 0.5)‖₂.
+    let gender = &set["axes"]["gender"];
+    assert_eq!(gender["n_images"], 5);
+    assert_eq!(gender["n_faces"], 4);
+    assert!(close(&gender["face_found_rate"], 0.8));
+    assert!(close(&gender["discrepancy"], (2.0f64 * 0.25 * 0.25).sqrt()));
+    // TV = ½ (0.25 + 0.25); KL = 0.75 ln 1.5 + 0.25 ln 0.5.
+    assert!(close(&gender["tv"], 0.25));
+    assert!(close(
+        &gender["kl"]["finite"],
+        0.75 * 1.5f64.ln() + 0.25 * 0.5f64.ln()
+    ));
+    // Race: white 3/4, black 1/4, four classes absent (K stays 6); the official variant drops them.
+    let race = &set["axes"]["race"];
+    let d: f64 = [0.75, 0.0, 0.25, 0.0, 0.0, 0.0]
+        .iter()
+        .map(|p: &f64| (p - 1.0 / 6.0).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(close(&race["discrepancy"], d));
+    assert!(close(
+        &race["discrepancy_official"],
+        (2.0f64 * 0.25 * 0.25).sqrt()
+    ));
+    // The nurse prompt has no face: counted, no discrepancy.
+    let nurse = &race["per_prompt"][1];
+    assert_eq!(nurse["prompt"], "nurse");
+    assert_eq!(nurse["n_faces"], 0);
+    assert!(nurse["discrepancy"].is_null());
+    // Intersection: 12 classes, uniform target 1/12; white|male 3/4, black|female 1/4.
+    let joint = &set["axes"]["race|gender"];
+    assert_eq!(joint["classes"].as_array().unwrap().len(), 12);
+    assert_eq!(joint["classes"][0], "white|male");
+    let d: f64 = (0..12)
+        .map(|k| {
+            let p = match k {
+                0 => 0.75,
+                5 => 0.25,
+                _ => 0.0,
+            };
+            (p - 1.0 / 12.0f64).powi(2)
+        })
+        .sum::<f64>()
+        .sqrt();
+    assert!(close(&joint["discrepancy"], d));
+    let [lo, hi] = [&gender["ci_images"][0], &gender["ci_images"][1]].map(|v| v.as_f64().unwrap());
+    assert!(lo <= hi);
+}
+
+#[test]
+fn a_target_file_moves_the_reference_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = sample_csv(dir.path());
+    let target = dir.path().join("target.toml");
+    std::fs::write(&target, "[gender]\nmale = 0.75\nfemale = 0.25\n").unwrap();
+    let out = dir.path().join("summary.json");
+    let output = evaluate(&[
+        "--attributes",
+        csv.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let gender = &summary["sets"][0]["axes"]["gender"];
+    assert!(close(&gender["discrepancy"], 0.0));
+    assert!(gender["ci_images"].is_null());
+    // Race keeps the uniform target.
+    assert!(close(
+        &summary["sets"][0]["axes"]["race"]["target"][0],
+        1.0 / 6.0
+    ));
+
+    std::fs::write(&target, "[gender]\nmale = 0.5\nnonbinary = 0.5\n").unwrap();
+    let output = evaluate(&[
+        "--attributes",
+        csv.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nonbinary"));
+}
+
+#[test]
+fn bad_attribute_files_are_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let refuse = |name: &str, text: &str, needle: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = evaluate(&["--attributes", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{name}: {output:?}");
+        assert!(
+            stderr.contains(needle) && stderr.contains(name),
+            "{name}: {stderr}"
+        );
+    };
+    refuse(
+        "prompts.csv",
+        "prompt,base_prompt\ndoctor,doctor\n",
+        "not an attribute CSV",
+    );
+    // Three gender probabilities for two classes.
+    let wrong = row("a.png", "doctor", Some((0, 0)), "").replace("0.9 0.1", "0.8 0.1 0.1");
+    refuse("wrong.csv", &format!("{HEADER}\n{wrong}\n"), "a.png");
+    let other =
+        row("b.png", "doctor", Some((0, 0)), "").replace(CLASSIFIER, "mtcnn+dlib-age-gender-v1");
+    let mixed = format!(
+        "{HEADER}\n{}\n{other}\n",
+        row("a.png", "doctor", Some((0, 0)), "")
+    );
+    refuse("mixed.csv", &mixed, "several classifiers");
+    let unknown = "file,prompt,base_prompt,face_found,mood,mood_p,mood_probs,classifier,error\na.png,,,true,happy,1,1,x,\n";
+    refuse("mood.csv", unknown, "--vocabulary");
+    let output = evaluate(&["--attributes", "/nonexistent/attributes.csv"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
