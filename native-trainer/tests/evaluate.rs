@@ -218,3 +218,43 @@ fn bad_attribute_files_are_input_errors() {
     let output = evaluate(&["--attributes", "/nonexistent/attributes.csv"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+#[test]
+fn identity_accuracy_counts_prompts_that_name_a_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        row("a.png", "a photo of a male doctor", Some((0, 0)), ""),
+        // Named female, read as male: wrong. "female" must not also count as naming "male".
+        row("b.png", "a photo of a female doctor", Some((0, 0)), ""),
+        row("c.png", "a photo of a Black female nurse", Some((1, 2)), ""),
+        // A neutral prompt names no class and is left out.
+        row("d.png", "a photo of a doctor", Some((1, 1)), ""),
+        row("e.png", "a photo of a Middle Eastern male nurse", None, ""),
+    ];
+    let csv = dir.path().join("specific.csv");
+    std::fs::write(&csv, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+    let out = dir.path().join("summary.json");
+    let output = evaluate(&[
+        "--attributes",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let accuracy = &summary["sets"][0]["identity_accuracy"];
+    let gender = &accuracy["gender"];
+    assert_eq!(gender["n_images"], 4);
+    assert_eq!(gender["n_faces"], 3);
+    assert_eq!(gender["n_no_face"], 1);
+    assert_eq!(gender["n_correct"], 2);
+    assert!(close(&gender["accuracy"], 2.0 / 3.0));
+    // Race is named twice ("Black", and "Middle Eastern" as two words), once with a face, read right.
+    let race = &accuracy["race"];
+    assert_eq!(race["n_images"], 2);
+    assert_eq!(race["n_correct"], 1);
+    assert!(close(&race["accuracy"], 1.0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("identity accuracy 0.667"));
+}

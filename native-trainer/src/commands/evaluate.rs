@@ -5,7 +5,8 @@
 //! variant, bootstrap intervals over images and over prompts, KL and total variation against the target,
 //! per-prompt discrepancy, the face-found rate and the share of low-confidence predictions; intersections
 //! (`--intersection race,gender`) as extra axes. Rows whose image could not be read (`error` set) are counted
-//! as unreadable and left out of every metric, so they never pass for images without a face.
+//! as unreadable and left out of every metric, so they never pass for images without a face. Where prompts
+//! name a class ("a photo of a Black female doctor"), the identity-specific accuracy per axis is reported too.
 //!
 //! Class lists come from the CSV's classifier: the toy world's palette for `toy-palette`, otherwise the
 //! vocabulary (`data/attributes.toml`, or `--vocabulary FILE`), whose labels are what the face classifiers
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use popalign_core::classify::{AttributeClassifier, AxisSpec};
 use popalign_core::metrics::bias::{
-    AxisSummary, BiasOptions, Counting, Observation, intersectional_classes,
-    intersectional_observations, intersectional_target, summarize_axis,
+    AxisSummary, BiasOptions, Counting, IdentityAccuracy, Observation, identity_accuracy,
+    intersectional_classes, intersectional_observations, intersectional_target, summarize_axis,
 };
 use popalign_core::prompts::Vocabulary;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -102,6 +103,9 @@ pub struct SetSummary {
     pub n_unreadable: usize,
     /// Per axis (and `a|b` per intersection).
     pub axes: BTreeMap<String, AxisSummary>,
+    /// Per axis, over the images whose prompt names exactly one of its classes (see [`named_class`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub identity_accuracy: BTreeMap<String, IdentityAccuracy>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -294,8 +298,12 @@ fn evaluate_set(
     let readable: Vec<&AttributeRow> = rows.iter().filter(|r| r.error.is_empty()).collect();
     let mut summaries = BTreeMap::new();
     let mut observations = BTreeMap::new();
+    let mut accuracies = BTreeMap::new();
     for (a, axis) in axes.iter().enumerate() {
         let obs = axis_observations(&readable, a, axis)?;
+        if let Some(accuracy) = named_class_accuracy(axis, &obs, vocabulary)? {
+            accuracies.insert(axis.name.clone(), accuracy);
+        }
         let axis_options = BiasOptions {
             target: target_of(axis, targets)?,
             ..options.clone()
@@ -346,7 +354,63 @@ fn evaluate_set(
         n_rows: rows.len(),
         n_unreadable: rows.len() - readable.len(),
         axes: summaries,
+        identity_accuracy: accuracies,
     })
+}
+
+/// Identity-specific accuracy of `axis` over the observations whose prompt names one of its classes;
+/// `None` when no prompt does (neutral prompts).
+fn named_class_accuracy(
+    axis: &AxisSpec,
+    observations: &[Observation],
+    vocabulary: &Vocabulary,
+) -> CliResult<Option<IdentityAccuracy>> {
+    let phrases: Vec<Vec<String>> = axis
+        .classes
+        .iter()
+        .map(|label| {
+            let words = vocabulary
+                .axis(&axis.name)
+                .and_then(|a| a.values.iter().find(|v| &v.label == label))
+                .map(|v| v.words.clone());
+            std::iter::once(label.clone()).chain(words).collect()
+        })
+        .collect();
+    let (named, expected): (Vec<Observation>, Vec<usize>) = observations
+        .iter()
+        .filter_map(|o| named_class(&o.prompt, &phrases).map(|k| (o.clone(), k)))
+        .unzip();
+    if named.is_empty() {
+        return Ok(None);
+    }
+    identity_accuracy(axis.classes.len(), &named, &expected)
+        .map(Some)
+        .map_err(|e| input(format!("axis {}: {e}", axis.name)))
+}
+
+/// The class whose label or prompt words occur in `prompt` as whole words (case-insensitive), when exactly
+/// one class does: "a photo of a female doctor" names `female`, not `male`.
+pub fn named_class(prompt: &str, phrases: &[Vec<String>]) -> Option<usize> {
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let prompt = words(prompt);
+    let occurs = |phrase: &String| {
+        let phrase = words(phrase);
+        !phrase.is_empty() && prompt.windows(phrase.len()).any(|w| w == phrase.as_slice())
+    };
+    let mut named = phrases
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.iter().any(occurs))
+        .map(|(k, _)| k);
+    match (named.next(), named.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
+    }
 }
 
 /// One observation per readable row on axis `a`, checking that its probabilities fit the class list.
@@ -415,6 +479,16 @@ pub fn table(summary: &EvaluationSummary) -> String {
                 number(axis.kl.map(|k| k.value()), 3),
                 number(axis.tv, 3),
                 number(axis.low_confidence_share, 2),
+            ));
+        }
+        for (name, accuracy) in &set.identity_accuracy {
+            lines.push(format!(
+                "{:<16} {:<14} identity accuracy {} ({} of {} faces whose prompt names a class)",
+                set.name,
+                name,
+                number(accuracy.accuracy, 3),
+                accuracy.n_correct,
+                accuracy.n_faces
             ));
         }
         if set.n_unreadable > 0 {
