@@ -107,6 +107,8 @@ fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
         _ => input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)"),
     })?;
     let device = device();
+    // The dlib networks take facenet-pytorch's default crop (160, no margin).
+    let defaults = MtcnnConfig::default();
     let (heads, image_size, margin): (Box<dyn AttributeClassifier<B>>, _, _) = match args.classifier
     {
         Classifier::Fairface => (
@@ -119,10 +121,14 @@ fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
         ),
         _ if dir.join("age.safetensors").exists() => (
             Box::new(DlibAgeGender::<B>::from_dir(dir, &device)?),
-            160,
-            0,
+            defaults.image_size,
+            defaults.margin,
         ),
-        _ => (Box::new(DlibGender::<B>::from_dir(dir, &device)?), 160, 0),
+        _ => (
+            Box::new(DlibGender::<B>::from_dir(dir, &device)?),
+            defaults.image_size,
+            defaults.margin,
+        ),
     };
     let [p, r, o] = args.face_thresholds[..] else {
         return Err(input(format!(
@@ -135,7 +141,7 @@ fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
         thresholds: [p, r, o],
         image_size,
         margin,
-        ..MtcnnConfig::default()
+        ..defaults
     };
     let detector = Mtcnn::load(dir, &device)?
         .with_config(config)

@@ -253,9 +253,7 @@ fn axis_specs(
 }
 
 /// The one classifier that wrote the readable rows; mixing classifiers in one set is an error.
-fn classifier_of(csv: &Path, axes: &[AxisSpec]) -> CliResult<String> {
-    let placeholder: Vec<AxisSpec> = axes.to_vec();
-    let rows = read_rows(csv, &placeholder)?;
+fn single_classifier(rows: &[AttributeRow]) -> CliResult<String> {
     let mut names: Vec<&str> = rows
         .iter()
         .filter(|r| r.error.is_empty())
@@ -284,7 +282,7 @@ fn evaluate_set(
     if names.is_empty() {
         return Err(input("no `<axis>_probs` column: not an attribute CSV"));
     }
-    // The header check of `read_rows` needs only the names; the classes are resolved from the classifier.
+    // `read_rows` checks the header by axis names only; the classes follow from the classifier.
     let unnamed: Vec<AxisSpec> = names
         .iter()
         .map(|n| AxisSpec {
@@ -292,9 +290,9 @@ fn evaluate_set(
             classes: Vec::new(),
         })
         .collect();
-    let classifier = classifier_of(csv, &unnamed)?;
+    let rows = read_rows(csv, &unnamed)?;
+    let classifier = single_classifier(&rows)?;
     let axes = axis_specs(&names, &classifier, vocabulary)?;
-    let rows = read_rows(csv, &axes)?;
     let readable: Vec<&AttributeRow> = rows.iter().filter(|r| r.error.is_empty()).collect();
     let mut summaries = BTreeMap::new();
     let mut observations = BTreeMap::new();
