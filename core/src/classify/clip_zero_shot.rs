@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::{AttributeClassifier, Attributes, AxisSpec};
-use crate::clip::{ClipModel, images_to_pixel_values, unit_rows};
+use crate::clip::{ClipModel, images_to_pixel_values, token_ids, unit_rows};
 use crate::load::{self, LoadError};
 use crate::tokenizer::ClipTokenizer;
 
@@ -218,18 +218,4 @@ impl<B: Backend> AttributeClassifier<B> for ClipZeroShot<B> {
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
         self.classify_pixel_values(images_to_pixel_values(images, self.image_size()))
     }
-}
-
-/// Prompts → `[M, max_length]` token ids (padded as the tokenizer folder says).
-fn token_ids<B: Backend>(
-    tokenizer: &ClipTokenizer,
-    prompts: &[String],
-    device: &B::Device,
-) -> Result<Tensor<B, 2, Int>, String> {
-    let mut ids: Vec<i64> = Vec::with_capacity(prompts.len() * tokenizer.max_length);
-    for prompt in prompts {
-        ids.extend(tokenizer.encode(prompt)?.into_iter().map(i64::from));
-    }
-    let shape = [prompts.len(), tokenizer.max_length];
-    Ok(Tensor::from_data(TensorData::new(ids, shape), device))
 }

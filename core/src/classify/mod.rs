@@ -1,6 +1,7 @@
 //! Attribute classifiers and quality scorers behind two traits, so evaluation, the CLI and the
 //! browser treat the toy world's classifier and the face-attribute networks alike.
 
+pub mod clip_scores;
 pub mod clip_zero_shot;
 pub mod detected;
 

@@ -18,6 +18,7 @@ use super::text_model::ClipTextTransformer;
 use super::vision_model::{ClipVisionOutput, ClipVisionTransformer};
 use crate::load::{self, LoadError};
 use crate::nn::linear;
+use crate::tokenizer::ClipTokenizer;
 
 #[derive(Module, Debug)]
 pub struct ClipModel<B: Backend> {
@@ -115,4 +116,18 @@ pub fn read_clip_config(path: &Path) -> Result<ClipConfig, LoadError> {
     check_hidden_act(&config.text_config.hidden_act, path)?;
     check_hidden_act(&config.vision_config.hidden_act, path)?;
     Ok(config)
+}
+
+/// Prompts → `[M, max_length]` token ids (padded as the tokenizer folder says).
+pub fn token_ids<B: Backend>(
+    tokenizer: &ClipTokenizer,
+    prompts: &[String],
+    device: &B::Device,
+) -> Result<Tensor<B, 2, Int>, String> {
+    let mut ids: Vec<i64> = Vec::with_capacity(prompts.len() * tokenizer.max_length);
+    for prompt in prompts {
+        ids.extend(tokenizer.encode(prompt)?.into_iter().map(i64::from));
+    }
+    let shape = [prompts.len(), tokenizer.max_length];
+    Ok(Tensor::from_data(TensorData::new(ids, shape), device))
 }

@@ -8,7 +8,7 @@ pub mod preprocess;
 pub mod text_model;
 pub mod vision_model;
 
-pub use clip_model::{ClipModel, read_clip_config, unit_rows};
+pub use clip_model::{ClipModel, read_clip_config, token_ids, unit_rows};
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use encoder_layer::{ClipEncoder, ClipEncoderShape};
 pub use preprocess::{CLIP_MEAN, CLIP_STD, center_square, images_to_pixel_values};

@@ -1,0 +1,106 @@
+//! Quality scores from a CLIP model, behind [`Scorer`]: one score per (image, its prompt).
+//!
+//! - **PickScore** (Kirstain et al. 2023, `yuvalkirstain/PickScore_v1`, a `CLIPModel`): the reference code's
+//!   `model.logit_scale.exp() * (text_embs @ image_embs.T)` with unit embeddings, read for each image against its
+//!   own prompt: `s = exp(logit_scale) · cos(image, prompt)`. Its preference probability between images of one
+//!   prompt is the softmax of their scores ([`pickscore_probabilities`]).
+//! - **CLIP score** (Hessel et al. 2021, as torchmetrics computes it): `max(100 · cos(image, prompt), 0)`.
+//!
+//! Images go through [`crate::clip::images_to_pixel_values`] (see its note on resampling); the parity tests feed
+//! the reference's pixel values to [`ClipScorer::score_pixel_values`].
+
+use std::path::Path;
+
+use burn::prelude::*;
+
+use super::Scorer;
+use crate::clip::{ClipModel, images_to_pixel_values, token_ids, unit_rows};
+use crate::load::{self, LoadError};
+use crate::tokenizer::ClipTokenizer;
+
+/// Which score a [`ClipScorer`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipScoreKind {
+    /// `exp(logit_scale) · cos`.
+    PickScore,
+    /// `max(100 · cos, 0)`.
+    ClipScore,
+}
+
+impl ClipScoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::PickScore => "pickscore",
+            Self::ClipScore => "clip-score",
+        }
+    }
+}
+
+pub struct ClipScorer<B: Backend> {
+    pub model: ClipModel<B>,
+    pub tokenizer: ClipTokenizer,
+    pub kind: ClipScoreKind,
+}
+
+impl<B: Backend> ClipScorer<B> {
+    /// Loads a `CLIPModel` folder and its tokenizer (in the folder or in `tokenizer/`), as
+    /// [`super::clip_zero_shot::ClipZeroShot::from_dir`] does.
+    pub fn from_dir(
+        dir: &Path,
+        kind: ClipScoreKind,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            model: ClipModel::from_dir(dir, None, device)?,
+            tokenizer: ClipTokenizer::from_dir(&load::component_dir(dir, "tokenizer"))?,
+            kind,
+        })
+    }
+
+    /// Normalised pixel values `[N, 3, S, S]` and one prompt per image → one score per image.
+    pub fn score_pixel_values(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        prompts: &[String],
+    ) -> Result<Vec<f64>, String> {
+        let n = pixel_values.dims()[0];
+        if prompts.len() != n {
+            return Err(format!("{n} images but {} prompts", prompts.len()));
+        }
+        let device = pixel_values.device();
+        let images = unit_rows(self.model.image_embeds(pixel_values));
+        let texts = unit_rows(self.model.text_embeds(token_ids::<B>(
+            &self.tokenizer,
+            prompts,
+            &device,
+        )?));
+        let cos = (images * texts).sum_dim(1).reshape([n]);
+        let scores = match self.kind {
+            ClipScoreKind::PickScore => cos * self.model.logit_scale_exp().reshape([1]),
+            ClipScoreKind::ClipScore => (cos * 100.0).clamp_min(0.0),
+        };
+        Ok(scores.into_data().iter::<f64>().collect())
+    }
+}
+
+impl<B: Backend> Scorer<B> for ClipScorer<B> {
+    fn name(&self) -> String {
+        self.kind.name().into()
+    }
+
+    /// Images `[N, 3, H, W]` in [0, 1] and their prompts → one score each. Panics only where the tokenizer
+    /// rejects a prompt, which the CLIP byte-level BPE does not do for any UTF-8 text.
+    fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
+        let size = self.model.vision_model.embeddings.image_size;
+        self.score_pixel_values(images_to_pixel_values(images, size), prompts)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name()))
+    }
+}
+
+/// PickScore's preference probabilities among images of one prompt: the softmax of their scores.
+pub fn pickscore_probabilities(scores: &[f64]) -> Vec<f64> {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
