@@ -153,6 +153,26 @@ fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
+/// `popalign classify --classifier C --images fixtures/mtcnn --weights W --out OUT EXTRA...`.
+fn classify_photos(
+    classifier: &str,
+    weights: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["classify", "--classifier", classifier, "--images"])
+        .arg(fixtures().join("mtcnn"))
+        .arg("--weights")
+        .arg(weights)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// Real photos through MTCNN and the real dlib gender network: faces found where people are, none on the
 /// cat, and each face's gender probabilities a distribution. (Parity of each part is in core's tests.)
 #[test]
@@ -165,17 +185,7 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
         std::fs::copy(fixtures().join(file), weights.join(name)).unwrap();
     }
     let faces_with = |extra: &[&str], out: &str| {
-        Command::cargo_bin("popalign")
-            .unwrap()
-            .args(["classify", "--classifier", "faces", "--images"])
-            .arg(fixtures().join("mtcnn"))
-            .arg("--weights")
-            .arg(&weights)
-            .arg("--out")
-            .arg(dir.path().join(out))
-            .args(extra)
-            .output()
-            .unwrap()
+        classify_photos("faces", &weights, &dir.path().join(out), extra)
     };
     let output = faces_with(&[], "faces.csv");
     assert!(output.status.success(), "{output:?}");
@@ -236,18 +246,7 @@ fn fairface_classifier_writes_gender_race_and_age() {
         weights.join("mtcnn.safetensors"),
     )
     .unwrap();
-    let fairface = || {
-        Command::cargo_bin("popalign")
-            .unwrap()
-            .args(["classify", "--classifier", "fairface", "--images"])
-            .arg(fixtures().join("mtcnn"))
-            .arg("--weights")
-            .arg(&weights)
-            .arg("--out")
-            .arg(dir.path().join("fairface.csv"))
-            .output()
-            .unwrap()
-    };
+    let fairface = || classify_photos("fairface", &weights, &dir.path().join("fairface.csv"), &[]);
     // Without fairface.safetensors: an input error naming the file.
     let output = fairface();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
@@ -302,18 +301,7 @@ fn clip_classifier_reads_a_clip_model_folder() {
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(fixtures().join("clip-tiny").join(file), model.join(file)).unwrap();
     }
-    let clip = |out: &str| {
-        Command::cargo_bin("popalign")
-            .unwrap()
-            .args(["classify", "--classifier", "clip", "--images"])
-            .arg(fixtures().join("mtcnn"))
-            .arg("--weights")
-            .arg(&model)
-            .arg("--out")
-            .arg(dir.path().join(out))
-            .output()
-            .unwrap()
-    };
+    let clip = |out: &str| classify_photos("clip", &model, &dir.path().join(out), &[]);
     // No tokenizer yet: an input error naming what is missing.
     let output = clip("none.csv");
     assert_eq!(output.status.code(), Some(2), "{output:?}");

@@ -63,6 +63,21 @@ fn evaluate(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `evaluate --attributes CSV --out OUT EXTRA...`, which must succeed; its output and the summary it wrote.
+fn evaluate_ok(csv: &Path, out: &Path, extra: &[&str]) -> (std::process::Output, Value) {
+    let mut args = vec![
+        "--attributes",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = evaluate(&args);
+    assert!(output.status.success(), "{output:?}");
+    let summary = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    (output, summary)
+}
+
 fn close(value: &Value, want: f64) -> bool {
     (value.as_f64().unwrap() - want).abs() < 1e-9
 }
@@ -72,23 +87,16 @@ fn summary_matches_hand_computed_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let csv = sample_csv(dir.path());
     let out = dir.path().join("out/summary.json");
-    let output = evaluate(&[
-        "--attributes",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--intersection",
-        "race,gender",
-        "--bootstrap",
-        "200",
-    ]);
-    assert!(output.status.success(), "{output:?}");
+    let (output, summary) = evaluate_ok(
+        &csv,
+        &out,
+        &["--intersection", "race,gender", "--bootstrap", "200"],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("1 unreadable image(s) left out"),
         "{stdout}"
     );
-    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert!(out.with_extension("txt").exists());
     let set = &summary["sets"][0];
     assert_eq!(set["name"], "aligned");
@@ -152,18 +160,11 @@ fn a_target_file_moves_the_reference_distribution() {
     let target = dir.path().join("target.toml");
     std::fs::write(&target, "[gender]\nmale = 0.75\nfemale = 0.25\n").unwrap();
     let out = dir.path().join("summary.json");
-    let output = evaluate(&[
-        "--attributes",
-        csv.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--bootstrap",
-        "0",
-    ]);
-    assert!(output.status.success(), "{output:?}");
-    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let (_, summary) = evaluate_ok(
+        &csv,
+        &out,
+        &["--target", target.to_str().unwrap(), "--bootstrap", "0"],
+    );
     let gender = &summary["sets"][0]["axes"]["gender"];
     assert!(close(&gender["discrepancy"], 0.0));
     assert!(gender["ci_images"].is_null());
@@ -234,16 +235,7 @@ fn identity_accuracy_counts_prompts_that_name_a_class() {
     let csv = dir.path().join("specific.csv");
     std::fs::write(&csv, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
     let out = dir.path().join("summary.json");
-    let output = evaluate(&[
-        "--attributes",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--bootstrap",
-        "0",
-    ]);
-    assert!(output.status.success(), "{output:?}");
-    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let (output, summary) = evaluate_ok(&csv, &out, &["--bootstrap", "0"]);
     let accuracy = &summary["sets"][0]["identity_accuracy"];
     let gender = &accuracy["gender"];
     assert_eq!(gender["n_images"], 4);

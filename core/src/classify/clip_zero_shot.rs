@@ -18,6 +18,7 @@ use burn::tensor::activation::softmax;
 
 use super::{AttributeClassifier, Attributes, AxisSpec};
 use crate::clip::{ClipModel, images_to_pixel_values, token_ids, unit_rows};
+use crate::face_attributes::{GENDER_CLASSES, RACE_CLASSES};
 use crate::load::{self, LoadError};
 use crate::tokenizer::ClipTokenizer;
 
@@ -77,21 +78,10 @@ pub fn default_axes() -> Vec<ZeroShotAxis> {
     vec![
         ZeroShotAxis::with_prompts(
             "gender",
-            &["male", "female"],
+            &GENDER_CLASSES,
             &["a photo of a man", "a photo of a woman"],
         ),
-        ZeroShotAxis::from_template(
-            "race",
-            &[
-                "white",
-                "asian",
-                "black",
-                "latino hispanic",
-                "indian",
-                "middle eastern",
-            ],
-            "a photo of a {class} person",
-        ),
+        ZeroShotAxis::from_template("race", &RACE_CLASSES, "a photo of a {class} person"),
     ]
 }
 

@@ -16,6 +16,16 @@ pub struct AxisSpec {
     pub classes: Vec<String>,
 }
 
+impl AxisSpec {
+    /// An axis from its name and class labels.
+    pub fn new(name: &str, classes: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
 /// What a classifier says about one image.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Attributes {

@@ -14,7 +14,7 @@
 //! FairFace's 4-race one (`res34_fair_align_multi_4_20190809.pt`) has the same 18 outputs, so shapes cannot
 //! tell the two apart.
 //!
-//! **Our classes** are sums of FairFace's probabilities ([`RACE_MAPPING`], [`AGE_BUCKET_LOWER`]):
+//! **Our classes** are sums of FairFace's probabilities ([`RACE_SOURCES`], [`AGE_BUCKET_LOWER`]):
 //! - race, DeepFace's six classes in `data/attributes.toml` order: `asian` = East Asian + Southeast Asian (DeepFace
 //!   has one Asian class), the other five one to one;
 //! - gender: `[male, female]`, FairFace's own order;
@@ -32,7 +32,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::torchvision_resnet::{DOWNSAMPLE_KEYS, ResNet, ResNetConfig};
-use super::{AGE_BAND_CLASSES, AgeBands, GENDER_CLASSES, to_chip_size};
+use super::{AGE_BAND_CLASSES, AgeBands, GENDER_CLASSES, RACE_CLASSES, to_chip_size};
 use crate::classify::{AttributeClassifier, Attributes, AxisSpec};
 use crate::load::{self, LoadError};
 
@@ -54,14 +54,15 @@ pub const FAIRFACE_RACES: [&str; 7] = [
 /// Lower bound in years of FairFace's nine age buckets (outputs 9..18: 0-2, 3-9, …, 60-69, 70+).
 pub const AGE_BUCKET_LOWER: [f64; 9] = [0.0, 3.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0];
 
-/// Our race classes (`data/attributes.toml` order) and the FairFace races each one sums.
-pub const RACE_MAPPING: [(&str, &[&str]); 6] = [
-    ("white", &["White"]),
-    ("asian", &["East Asian", "Southeast Asian"]),
-    ("black", &["Black"]),
-    ("latino hispanic", &["Latino_Hispanic"]),
-    ("indian", &["Indian"]),
-    ("middle eastern", &["Middle Eastern"]),
+/// The FairFace races each of our race classes sums, in [`RACE_CLASSES`] order (white, asian, black,
+/// latino hispanic, indian, middle eastern).
+pub const RACE_SOURCES: [&[&str]; 6] = [
+    &["White"],
+    &["East Asian", "Southeast Asian"],
+    &["Black"],
+    &["Latino_Hispanic"],
+    &["Indian"],
+    &["Middle Eastern"],
 ];
 
 /// FairFace's three softmaxes of one chip, in FairFace's class order.
@@ -84,9 +85,9 @@ impl FairFaceReading {
 
     /// `[white, asian, black, latino hispanic, indian, middle eastern]`.
     pub fn race(&self) -> Vec<f64> {
-        RACE_MAPPING
+        RACE_SOURCES
             .iter()
-            .map(|(_, sources)| {
+            .map(|sources| {
                 sources
                     .iter()
                     .map(|s| self.race7[FAIRFACE_RACES.iter().position(|r| r == s).unwrap()])
@@ -176,20 +177,10 @@ impl<B: Backend> AttributeClassifier<B> for FairFace<B> {
     }
 
     fn axes(&self) -> Vec<AxisSpec> {
-        let labels = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
         vec![
-            AxisSpec {
-                name: "gender".into(),
-                classes: labels(&GENDER_CLASSES),
-            },
-            AxisSpec {
-                name: "race".into(),
-                classes: RACE_MAPPING.iter().map(|(c, _)| c.to_string()).collect(),
-            },
-            AxisSpec {
-                name: "age".into(),
-                classes: labels(&AGE_BAND_CLASSES),
-            },
+            AxisSpec::new("gender", &GENDER_CLASSES),
+            AxisSpec::new("race", &RACE_CLASSES),
+            AxisSpec::new("age", &AGE_BAND_CLASSES),
         ]
     }
 

@@ -43,6 +43,15 @@ pub const SCALE: f32 = 0.003_906_25;
 
 /// The `gender` axis, in the project's order (the network's is `[female, male]`).
 pub const GENDER_CLASSES: [&str; 2] = ["male", "female"];
+/// The `race` axis: DeepFace's six classes, in `data/attributes.toml` order.
+pub const RACE_CLASSES: [&str; 6] = [
+    "white",
+    "asian",
+    "black",
+    "latino hispanic",
+    "indian",
+    "middle eastern",
+];
 /// The `age` axis: PopAlign's three age words.
 pub const AGE_BAND_CLASSES: [&str; 3] = ["young", "mid-aged", "very old"];
 
@@ -230,16 +239,9 @@ impl<B: Backend> AttributeClassifier<B> for DlibAgeGender<B> {
     }
 
     fn axes(&self) -> Vec<AxisSpec> {
-        let labels = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
         vec![
-            AxisSpec {
-                name: "gender".into(),
-                classes: labels(&GENDER_CLASSES),
-            },
-            AxisSpec {
-                name: "age".into(),
-                classes: labels(&AGE_BAND_CLASSES),
-            },
+            AxisSpec::new("gender", &GENDER_CLASSES),
+            AxisSpec::new("age", &AGE_BAND_CLASSES),
         ]
     }
 
@@ -277,10 +279,7 @@ impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
     }
 
     fn axes(&self) -> Vec<AxisSpec> {
-        vec![AxisSpec {
-            name: "gender".into(),
-            classes: GENDER_CLASSES.iter().map(|v| v.to_string()).collect(),
-        }]
+        vec![AxisSpec::new("gender", &GENDER_CLASSES)]
     }
 
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
