@@ -8,6 +8,7 @@ pub mod load;
 pub mod metrics;
 pub mod nn;
 pub mod objectives;
+pub mod open_clip;
 pub mod pipeline;
 pub mod preferences;
 pub mod prompts;

@@ -500,6 +500,7 @@ fn clip_scorers_match_transformers_logits() {
             model: model(),
             tokenizer: tokenizer(),
             kind,
+            processor: popalign_core::clip::ImageProcessor::openai_clip(32),
         };
         let scores = scorer
             .score_pixel_values(images.clone(), &pair_prompts)

@@ -6,15 +6,18 @@
 //!   prompt is the softmax of their scores ([`pickscore_probabilities`]).
 //! - **CLIP score** (Hessel et al. 2021, as torchmetrics computes it): `max(100 · cos(image, prompt), 0)`.
 //!
-//! Images go through [`crate::clip::images_to_pixel_values`] (see its note on resampling); the parity tests feed
-//! the reference's pixel values to [`ClipScorer::score_pixel_values`].
+//! Decoded images go through the model's [`ImageProcessor`] byte for byte ([`Scorer::score_rgb8`]), float images
+//! through its differentiable float path; the parity tests feed the reference's pixel values to
+//! [`ClipScorer::score_pixel_values`].
 
 use std::path::Path;
 
 use burn::prelude::*;
 
+use super::Rgb8;
 use super::Scorer;
-use crate::clip::{ClipModel, images_to_pixel_values, token_ids, unit_rows};
+use crate::clip::resample::BytePrecision;
+use crate::clip::{ClipModel, ImageProcessor, token_ids, unit_rows};
 use crate::load::{self, LoadError};
 use crate::tokenizer::ClipTokenizer;
 
@@ -40,20 +43,32 @@ pub struct ClipScorer<B: Backend> {
     pub model: ClipModel<B>,
     pub tokenizer: ClipTokenizer,
     pub kind: ClipScoreKind,
+    /// From the folder's `preprocessor_config.json` (transformers 5's torchvision backend), or transformers'
+    /// CLIP defaults at the tower's size when the folder has none.
+    pub processor: ImageProcessor,
 }
 
 impl<B: Backend> ClipScorer<B> {
-    /// Loads a `CLIPModel` folder and its tokenizer (in the folder or in `tokenizer/`), as
-    /// [`super::clip_zero_shot::ClipZeroShot::from_dir`] does.
+    /// Loads a `CLIPModel` folder, its tokenizer (in the folder or in `tokenizer/`), as
+    /// [`super::clip_zero_shot::ClipZeroShot::from_dir`] does, and its image processor.
     pub fn from_dir(
         dir: &Path,
         kind: ClipScoreKind,
         device: &B::Device,
     ) -> Result<Self, LoadError> {
+        let model = ClipModel::from_dir(dir, None, device)?;
+        let processor_config =
+            load::component_dir(dir, "preprocessor").join("preprocessor_config.json");
+        let processor = if processor_config.exists() {
+            ImageProcessor::from_preprocessor_config(&processor_config, BytePrecision::TorchInt16)?
+        } else {
+            ImageProcessor::openai_clip(model.vision_model.embeddings.image_size)
+        };
         Ok(Self {
-            model: ClipModel::from_dir(dir, None, device)?,
+            model,
             tokenizer: ClipTokenizer::from_dir(&load::component_dir(dir, "tokenizer"))?,
             kind,
+            processor,
         })
     }
 
@@ -91,9 +106,19 @@ impl<B: Backend> Scorer<B> for ClipScorer<B> {
     /// Images `[N, 3, H, W]` in [0, 1] and their prompts → one score each. Panics only where the tokenizer
     /// rejects a prompt, which the CLIP byte-level BPE does not do for any UTF-8 text.
     fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
-        let size = self.model.vision_model.embeddings.image_size;
-        self.score_pixel_values(images_to_pixel_values(images, size), prompts)
+        self.processor
+            .pixel_values(images)
+            .and_then(|pixel_values| self.score_pixel_values(pixel_values, prompts))
             .unwrap_or_else(|e| panic!("{}: {e}", self.name()))
+    }
+
+    fn score_rgb8(
+        &self,
+        images: &[Rgb8<'_>],
+        prompts: &[String],
+        device: &B::Device,
+    ) -> Result<Vec<f64>, String> {
+        self.score_pixel_values(self.processor.batch_rgb8(images, device)?, prompts)
     }
 }
 

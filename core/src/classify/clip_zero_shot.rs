@@ -4,9 +4,9 @@
 //! .softmax(-1)` with that axis's prompts as the texts.
 //!
 //! The prompts are encoded once, at construction, and kept as unit vectors; classifying then costs one
-//! vision pass per batch. Images go through [`crate::clip::images_to_pixel_values`]: centre square,
-//! area (shrinking) or bilinear (enlarging) resize to the tower's `image_size`, CLIP mean/std; not the
-//! reference processor's bicubic resize, so real photos differ from it by resampling noise. Every image
+//! vision pass per batch. Images go through [`crate::clip::images_to_pixel_values`]: transformers' CLIP
+//! processor steps (shortest side to `image_size` with antialiased bicubic, centre crop, CLIP mean/std) in
+//! floating point, so float images differ from the byte-rounded reference by at most a byte level. Every image
 //! counts as a face (`face_found = true`): finding the face is [`super::detected::DetectedFaces`]' job
 //! when this classifier reads face crops.
 

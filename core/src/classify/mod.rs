@@ -1,9 +1,11 @@
 //! Attribute classifiers and quality scorers behind two traits, so evaluation, the CLI and the
 //! browser treat the toy world's classifier and the face-attribute networks alike.
 
+pub mod aesthetic;
 pub mod clip_scores;
 pub mod clip_zero_shot;
 pub mod detected;
+pub mod hps;
 
 use std::collections::BTreeMap;
 
@@ -56,11 +58,33 @@ pub trait AttributeClassifier<B: Backend> {
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes>;
 }
 
+/// A decoded image: interleaved 8-bit RGB, its width and its height.
+pub type Rgb8<'a> = (&'a [u8], usize, usize);
+
 /// A quality score per (image, prompt); higher is better.
 pub trait Scorer<B: Backend> {
     fn name(&self) -> String;
     /// Images `[N, 3, H, W]` in [0, 1] and their prompts → one score each.
     fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64>;
+
+    /// Decoded images (any sizes) and their prompts → one score each. The CLIP-based scorers override this to
+    /// preprocess the bytes exactly as their reference processor does; the default scores each image's [0, 1]
+    /// planes through [`Scorer::score`].
+    fn score_rgb8(
+        &self,
+        images: &[Rgb8<'_>],
+        prompts: &[String],
+        device: &B::Device,
+    ) -> Result<Vec<f64>, String> {
+        let mut scores = Vec::with_capacity(images.len());
+        for (&(rgb, width, height), prompt) in images.iter().zip(prompts) {
+            let planes = unit_rgb_planes(rgb, width, height);
+            let image = Tensor::<B, 1>::from_floats(planes.as_slice(), device)
+                .reshape([1, 3, height, width]);
+            scores.extend(self.score(image, std::slice::from_ref(prompt)));
+        }
+        Ok(scores)
+    }
 }
 
 /// The index of the largest probability.

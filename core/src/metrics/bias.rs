@@ -549,7 +549,7 @@ fn bootstrap_discrepancies(
     stats
 }
 
-fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
+pub(crate) fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     rng

@@ -1,7 +1,8 @@
-//! Evaluation metrics computed from classifier outputs (design §6). Pure Rust, no tensors, no I/O:
+//! Evaluation metrics computed from classifier outputs and quality scores (design §6). Pure Rust, no tensors, no I/O:
 //! the same code runs in the CLI and in the browser build.
 
 pub mod bias;
+pub mod quality;
 
 pub use bias::{
     AxisSummary, BiasOptions, Counting, IdentityAccuracy, KlDivergence, Observation,

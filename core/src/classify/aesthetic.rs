@@ -1,0 +1,137 @@
+//! **LAION aesthetic predictor v2** (`christophschuhmann/improved-aesthetic-predictor`, the
+//! `sac+logos+ava1-l14-linearMSE` weights): a linear stack without activations over the L2-normalised image
+//! embedding of OpenAI's CLIP ViT-L/14,
+//!
+//! ```text
+//! score = W₅ W₄ W₃ W₂ W₁ · e/‖e‖ (+ biases),   widths 768 → 1024 → 128 → 64 → 16 → 1
+//! ```
+//!
+//! The checkpoint's `nn.Sequential` interleaves dropouts, so its linear layers are `layers.{0,2,4,6,7}`; the
+//! widths are read from the file. Images go through OpenAI CLIP's own transform (Pillow bicubic, torchvision
+//! centre crop), which the predictor's `simple_inference.py` uses. AlignProp's aesthetic loss is `|score − target|`.
+
+use std::path::Path;
+
+use burn::nn::Linear;
+use burn::prelude::*;
+
+use super::{Rgb8, Scorer};
+use crate::clip::image_processor::CropRounding;
+use crate::clip::resample::BytePrecision;
+use crate::clip::{ClipModel, ImageProcessor, unit_rows};
+use crate::load::{self, KeyRemap, LoadError};
+use crate::nn::linear;
+use crate::tensor_io::read_tensors;
+
+/// The five linear layers (`layers.{0,2,4,6,7}` in the checkpoint, `layers.{0..5}` here).
+#[derive(Module, Debug)]
+pub struct AestheticMlp<B: Backend> {
+    pub layers: Vec<Linear<B>>,
+}
+
+const CHECKPOINT_LAYERS: [usize; 5] = [0, 2, 4, 6, 7];
+const LAYER_REMAPS: [KeyRemap; 5] = [
+    (r"^layers\.0\.", "layers.0."),
+    (r"^layers\.2\.", "layers.1."),
+    (r"^layers\.4\.", "layers.2."),
+    (r"^layers\.6\.", "layers.3."),
+    (r"^layers\.7\.", "layers.4."),
+];
+
+impl<B: Backend> AestheticMlp<B> {
+    /// Loads the predictor's safetensors (converted once from its `.pth` by `tools/convert_aesthetic.py`).
+    pub fn load(file: &Path, device: &B::Device) -> Result<Self, LoadError> {
+        let tensors = read_tensors(file)?;
+        let mut widths = Vec::new();
+        for (i, layer) in CHECKPOINT_LAYERS.iter().enumerate() {
+            let key = format!("layers.{layer}.weight");
+            let shape = tensors.get(&key).map(|t| t.shape.clone()).ok_or_else(|| {
+                LoadError::MissingTensor {
+                    path: file.to_path_buf(),
+                    key: key.clone(),
+                    more: load::More(0),
+                }
+            })?;
+            let [out, input] = shape[..] else {
+                return Err(LoadError::Tensor {
+                    path: file.to_path_buf(),
+                    key,
+                    message: format!("shape {shape:?}, expected 2 dims"),
+                });
+            };
+            if i == 0 {
+                widths.push(input);
+            }
+            widths.push(out);
+        }
+        let layers = widths
+            .windows(2)
+            .map(|w| linear(w[0], w[1], true, device))
+            .collect();
+        load::load_weights(Self { layers }, &[file.to_path_buf()], &LAYER_REMAPS)
+    }
+
+    /// `[N, D]` unit embeddings → `[N]` scores.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 1> {
+        let out = self.layers.iter().fold(x, |x, layer| layer.forward(x));
+        let n = out.dims()[0];
+        out.reshape([n])
+    }
+}
+
+pub struct AestheticScorer<B: Backend> {
+    /// OpenAI's CLIP ViT-L/14 in the transformers layout (`openai/clip-vit-large-patch14`).
+    pub clip: ClipModel<B>,
+    pub mlp: AestheticMlp<B>,
+    pub processor: ImageProcessor,
+}
+
+impl<B: Backend> AestheticScorer<B> {
+    pub fn load(mlp_file: &Path, clip_dir: &Path, device: &B::Device) -> Result<Self, LoadError> {
+        let clip = ClipModel::from_dir(clip_dir, None, device)?;
+        let processor = ImageProcessor {
+            precision: BytePrecision::Pillow,
+            crop_rounding: CropRounding::HalfEven,
+            ..ImageProcessor::openai_clip(clip.vision_model.embeddings.image_size)
+        };
+        Ok(Self {
+            clip,
+            mlp: AestheticMlp::load(mlp_file, device)?,
+            processor,
+        })
+    }
+
+    /// Normalised pixel values `[N, 3, S, S]` → `[N]` scores (differentiable).
+    pub fn scores(&self, pixel_values: Tensor<B, 4>) -> Tensor<B, 1> {
+        self.mlp
+            .forward(unit_rows(self.clip.image_embeds(pixel_values)))
+    }
+}
+
+impl<B: Backend> Scorer<B> for AestheticScorer<B> {
+    fn name(&self) -> String {
+        "aesthetic".into()
+    }
+
+    /// Prompts are not used: the predictor scores the image alone.
+    fn score(&self, images: Tensor<B, 4>, _prompts: &[String]) -> Vec<f64> {
+        let pixel_values = self
+            .processor
+            .pixel_values(images)
+            .unwrap_or_else(|e| panic!("aesthetic: {e}"));
+        self.scores(pixel_values)
+            .into_data()
+            .iter::<f64>()
+            .collect()
+    }
+
+    fn score_rgb8(
+        &self,
+        images: &[Rgb8<'_>],
+        _prompts: &[String],
+        device: &B::Device,
+    ) -> Result<Vec<f64>, String> {
+        let scores = self.scores(self.processor.batch_rgb8(images, device)?);
+        Ok(scores.into_data().iter::<f64>().collect())
+    }
+}
