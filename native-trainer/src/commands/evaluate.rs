@@ -20,11 +20,13 @@ use popalign_core::metrics::bias::{
     AxisSummary, BiasOptions, Counting, IdentityAccuracy, Observation, identity_accuracy,
     intersectional_classes, intersectional_observations, intersectional_target, summarize_axis,
 };
+use popalign_core::metrics::quality::{Bootstrap, QualitySummary};
 use popalign_core::prompts::Vocabulary;
 use popalign_core::toy::{TOY, ToyClassifier};
 use serde::Serialize;
 
 use super::prompts::DEFAULT_ATTRIBUTES;
+use super::quality::{self, Comparison, QualityArgs, SetScores};
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult, input};
 use crate::stages::classify::{AttributeRow, read_rows};
@@ -66,6 +68,8 @@ pub struct Args {
     /// Two axes to evaluate jointly, e.g. `race,gender` (repeatable); the target is the product of theirs.
     #[arg(long, value_parser = parse_pair)]
     intersection: Vec<(String, String)>,
+    #[command(flatten)]
+    quality: QualityArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -89,6 +93,9 @@ pub struct EvaluationSummary {
     pub version: u32,
     pub options: BiasOptions,
     pub sets: Vec<SetSummary>,
+    /// With `--baseline`: every other set against it, image by image (quality metrics).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<Comparison>,
 }
 
 /// One image set (one CSV).
@@ -106,6 +113,9 @@ pub struct SetSummary {
     /// Per axis, over the images whose prompt names exactly one of its classes (see [`named_class`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub identity_accuracy: BTreeMap<String, IdentityAccuracy>,
+    /// Per quality metric (`--metrics`): mean, median and interval of the mean over the readable images.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality: BTreeMap<String, QualitySummary>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -122,16 +132,35 @@ pub fn run(args: Args) -> CliResult {
         seed: args.seed,
         low_confidence_threshold: args.low_confidence,
     };
+    let scorers = quality::load_scorers(&args.quality)?;
+    let bootstrap = Bootstrap {
+        resamples: args.bootstrap,
+        level: args.confidence,
+        seed: args.seed,
+    };
     let mut sets = Vec::new();
+    let mut scored: Vec<SetScores> = Vec::new();
     for csv in &args.attributes {
-        let set = evaluate_set(csv, &vocabulary, &targets, &options, &args.intersection)
-            .map_err(|e| prefix(csv, e))?;
+        let (mut set, rows) =
+            evaluate_set(csv, &vocabulary, &targets, &options, &args.intersection)
+                .map_err(|e| prefix(csv, e))?;
+        if !scorers.is_empty() {
+            let scores = quality::score_set(&set.name, csv, rows, &scorers, &args.quality)?;
+            set.quality = quality::summarize(&scores, bootstrap);
+            scored.push(scores);
+        }
         sets.push(set);
     }
+    let comparisons = match &args.quality.baseline {
+        Some(baseline) if !scored.is_empty() => quality::compare(&scored, baseline, bootstrap)?,
+        Some(_) => return Err(input("--baseline compares quality scores: add --metrics")),
+        None => Vec::new(),
+    };
     let summary = EvaluationSummary {
         version: SUMMARY_VERSION,
         options,
         sets,
+        comparisons,
     };
     let out = args.out.clone().unwrap_or_else(|| {
         args.attributes[0]
@@ -139,6 +168,11 @@ pub fn run(args: Args) -> CliResult {
             .unwrap_or(Path::new("."))
             .join("summary.json")
     });
+    if !scored.is_empty() {
+        let scores_path = out.with_file_name("scores.csv");
+        write_atomic(&scores_path, &quality::scores_csv(&scored)?)?;
+        println!("wrote {}", scores_path.display());
+    }
     let table = table(&summary);
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -277,7 +311,7 @@ fn evaluate_set(
     targets: &BTreeMap<String, BTreeMap<String, f64>>,
     options: &BiasOptions,
     intersections: &[(String, String)],
-) -> CliResult<SetSummary> {
+) -> CliResult<(SetSummary, Vec<AttributeRow>)> {
     let names = axis_names(csv)?;
     if names.is_empty() {
         return Err(input("no `<axis>_probs` column: not an attribute CSV"));
@@ -342,7 +376,7 @@ fn evaluate_set(
         let summary = summarize_axis(&classes, &joint, &joint_options).map_err(input)?;
         summaries.insert(format!("{a}|{b}"), summary);
     }
-    Ok(SetSummary {
+    let summary = SetSummary {
         name: csv
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -353,7 +387,9 @@ fn evaluate_set(
         n_unreadable: rows.len() - readable.len(),
         axes: summaries,
         identity_accuracy: accuracies,
-    })
+        quality: BTreeMap::new(),
+    };
+    Ok((summary, rows))
 }
 
 /// Identity-specific accuracy of `axis` over the observations whose prompt names one of its classes;
@@ -489,10 +525,30 @@ pub fn table(summary: &EvaluationSummary) -> String {
                 accuracy.n_faces
             ));
         }
+        for (metric, q) in &set.quality {
+            let ci =
+                q.ci.map(|[lo, hi]| format!(" [{lo:.4}, {hi:.4}]"))
+                    .unwrap_or_default();
+            lines.push(format!(
+                "{:<16} {:<14} mean {:.4}{ci}, median {:.4} ({} images)",
+                set.name, metric, q.mean, q.median, q.n
+            ));
+        }
         if set.n_unreadable > 0 {
             lines.push(format!(
                 "{:<16} {} unreadable image(s) left out",
                 set.name, set.n_unreadable
+            ));
+        }
+    }
+    for c in &summary.comparisons {
+        for (metric, d) in &c.metrics {
+            let ci =
+                d.ci.map(|[lo, hi]| format!(" [{lo:+.4}, {hi:+.4}]"))
+                    .unwrap_or_default();
+            lines.push(format!(
+                "{} − {}: {metric} {:+.4}{ci} over {} paired images",
+                c.set, c.baseline, d.mean_difference, d.n_pairs
             ));
         }
     }

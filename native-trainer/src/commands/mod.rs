@@ -2,6 +2,7 @@ pub mod classify;
 pub mod evaluate;
 pub mod generate;
 pub mod prompts;
+pub mod quality;
 pub mod run_module;
 pub mod schedule;
 pub mod tokenize;
