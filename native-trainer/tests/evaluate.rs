@@ -250,3 +250,270 @@ fn identity_accuracy_counts_prompts_that_name_a_class() {
     assert!(close(&race["accuracy"], 1.0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("identity accuracy 0.667"));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Quality metrics (`--metrics`), on the tiny random scorers of fixtures/: the CLI must score each image against
+// its own prompt with the right model, exactly as the core scorers do (their parity with Python is proven in
+// core/tests/quality_scorers.rs), summarise per set and pair base with aligned images.
+
+mod quality {
+    use super::*;
+    use burn::backend::NdArray;
+    use popalign_core::classify::Scorer;
+    use popalign_core::classify::aesthetic::AestheticScorer;
+    use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
+    use popalign_core::classify::hps::HpsScorer;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+
+    /// Model folders as users have them: the model plus its tokenizer.
+    fn models(root: &Path) -> (PathBuf, PathBuf) {
+        let tokenizer = fixtures().join("tiny-sdxl/tokenizer");
+        let clip = root.join("clip");
+        copy_dir(&fixtures().join("clip-tiny"), &clip);
+        copy_dir(&tokenizer, &clip.join("tokenizer"));
+        let hps = root.join("hps");
+        copy_dir(&fixtures().join("open-clip-tiny"), &hps);
+        copy_dir(&tokenizer, &hps.join("tokenizer"));
+        (clip, hps)
+    }
+
+    const FILES: [&str; 3] = ["a.png", "b.png", "c.png"];
+    const PROMPTS: [&str; 3] = ["a photo of a doctor", "a nurse", "a portrait of a ceo"];
+
+    /// `run/images/<set>/{a,b,c}.png` (40×48, different per set and file) and `run/attributes/<set>.csv`, whose
+    /// fourth row is unreadable.
+    fn image_set(run: &Path, set: &str, shade: u8) -> PathBuf {
+        let dir = run.join("images").join(set);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rows = Vec::new();
+        for (k, (file, prompt)) in FILES.iter().zip(PROMPTS).enumerate() {
+            let image = image::RgbImage::from_fn(40, 48, |x, y| {
+                let v = |m: u32| ((x * m + y * (k as u32 + 3) + u32::from(shade)) % 256) as u8;
+                image::Rgb([v(5), v(11), v(17)])
+            });
+            image.save(dir.join(file)).unwrap();
+            rows.push(row(
+                &format!("images/{set}/{file}"),
+                prompt,
+                Some((0, 0)),
+                "",
+            ));
+        }
+        rows.push(row(
+            &format!("images/{set}/d.png"),
+            "a nurse",
+            None,
+            "truncated PNG",
+        ));
+        let csv = run.join("attributes").join(format!("{set}.csv"));
+        std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
+        std::fs::write(&csv, format!("{HEADER}\n{}\n", rows.join("\n"))).unwrap();
+        csv
+    }
+
+    /// What the core scorers give for one set's three images, per metric.
+    fn expected(run: &Path, set: &str, clip: &Path, hps: &Path) -> Vec<(String, Vec<f64>)> {
+        let device = Default::default();
+        let images: Vec<image::RgbImage> = FILES
+            .iter()
+            .map(|f| {
+                image::open(run.join("images").join(set).join(f))
+                    .unwrap()
+                    .to_rgb8()
+            })
+            .collect();
+        let decoded: Vec<(&[u8], usize, usize)> = images
+            .iter()
+            .map(|im| (im.as_raw().as_slice(), 40, 48))
+            .collect();
+        let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
+        let aesthetic = fixtures().join("aesthetic-tiny/model.safetensors");
+        let scorers: Vec<(&str, Box<dyn Scorer<NdArray>>)> = vec![
+            (
+                "aesthetic",
+                Box::new(AestheticScorer::load(&aesthetic, clip, &device).unwrap()),
+            ),
+            (
+                "clip",
+                Box::new(ClipScorer::from_dir(clip, ClipScoreKind::ClipScore, &device).unwrap()),
+            ),
+            ("hps", Box::new(HpsScorer::from_dir(hps, &device).unwrap())),
+            (
+                "pickscore",
+                Box::new(ClipScorer::from_dir(clip, ClipScoreKind::PickScore, &device).unwrap()),
+            ),
+        ];
+        scorers
+            .into_iter()
+            .map(|(name, s)| {
+                (
+                    name.to_string(),
+                    s.score_rgb8(&decoded, &prompts, &device).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metrics_score_each_image_with_its_prompt_and_pair_base_with_aligned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (clip, hps) = models(&tmp.path().join("models"));
+        let run = tmp.path().join("run");
+        let base = image_set(&run, "base", 0);
+        let aligned = image_set(&run, "aligned", 90);
+        let out = run.join("summary.json");
+        let (clip_s, hps_s) = (clip.to_str().unwrap(), hps.to_str().unwrap());
+        let aesthetic = fixtures().join("aesthetic-tiny/model.safetensors");
+        let mut args = vec![
+            "--attributes",
+            base.to_str().unwrap(),
+            aligned.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend([
+            "--metrics",
+            "pickscore,hps,clip,aesthetic",
+            "--pickscore",
+            clip_s,
+            "--hps",
+            hps_s,
+            "--clip-model",
+            clip_s,
+            "--aesthetic",
+            aesthetic.to_str().unwrap(),
+            "--aesthetic-clip",
+            clip_s,
+            "--baseline",
+            "base",
+            "--bootstrap",
+            "200",
+        ]);
+        let output = evaluate(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+        let mut reader = csv::Reader::from_path(run.join("scores.csv")).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header,
+            [
+                "set",
+                "file",
+                "prompt",
+                "base_prompt",
+                "aesthetic",
+                "clip",
+                "hps",
+                "pickscore"
+            ]
+        );
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(
+            records.len(),
+            8,
+            "4 rows per set, the unreadable one included"
+        );
+        for (s, set) in ["base", "aligned"].iter().enumerate() {
+            let mut base_means = Vec::new();
+            for (m, (metric, want)) in expected(&run, set, &clip, &hps).iter().enumerate() {
+                let got: Vec<f64> = (0..3)
+                    .map(|i| records[s * 4 + i][4 + m].parse().unwrap())
+                    .collect();
+                assert_eq!(
+                    &got, want,
+                    "{set} {metric}: scores.csv against the core scorer"
+                );
+                assert_eq!(
+                    &records[s * 4 + 3][4 + m],
+                    "",
+                    "an unreadable image has no score"
+                );
+                let q = &summary["sets"][s]["quality"][metric];
+                let mean = want.iter().sum::<f64>() / 3.0;
+                assert!(
+                    (q["mean"].as_f64().unwrap() - mean).abs() < 1e-9,
+                    "{set} {metric}: {q}"
+                );
+                assert_eq!(q["n"], 3);
+                let [lo, hi] = [q["ci"][0].as_f64().unwrap(), q["ci"][1].as_f64().unwrap()];
+                assert!(
+                    lo <= mean + 1e-12 && mean <= hi + 1e-12,
+                    "{set} {metric}: {q}"
+                );
+                base_means.push(mean);
+            }
+            assert_eq!(summary["sets"][s]["quality"].as_object().unwrap().len(), 4);
+        }
+        // aligned − base, image by image.
+        let comparison = &summary["comparisons"][0];
+        assert_eq!(
+            (comparison["baseline"].as_str(), comparison["set"].as_str()),
+            (Some("base"), Some("aligned"))
+        );
+        for (m, metric) in ["aesthetic", "clip", "hps", "pickscore"].iter().enumerate() {
+            let d = &comparison["metrics"][metric];
+            let want: f64 = (0..3)
+                .map(|i| {
+                    records[4 + i][4 + m].parse::<f64>().unwrap()
+                        - records[i][4 + m].parse::<f64>().unwrap()
+                })
+                .sum::<f64>()
+                / 3.0;
+            assert_eq!(d["n_pairs"], 3, "{metric}");
+            assert!(
+                (d["mean_difference"].as_f64().unwrap() - want).abs() < 1e-9,
+                "{metric}: {d}"
+            );
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("aligned − base: pickscore"), "{stdout}");
+    }
+
+    #[test]
+    fn a_metric_without_its_model_or_an_unknown_baseline_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let base = image_set(&run, "base", 0);
+        let csv = base.to_str().unwrap();
+        let output = evaluate(&["--attributes", csv, "--metrics", "hps"]);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--metrics hps needs --hps DIR"));
+        let output = evaluate(&["--attributes", csv, "--metrics", "sharpness"]);
+        assert_eq!(output.status.code(), Some(2));
+        let (clip, _) = models(&tmp.path().join("models"));
+        let clip = clip.to_str().unwrap();
+        let output = evaluate(&[
+            "--attributes",
+            csv,
+            "--metrics",
+            "clip",
+            "--clip-model",
+            clip,
+            "--baseline",
+            "nope",
+        ]);
+        assert_eq!(output.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--baseline nope: no such set (base)")
+        );
+    }
+}
