@@ -375,7 +375,7 @@ mod quality {
         let run = tmp.path().join("run");
         let base = image_set(&run, "base", 0);
         let aligned = image_set(&run, "aligned", 90);
-        let out = run.join("summary.json");
+        let out = run.join("evaluation/summary.json"); // a folder that does not exist yet
         let (clip_s, hps_s) = (clip.to_str().unwrap(), hps.to_str().unwrap());
         let aesthetic = fixtures().join("aesthetic-tiny/model.safetensors");
         let mut args = vec![
@@ -411,7 +411,7 @@ mod quality {
         );
         let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
 
-        let mut reader = csv::Reader::from_path(run.join("scores.csv")).unwrap();
+        let mut reader = csv::Reader::from_path(run.join("evaluation/scores.csv")).unwrap();
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(
             header,

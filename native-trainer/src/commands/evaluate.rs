@@ -168,15 +168,15 @@ pub fn run(args: Args) -> CliResult {
             .unwrap_or(Path::new("."))
             .join("summary.json")
     });
-    if !scored.is_empty() {
-        let scores_path = out.with_file_name("scores.csv");
-        write_atomic(&scores_path, &quality::scores_csv(&scored)?)?;
-        println!("wrote {}", scores_path.display());
-    }
     let table = table(&summary);
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+    }
+    if !scored.is_empty() {
+        let scores_path = out.with_file_name("scores.csv");
+        write_atomic(&scores_path, &quality::scores_csv(&scored)?)?;
+        println!("wrote {}", scores_path.display());
     }
     write_atomic(&out, json.as_bytes())?;
     write_atomic(&out.with_extension("txt"), table.as_bytes())?;
