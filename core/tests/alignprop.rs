@@ -2,6 +2,10 @@
 //! through the tiny SDXL U-Net + LoRA, VAE decode, the pixel-mean reward and the reward mixture; gradient
 //! through the last K = 1 or K = 2 steps. Checked: final latents, rewards, loss, and the gradient of every
 //! LoRA tensor, on plain autodiff and on burn's balanced checkpointing (which must not change the numbers).
+//!
+//! Measured (f32, NdArray, both strategies identical): final latents 7.9e-6 max abs, rewards 1.5e-7 max abs,
+//! loss 0 relative, LoRA gradients 3.5e-6 (K = 1) and 1.3e-6 (K = 2) max |Δ| / max |golden|. The golden
+//! gradients differ by ~100× between K = 1 and K = 2, so a wrong truncation point cannot pass.
 
 mod common;
 

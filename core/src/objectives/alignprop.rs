@@ -23,6 +23,7 @@
 //! keeping their outputs); it applies to every operation, so to every U-Net call. It cannot be chosen per
 //! call; the caller chooses the backend.
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 

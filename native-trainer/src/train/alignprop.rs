@@ -16,7 +16,7 @@ use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
-use popalign_core::load::read_config;
+use popalign_core::load::{component_dir, read_config};
 use popalign_core::objectives::alignprop::{
     DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss,
     sample_truncated,
@@ -117,7 +117,7 @@ fn fixed(
     let prompts = load_prompts(&ap.prompts)?;
     let variant = config.variant.as_deref();
     let unet_config: UNetConfig =
-        read_config(&config.model.join("unet").join("config.json"))?;
+        read_config(&component_dir(&config.model, "unet").join("config.json"))?;
     let scheduler: SchedulerConfig =
         read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     let index = ModelIndex::read(&config.model)?;
@@ -260,7 +260,7 @@ fn micro_batch_loss(
         .collect();
     let (positive, negative) = stacked_embeds(fixed, &prompts, device)?;
     let [c, h, w] = fixed.latent_shape;
-    let mut normals = |rng: &mut rand_chacha::ChaCha8Rng| -> Tensor<Backend, 4> {
+    let normals = |rng: &mut rand_chacha::ChaCha8Rng| -> Tensor<Backend, 4> {
         let values: Vec<f32> = (0..b * c * h * w)
             .map(|_| rng.sample::<f32, _>(StandardNormal))
             .collect();
