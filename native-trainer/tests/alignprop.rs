@@ -18,7 +18,7 @@ fn write_config(dir: &Path, alignprop: &str) -> PathBuf {
     let model = fixtures().join("tiny-sdxl");
     let text = format!(
         "model = {model:?}\noutput = \"out\"\nobjective = \"alignprop\"\nresolution = 64\nbatch_size = 2\n\
-         seed = 1\n[lora]\nrank = 4\nalpha = 4.0\n{alignprop}\n"
+         seed = 1\n{alignprop}\n[lora]\nrank = 4\nalpha = 4.0\n"
     );
     let path = dir.join("train.toml");
     std::fs::write(&path, text).unwrap();
@@ -119,4 +119,44 @@ fn alignprop_config_mistakes_are_reported() {
         assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
         assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
     }
+}
+
+#[test]
+fn a_resumed_alignprop_run_ends_with_identical_weights() {
+    let toml = "steps = 4\nlearning_rate = 1e-2\ncheckpoint_every = 2\n[alignprop]\nprompts = \"prompts.txt\"\n\
+                sampling_steps = 3\ntruncation = \"uniform\"\n\
+                [[alignprop.rewards]]\nname = \"pixel-mean\"\nloss = \"neg\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), toml);
+    assert!(train(&config).status.success());
+    let lora = dir.path().join("out/step-4/pytorch_lora_weights.safetensors");
+    let first = std::fs::read(&lora).unwrap();
+    let metrics = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
+    // Forget the last checkpoint, as a kill after step 2 would, and resume from step 2.
+    std::fs::remove_dir_all(dir.path().join("out/step-4")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_popalign"))
+        .args(["train", "--resume", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        std::fs::read(&lora).unwrap() == first,
+        "resumed weights differ (bitwise) from the uninterrupted run"
+    );
+    let strip = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("images_per_s");
+                v
+            })
+            .collect()
+    };
+    let resumed = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
+    assert_eq!(strip(&metrics), strip(&resumed));
 }
