@@ -310,7 +310,10 @@ pub fn guidance_conditioning<B: Backend>(
     time_ids: Tensor<B, 2>,
 ) -> UNetConditioning<B> {
     UNetConditioning {
-        encoder_hidden_states: Tensor::cat(vec![negative.hidden.clone(), positive.hidden.clone()], 0),
+        encoder_hidden_states: Tensor::cat(
+            vec![negative.hidden.clone(), positive.hidden.clone()],
+            0,
+        ),
         text_embeds: match (&negative.pooled, &positive.pooled) {
             (Some(n), Some(p)) => Some(Tensor::cat(vec![n.clone(), p.clone()], 0)),
             _ => None,
@@ -330,7 +333,8 @@ pub fn guided_step<B: Backend>(
     guidance_scale: f64,
     noise: Option<Tensor<B, 4>>,
 ) -> Tensor<B, 4> {
-    let input = sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
+    let input =
+        sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
     let t = sampler.timesteps()[i];
     let timesteps = Tensor::<B, 1>::full([input.dims()[0]], t as f32, &input.device());
     let out = unet.forward(input, timesteps, cond);

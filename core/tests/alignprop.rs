@@ -100,7 +100,10 @@ fn run<A: AutodiffBackend>(k: usize) -> Errors {
     let prompts = vec![String::new(); 2];
     let images = image_space.decode_to_unit(latents.clone());
     let r = PixelMeanReward::default().reward(images, &prompts);
-    let rewards_err = max_abs(&values(r.to_data()), &values(inner(&format!("k{k}_reward"))));
+    let rewards_err = max_abs(
+        &values(r.to_data()),
+        &values(inner(&format!("k{k}_reward"))),
+    );
     let out = alignprop_loss(&image_space, latents, &prompts, &rewards);
     let loss = relative(
         &values(out.loss.to_data()),
@@ -125,7 +128,10 @@ fn check<A: AutodiffBackend>(label: &str) {
     for k in [1, 2] {
         let e = run::<A>(k);
         println!("{label}, K = {k}: {e:?}");
-        assert!(e.latents <= 1e-5 && e.rewards <= 1e-5, "{label}, K = {k}: {e:?}");
+        assert!(
+            e.latents <= 1e-5 && e.rewards <= 1e-5,
+            "{label}, K = {k}: {e:?}"
+        );
         assert!(e.loss <= 1e-4 && e.grads <= 1e-4, "{label}, K = {k}: {e:?}");
     }
 }

@@ -68,10 +68,7 @@ fn alignprop_raises_the_mean_reward() {
         "mean reward, first 8 steps {early:.4}, last 8 {late:.4}; {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        late > early + 0.05,
-        "reward {early} -> {late}: {rewards:?}"
-    );
+    assert!(late > early + 0.05, "reward {early} -> {late}: {rewards:?}");
     assert!(
         dir.path()
             .join("out/step-40/pytorch_lora_weights.safetensors")
@@ -117,7 +114,10 @@ fn alignprop_config_mistakes_are_reported() {
         let output = train(&write_config(dir.path(), toml));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{expected}: {stderr}");
-        assert!(stderr.contains(expected), "expected {expected:?} in: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in: {stderr}"
+        );
     }
 }
 
@@ -129,7 +129,9 @@ fn a_resumed_alignprop_run_ends_with_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), toml);
     assert!(train(&config).status.success());
-    let lora = dir.path().join("out/step-4/pytorch_lora_weights.safetensors");
+    let lora = dir
+        .path()
+        .join("out/step-4/pytorch_lora_weights.safetensors");
     let first = std::fs::read(&lora).unwrap();
     let metrics = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
     // Forget the last checkpoint, as a kill after step 2 would, and resume from step 2.

@@ -18,10 +18,12 @@
 //! `t_b` is fixed (`S − k`), or drawn once per trajectory as the current AlignProp release does
 //! ([`Truncation`]).
 //!
-//! Gradient checkpointing is a property of the autodiff backend in burn
+//! Gradient checkpointing is a property of the autodiff backend in burn 0.21
 //! (`Autodiff<B, BalancedCheckpointing>` recomputes memory-bound operations in the backward pass instead of
-//! keeping their outputs); it applies to every operation, so to every U-Net call. It cannot be chosen per
-//! call; the caller chooses the backend.
+//! keeping their outputs); it applies to every operation, so to every U-Net call, and cannot be chosen per
+//! call. Everything here is generic over the autodiff backend, so the caller chooses; both strategies give
+//! the same gradients (`core/tests/alignprop.rs`). The trainer measured balanced checkpointing as costlier
+//! in peak memory than plain autodiff for AlignProp (bench/NOTES.md) and uses plain autodiff.
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -164,7 +166,15 @@ pub fn sample_truncated<A: AutodiffBackend>(
         let frozen = unet.valid();
         for i in 0..t_b {
             let noise = step_noise(i);
-            latents = guided_step(&frozen, &cond, latents, scheduler, i, trajectory.guidance_scale, noise);
+            latents = guided_step(
+                &frozen,
+                &cond,
+                latents,
+                scheduler,
+                i,
+                trajectory.guidance_scale,
+                noise,
+            );
         }
     }
     let cond = crate::unet::UNetConditioning {
@@ -175,7 +185,15 @@ pub fn sample_truncated<A: AutodiffBackend>(
     let mut latents = Tensor::<A, 4>::from_inner(latents);
     for i in t_b..steps {
         let noise = step_noise(i).map(Tensor::from_inner);
-        latents = guided_step(unet, &cond, latents, scheduler, i, trajectory.guidance_scale, noise);
+        latents = guided_step(
+            unet,
+            &cond,
+            latents,
+            scheduler,
+            i,
+            trajectory.guidance_scale,
+            noise,
+        );
     }
     latents
 }

@@ -4,22 +4,22 @@
 //! minimises the configured mixture of reward losses. The optimiser, LoRA, clipping, learning-rate
 //! schedule, checkpoints, resume and `metrics.jsonl` are the preference trainer's.
 //!
-//! The autodiff backend uses burn's balanced checkpointing ([`AP`]): memory-bound operations of every
-//! U-Net call are recomputed in the backward pass rather than kept. The parity test
-//! (`core/tests/alignprop.rs`) shows it gives the same gradients as plain autodiff.
+//! Gradient checkpointing: burn 0.21 offers it only per backend type (`Autodiff<B, BalancedCheckpointing>`
+//! recomputes memory-bound operations in the backward pass), not per U-Net call as AlignProp's
+//! `torch.utils.checkpoint` does. It gives the same gradients (`core/tests/alignprop.rs`), but measured on
+//! one AlignProp step (bench/NOTES.md) it raised peak memory (971 against 468 MiB at K = 1, with the same
+//! ~90 MiB per gradient-carrying step), so the trainer uses plain autodiff. What bounds memory here is the
+//! truncation: the steps before the last K run off the tape.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::backend::Autodiff;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use popalign_core::load::{component_dir, read_config};
 use popalign_core::objectives::alignprop::{
-    DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss,
-    sample_truncated,
+    DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss, sample_truncated,
 };
 use popalign_core::pipeline::{ModelIndex, PromptEmbeds, TextConditioner, sdxl_time_ids};
 use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
@@ -35,8 +35,8 @@ use super::{Log, Policy, checkpoint, load_policy, params};
 use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult, input};
 
-/// The autodiff backend of AlignProp: the build's backend with balanced gradient checkpointing.
-pub type AP = Autodiff<Backend, BalancedCheckpointing>;
+/// The autodiff backend of AlignProp: the preference trainer's (plain autodiff; see the module notes).
+pub type AP = super::AD;
 
 /// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
 pub const REWARDS: &[&str] = &["pixel-mean"];
@@ -65,9 +65,10 @@ pub fn load_prompts(path: &Path) -> CliResult<Vec<String>> {
         let headers = reader
             .headers()
             .map_err(|e| input(format!("{}: {e}", path.display())))?;
-        let column = headers.iter().position(|h| h == "prompt").ok_or_else(|| {
-            input(format!("{}: no \"prompt\" column", path.display()))
-        })?;
+        let column = headers
+            .iter()
+            .position(|h| h == "prompt")
+            .ok_or_else(|| input(format!("{}: no \"prompt\" column", path.display())))?;
         reader
             .records()
             .map(|r| {
@@ -121,13 +122,8 @@ fn fixed(
     let scheduler: SchedulerConfig =
         read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     let index = ModelIndex::read(&config.model)?;
-    let image_space = ImageSpace::<AP>::from_root(
-        &config.model,
-        index.pixel_space(),
-        variant,
-        device,
-    )?
-    .no_grad();
+    let image_space =
+        ImageSpace::<AP>::from_root(&config.model, index.pixel_space(), variant, device)?.no_grad();
     let factor = image_space.scale_factor();
     Ok(Fixed {
         force_zeros: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
@@ -235,7 +231,11 @@ impl StepLog {
         self.loss += micro.loss * w;
         self.grad_steps += micro.grad_steps * w;
         if self.rewards.is_empty() {
-            self.rewards = micro.rewards.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+            self.rewards = micro
+                .rewards
+                .iter()
+                .map(|(n, _)| (n.clone(), 0.0))
+                .collect();
         }
         for (total, (_, mean)) in self.rewards.iter_mut().zip(&micro.rewards) {
             total.1 += mean * w;
@@ -310,17 +310,17 @@ fn stacked_embeds(
             fixed.embeds.insert(prompt.clone(), pair);
         }
     }
-    let stack = |pick: fn(&(PromptEmbeds<Backend>, PromptEmbeds<Backend>)) -> &PromptEmbeds<Backend>| {
-        let sides: Vec<&PromptEmbeds<Backend>> =
-            prompts.iter().map(|p| pick(&fixed.embeds[p])).collect();
-        PromptEmbeds {
-            hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
-            pooled: sides[0]
-                .pooled
-                .as_ref()
-                .map(|_| Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)),
-        }
-    };
+    let stack =
+        |pick: fn(&(PromptEmbeds<Backend>, PromptEmbeds<Backend>)) -> &PromptEmbeds<Backend>| {
+            let sides: Vec<&PromptEmbeds<Backend>> =
+                prompts.iter().map(|p| pick(&fixed.embeds[p])).collect();
+            PromptEmbeds {
+                hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
+                pooled: sides[0].pooled.as_ref().map(|_| {
+                    Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)
+                }),
+            }
+        };
     Ok((stack(|pair| &pair.0), stack(|pair| &pair.1)))
 }
 
