@@ -158,6 +158,8 @@ fn truncation_points_follow_the_alignprop_release() {
     };
     assert_eq!(Truncation::Fixed.first_grad_step(50, 1, &mut uniform), 49);
     assert_eq!(Truncation::Fixed.first_grad_step(4, 9, &mut uniform), 0);
+    assert_eq!(Truncation::Gaussian.first_grad_step(1, 1, &mut uniform), 0);
+    assert_eq!(Truncation::Uniform.first_grad_step(1, 1, &mut uniform), 0);
     let draws = |t: Truncation, uniform: &mut dyn FnMut() -> f64| -> Vec<usize> {
         (0..20_000)
             .map(|_| t.first_grad_step(50, 1, uniform))

@@ -104,7 +104,7 @@ pub enum Truncation {
     /// `t_b ~ U{0, …, S−1}` per trajectory (the current release's `'uniform'`).
     Uniform,
     /// `t_b = ⌊x⌋, x ~ N(0.84·S, (0.1·S)²)` per trajectory, redrawn until `1 ≤ t_b < S` (the current
-    /// release's default `'gaussian'`, N(42, 5) for S = 50, scaled to other step counts).
+    /// release's default `'gaussian'`, N(42, 5) for S = 50, scaled to other step counts). S = 1: t_b = 0.
     Gaussian,
 }
 
@@ -118,7 +118,9 @@ impl Truncation {
     ) -> usize {
         match self {
             Self::Fixed => steps - k.min(steps),
-            Self::Uniform => ((uniform() * steps as f64) as usize).min(steps - 1),
+            Self::Uniform => ((uniform() * steps as f64) as usize).min(steps.saturating_sub(1)),
+            // No t_b satisfies 1 ≤ t_b < S: every step keeps its gradient.
+            Self::Gaussian if steps < 2 => 0,
             Self::Gaussian => loop {
                 // Box–Muller; 1 − u keeps the logarithm's argument in (0, 1].
                 let (u1, u2) = (1.0 - uniform(), uniform());
@@ -202,8 +204,9 @@ pub fn sample_truncated<A: AutodiffBackend>(
 pub struct AlignPropOutput<B: Backend> {
     /// Scalar `[1]`.
     pub loss: Tensor<B, 1>,
-    /// `(name, mean reward over the batch)` per configured reward.
-    pub reward_means: Vec<(String, f64)>,
+    /// `(name, per-sample rewards [N], detached)` per configured reward. Left on the device: reading back
+    /// is the caller's choice (the browser cannot read back synchronously).
+    pub rewards: Vec<(String, Tensor<B, 1>)>,
 }
 
 /// Decodes the final latents differentiably (the VAE's own parameters frozen by the caller) and mixes the
@@ -216,14 +219,16 @@ pub fn alignprop_loss<B: Backend>(
 ) -> AlignPropOutput<B> {
     let images = image_space.decode_to_unit(latents);
     let mut loss = Tensor::<B, 1>::zeros([1], &images.device());
-    let mut reward_means = Vec::new();
+    let mut values = Vec::new();
     for (spec, reward) in rewards {
         let r = reward.reward(images.clone(), prompts);
-        let mean = r.clone().mean().into_scalar().elem::<f64>();
-        reward_means.push((reward.name(), mean));
+        values.push((reward.name(), r.clone().detach()));
         loss = loss + spec.loss(r).mean() * spec.weight;
     }
-    AlignPropOutput { loss, reward_means }
+    AlignPropOutput {
+        loss,
+        rewards: values,
+    }
 }
 
 /// A tiny reward for tests and benchmarks: `r = Σ_c w_c · mean_{h,w} image_c + bias` (a colour-balance

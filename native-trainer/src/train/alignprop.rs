@@ -89,6 +89,9 @@ pub fn load_prompts(path: &Path) -> CliResult<Vec<String>> {
     Ok(prompts)
 }
 
+/// A prompt's positive and negative embeddings.
+type GuidancePair = (PromptEmbeds<Backend>, PromptEmbeds<Backend>);
+
 /// What stays fixed during training: text encoders, the frozen VAE (on the autodiff backend, so the
 /// gradient flows through it), the sampler, the rewards and the prompts.
 struct Fixed {
@@ -101,7 +104,7 @@ struct Fixed {
     rewards: Vec<(RewardSpec, Box<dyn DifferentiableReward<AP>>)>,
     prompts: Vec<String>,
     latent_shape: [usize; 3],
-    embeds: HashMap<String, (PromptEmbeds<Backend>, PromptEmbeds<Backend>)>,
+    embeds: HashMap<String, GuidancePair>,
 }
 
 fn fixed(
@@ -291,7 +294,11 @@ fn micro_batch_loss(
         out.loss,
         StepLog {
             loss,
-            rewards: out.reward_means,
+            rewards: out
+                .rewards
+                .into_iter()
+                .map(|(name, r)| (name, r.mean().into_scalar().elem::<f64>()))
+                .collect(),
             grad_steps: (steps - first_grad_step) as f64,
         },
     ))
@@ -302,7 +309,7 @@ fn stacked_embeds(
     fixed: &mut Fixed,
     prompts: &[String],
     device: &Device,
-) -> CliResult<(PromptEmbeds<Backend>, PromptEmbeds<Backend>)> {
+) -> CliResult<GuidancePair> {
     for prompt in prompts {
         if !fixed.embeds.contains_key(prompt) {
             let negative = fixed.negative.as_deref();
@@ -310,17 +317,17 @@ fn stacked_embeds(
             fixed.embeds.insert(prompt.clone(), pair);
         }
     }
-    let stack =
-        |pick: fn(&(PromptEmbeds<Backend>, PromptEmbeds<Backend>)) -> &PromptEmbeds<Backend>| {
-            let sides: Vec<&PromptEmbeds<Backend>> =
-                prompts.iter().map(|p| pick(&fixed.embeds[p])).collect();
-            PromptEmbeds {
-                hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
-                pooled: sides[0].pooled.as_ref().map(|_| {
-                    Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)
-                }),
-            }
-        };
+    let stack = |pick: fn(&GuidancePair) -> &PromptEmbeds<Backend>| {
+        let sides: Vec<&PromptEmbeds<Backend>> =
+            prompts.iter().map(|p| pick(&fixed.embeds[p])).collect();
+        PromptEmbeds {
+            hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
+            pooled: sides[0]
+                .pooled
+                .as_ref()
+                .map(|_| Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)),
+        }
+    };
     Ok((stack(|pair| &pair.0), stack(|pair| &pair.1)))
 }
 
@@ -332,7 +339,7 @@ fn guidance_pair(
     negative: Option<&str>,
     force_zeros: bool,
     device: &Device,
-) -> CliResult<(PromptEmbeds<Backend>, PromptEmbeds<Backend>)> {
+) -> CliResult<GuidancePair> {
     let positive = text.encode(prompt, device).map_err(CliError::Runtime)?;
     let negative = match negative {
         None if force_zeros => PromptEmbeds {
