@@ -147,29 +147,9 @@ impl<B: Backend> DiffusionPipeline<B> {
         guidance_scale: f64,
         mut progress: impl FnMut(usize),
     ) -> Tensor<B, 4> {
-        let cond = UNetConditioning {
-            encoder_hidden_states: Tensor::cat(
-                vec![negative.hidden.clone(), positive.hidden.clone()],
-                0,
-            ),
-            text_embeds: match (&negative.pooled, &positive.pooled) {
-                (Some(n), Some(p)) => Some(Tensor::cat(vec![n.clone(), p.clone()], 0)),
-                _ => None,
-            },
-            time_ids: Some(Tensor::cat(vec![time_ids.clone(), time_ids], 0)),
-        };
-        let device = latents.device();
-        for (i, &t) in sampler.timesteps().iter().enumerate() {
-            let input = sampler
-                .scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
-            let timesteps = Tensor::<B, 1>::full([input.dims()[0]], t as f32, &device);
-            let out = self.unet.forward(input, timesteps, &cond);
-            let [uncond, text] = out
-                .chunk(2, 0)
-                .try_into()
-                .expect("guidance batch splits in two");
-            let guided = uncond.clone() + (text - uncond) * guidance_scale;
-            latents = sampler.step(guided, i, latents, None);
+        let cond = guidance_conditioning(positive, negative, time_ids);
+        for i in 0..sampler.timesteps().len() {
+            latents = guided_step(&self.unet, &cond, latents, sampler, i, guidance_scale, None);
             progress(i);
         }
         latents
@@ -321,6 +301,49 @@ impl<B: Backend> TextConditioner<B> {
             pooled: if self.sdxl { pooled } else { None },
         })
     }
+}
+
+/// The U-Net conditioning of a classifier-free-guidance batch: `[negative_1..N, positive_1..N]`.
+pub fn guidance_conditioning<B: Backend>(
+    positive: &PromptEmbeds<B>,
+    negative: &PromptEmbeds<B>,
+    time_ids: Tensor<B, 2>,
+) -> UNetConditioning<B> {
+    UNetConditioning {
+        encoder_hidden_states: Tensor::cat(
+            vec![negative.hidden.clone(), positive.hidden.clone()],
+            0,
+        ),
+        text_embeds: match (&negative.pooled, &positive.pooled) {
+            (Some(n), Some(p)) => Some(Tensor::cat(vec![n.clone(), p.clone()], 0)),
+            _ => None,
+        },
+        time_ids: Some(Tensor::cat(vec![time_ids.clone(), time_ids], 0)),
+    }
+}
+
+/// One guided sampler step `i`: `ε̂ = ε_u + s·(ε_c − ε_u)` from one U-Net call on the doubled batch
+/// (`cond` from [`guidance_conditioning`]), then the sampler's update. `noise` feeds stochastic samplers.
+pub fn guided_step<B: Backend>(
+    unet: &UNet2DConditionModel<B>,
+    cond: &UNetConditioning<B>,
+    latents: Tensor<B, 4>,
+    sampler: &dyn Sampler<B>,
+    i: usize,
+    guidance_scale: f64,
+    noise: Option<Tensor<B, 4>>,
+) -> Tensor<B, 4> {
+    let input =
+        sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
+    let t = sampler.timesteps()[i];
+    let timesteps = Tensor::<B, 1>::full([input.dims()[0]], t as f32, &input.device());
+    let out = unet.forward(input, timesteps, cond);
+    let [uncond, text] = out
+        .chunk(2, 0)
+        .try_into()
+        .expect("guidance batch splits in two");
+    let guided = uncond.clone() + (text - uncond) * guidance_scale;
+    sampler.step(guided, i, latents, noise)
 }
 
 /// SDXL micro-conditioning `[original_h, original_w, crop_top, crop_left, target_h, target_w]`, `[1, 6]`.

@@ -4,6 +4,7 @@
 //! `e_θ(x) = mean_{c,h,w}(ε_θ(x_t, t, c) − ε)²`, `e_ref` the same for the frozen reference, and the implicit
 //! reward `g = e_ref − e_θ`. Both members of a pair share `t` and `ε`.
 
+pub mod alignprop;
 pub mod dense;
 pub mod dpo;
 pub mod pairwise;
@@ -25,6 +26,8 @@ pub enum ObjectiveKind {
     Dpo,
     /// Supervised fine-tuning on the preferred images.
     Sft,
+    /// AlignProp: a differentiable reward backpropagated through the sampler (no preference data).
+    Alignprop,
 }
 
 /// Per-sample errors of one batch of pairs.

@@ -31,6 +31,15 @@ impl<B: Backend> ImageSpace<B> {
         })
     }
 
+    /// The same space with the VAE's parameters left out of gradients: a frozen decoder that gradients
+    /// still flow through (AlignProp) on an autodiff backend.
+    pub fn no_grad(self) -> Self {
+        match self {
+            Self::Latent(vae) => Self::Latent(burn::module::Module::no_grad(vae)),
+            Self::Pixel => Self::Pixel,
+        }
+    }
+
     /// Pixels per U-Net cell: 2^(VAE levels − 1), or 1 in pixel space.
     pub fn scale_factor(&self) -> usize {
         match self {

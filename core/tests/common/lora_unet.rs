@@ -17,12 +17,12 @@ use popalign_core::objectives::sft::sft_loss;
 use popalign_core::objectives::{PairErrors, per_sample_mse};
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 
-fn values(data: TensorData) -> Vec<f64> {
+pub fn values(data: TensorData) -> Vec<f64> {
     data.convert::<f64>().to_vec::<f64>().unwrap()
 }
 
 /// Max |a − b| divided by max |b|.
-fn relative(a: &[f64], b: &[f64]) -> f64 {
+pub fn relative(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
     a.iter()
@@ -32,7 +32,7 @@ fn relative(a: &[f64], b: &[f64]) -> f64 {
         / scale
 }
 
-fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+pub fn max_abs(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
@@ -40,7 +40,7 @@ fn max_abs(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Gradients of the LoRA parameters by diffusers key, in PyTorch's [out, in] layout.
-fn lora_grads<A: AutodiffBackend>(
+pub fn lora_grads<A: AutodiffBackend>(
     unet: &UNet2DConditionModel<A>,
     grads: &A::Gradients,
 ) -> BTreeMap<String, Vec<f64>> {

@@ -183,7 +183,7 @@ mod tests {
         );
         std::fs::write(dir.join("train.toml"), toml).unwrap();
         let config = TrainConfig::load(&dir.join("train.toml")).unwrap();
-        let data = PreferenceData::load(&config.preferences).unwrap();
+        let data = PreferenceData::load(config.preferences.as_ref().unwrap()).unwrap();
         (config, data)
     }
 

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use popalign_core::nn::lora::LoraConfig;
 use popalign_core::objectives::ObjectiveKind;
+use popalign_core::objectives::alignprop::{RewardSpec, Truncation};
 use popalign_core::objectives::dense::DenseConfig;
 use popalign_core::objectives::popalign::PopAlignConfig;
 use serde::{Deserialize, Serialize};
 
+use super::alignprop::REWARDS;
 use crate::error::{CliResult, input};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -16,8 +18,10 @@ use crate::error::{CliResult, input};
 pub struct TrainConfig {
     /// diffusers model root (text encoders, VAE, U-Net, scheduler).
     pub model: PathBuf,
-    /// `preferences.jsonl`; image paths in it are relative to its folder.
-    pub preferences: PathBuf,
+    /// `preferences.jsonl`; image paths in it are relative to its folder. Every objective but `alignprop`
+    /// needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferences: Option<PathBuf>,
     /// Output folder: `metrics.jsonl` and `step-<n>/` checkpoints.
     pub output: PathBuf,
     #[serde(default = "popalign")]
@@ -25,7 +29,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub seed: u64,
     pub steps: usize,
-    /// Preference pairs per optimiser step (per device).
+    /// Preference pairs (prompts for `alignprop`) per micro-batch (per device).
     #[serde(default = "one")]
     pub batch_size: usize,
     #[serde(default = "one")]
@@ -65,6 +69,9 @@ pub struct TrainConfig {
     pub beta: f64,
     #[serde(default)]
     pub dense: DenseConfig,
+    /// The `[alignprop]` table, required by (and only by) `objective = "alignprop"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignprop: Option<AlignPropConfig>,
     #[serde(default)]
     pub variant: Option<String>,
     /// Devices to train on, one data-parallel worker each (`cuda:0`, `cuda:1`; `cpu` repeated on the CPU
@@ -87,6 +94,61 @@ pub struct ValidationConfig {
 
 fn four() -> usize {
     4
+}
+
+/// `[alignprop]`: the sampler the reward is backpropagated through, and the rewards (papers.md §4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignPropConfig {
+    /// Training prompts: a text file (one prompt a line) or a CSV with a `prompt` column.
+    pub prompts: PathBuf,
+    /// Which steps keep their gradient: the last `k` (`fixed`), or a cut drawn per trajectory.
+    #[serde(default)]
+    pub truncation: Truncation,
+    #[serde(default = "one")]
+    pub k: usize,
+    /// DDIM steps per trajectory (AlignProp: 50).
+    #[serde(default = "fifty")]
+    pub sampling_steps: usize,
+    /// Classifier-free guidance (AlignProp's original release: 7.5).
+    #[serde(default = "guidance")]
+    pub guidance_scale: f64,
+    /// DDIM η (AlignProp's original release: 0, deterministic).
+    #[serde(default)]
+    pub eta: f64,
+    /// `None`: the model's default negative (zeros for SDXL, the empty prompt otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    pub rewards: Vec<RewardSpec>,
+}
+
+fn guidance() -> f64 {
+    7.5
+}
+
+impl AlignPropConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.sampling_steps == 0 || self.k == 0 {
+            return Err("alignprop.sampling_steps and alignprop.k must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.eta) {
+            return Err("alignprop.eta must lie in [0, 1]".into());
+        }
+        if self.rewards.is_empty() {
+            return Err("alignprop needs at least one [[alignprop.rewards]] entry".into());
+        }
+        for spec in &self.rewards {
+            spec.validate()?;
+            if !REWARDS.contains(&spec.name.as_str()) {
+                return Err(format!(
+                    "unknown reward {:?} in [[alignprop.rewards]] (known: {})",
+                    spec.name,
+                    REWARDS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -144,13 +206,12 @@ impl TrainConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let validation = config.validation.as_mut().map(|v| &mut v.preferences);
-        for p in [
-            &mut config.model,
-            &mut config.preferences,
-            &mut config.output,
-        ]
-        .into_iter()
-        .chain(validation)
+        let alignprop = config.alignprop.as_mut().map(|a| &mut a.prompts);
+        for p in [&mut config.model, &mut config.output]
+            .into_iter()
+            .chain(config.preferences.as_mut())
+            .chain(validation)
+            .chain(alignprop)
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -188,7 +249,17 @@ impl TrainConfig {
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());
         }
-        Ok(())
+        match (self.objective, &self.alignprop) {
+            (ObjectiveKind::Alignprop, None) => {
+                Err("objective \"alignprop\" needs an [alignprop] table".into())
+            }
+            (ObjectiveKind::Alignprop, Some(alignprop)) => alignprop.validate(),
+            (_, Some(_)) => Err("an [alignprop] table needs objective = \"alignprop\"".into()),
+            (_, None) if self.preferences.is_none() => {
+                Err("preferences is required (the preference pairs to train on)".into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Learning rate at optimiser step `step` (0-based), as diffusers' `get_scheduler` computes it.

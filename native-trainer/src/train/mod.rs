@@ -1,6 +1,8 @@
 //! `popalign train --config train.toml [--resume]`: preference fine-tuning of the U-Net (LoRA or full)
-//! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device or data-parallel on several.
+//! with PopAlign, Diffusion-DPO, the pairwise bound or SFT, on one device or data-parallel on several;
+//! or reward fine-tuning with AlignProp (`alignprop.rs`, one device).
 
+mod alignprop;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
 mod config;
@@ -18,6 +20,7 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::load::{component_dir, read_config};
 use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
@@ -82,6 +85,9 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
     }
     let devices = config.parsed_devices()?;
     let world = devices.len();
+    if config.objective == ObjectiveKind::Alignprop {
+        return alignprop::train(&config, resume, &devices);
+    }
     if world == 1 {
         return train_worker(&config, resume, &Worker::join(0, 1, devices[0].clone())?);
     }
@@ -127,21 +133,31 @@ struct Setup {
     validation: Option<(PreferenceData, usize)>,
 }
 
-fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup> {
-    let data = PreferenceData::load(&config.preferences)?;
+/// The trained U-Net with its optimiser and progress: fresh, or the newest checkpoint's with `resume`.
+struct Policy<A: AutodiffBackend> {
+    unet_dir: PathBuf,
+    unet: UNet2DConditionModel<A>,
+    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<A>, A>,
+    state: TrainState,
+    /// Full fine-tuning: a frozen copy of the initial U-Net.
+    reference: Option<UNet2DConditionModel<A::InnerBackend>>,
+}
+
+fn load_policy<A: AutodiffBackend>(
+    config: &TrainConfig,
+    resume: bool,
+    device: &A::Device,
+) -> CliResult<Policy<A>> {
     let unet_dir = component_dir(&config.model, "unet");
-    let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
     let variant = config.variant.as_deref();
-    let scheduler: SchedulerConfig =
-        read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from
     // `batch::rng_for`. The RNG is global, so data-parallel workers take turns: each replica then gets
     // the same adapters as a single-device run.
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let unet = {
         let _turn = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        <AD as burn::tensor::backend::Backend>::seed(device, config.seed);
-        let unet = UNet2DConditionModel::<AD>::from_dir_with_lora(
+        <A as burn::tensor::backend::Backend>::seed(device, config.seed);
+        let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
             &unet_dir,
             variant,
             config.lora.as_ref(),
@@ -151,24 +167,12 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
         params::materialize(&unet);
         unet
     };
-    let sdxl = unet.needs_added_conditioning();
-    let frozen = Frozen {
-        text: TextConditioner::from_dir(&config.model, variant, sdxl, device)?,
-        image_space: ImageSpace::from_root(
-            &config.model,
-            ModelIndex::read(&config.model)?.pixel_space(),
-            variant,
-            device,
-        )?,
-        schedule: NoiseSchedule::new(&scheduler),
-        reference: config.lora.is_none().then(|| unet.valid()),
-        captions: HashMap::new(),
-    };
+    let reference = config.lora.is_none().then(|| unet.valid());
     let lora = config.lora.is_some();
     let mut unet = trainable(unet, lora);
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
-        .init::<AD, UNet2DConditionModel<AD>>();
+        .init::<A, UNet2DConditionModel<A>>();
 
     let hash = config.hash();
     let mut state = TrainState {
@@ -204,6 +208,45 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
         }
         (None, _) => {}
     }
+    Ok(Policy {
+        unet_dir,
+        unet,
+        optimizer,
+        state,
+        reference,
+    })
+}
+
+fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup> {
+    let preferences = config
+        .preferences
+        .as_ref()
+        .ok_or_else(|| input("preferences is required".to_string()))?;
+    let data = PreferenceData::load(preferences)?;
+    let Policy {
+        unet_dir,
+        unet,
+        optimizer,
+        state,
+        reference,
+    } = load_policy::<AD>(config, resume, device)?;
+    let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
+    let variant = config.variant.as_deref();
+    let scheduler: SchedulerConfig =
+        read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
+    let sdxl = unet.needs_added_conditioning();
+    let frozen = Frozen {
+        text: TextConditioner::from_dir(&config.model, variant, sdxl, device)?,
+        image_space: ImageSpace::from_root(
+            &config.model,
+            ModelIndex::read(&config.model)?.pixel_space(),
+            variant,
+            device,
+        )?,
+        schedule: NoiseSchedule::new(&scheduler),
+        reference,
+        captions: HashMap::new(),
+    };
     let validation = match &config.validation {
         Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
         None => None,
@@ -428,7 +471,10 @@ impl Log {
 }
 
 /// Stable parameter ids (the optimiser state is keyed by them), then the trainable flags.
-fn trainable(unet: UNet2DConditionModel<AD>, lora: bool) -> UNet2DConditionModel<AD> {
+fn trainable<A: AutodiffBackend>(
+    unet: UNet2DConditionModel<A>,
+    lora: bool,
+) -> UNet2DConditionModel<A> {
     let unet = stable_param_ids(unet);
     if lora {
         TrainOnlyLora::apply(unet)
@@ -549,6 +595,11 @@ fn pair_loss(
         ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
         ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
         ObjectiveKind::Sft => sft_loss(&errors),
+        ObjectiveKind::Alignprop => {
+            return Err(CliError::Runtime(
+                "alignprop trains from prompts, not preference pairs".into(),
+            ));
+        }
     })
 }
 
