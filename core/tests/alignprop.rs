@@ -44,6 +44,8 @@ fn mixture() -> Vec<RewardSpec> {
         weight,
         loss,
         target,
+        model: None,
+        clip_model: None,
     };
     vec![
         spec(0.7, RewardLossMode::AbsTarget, Some(10.0)),

@@ -86,8 +86,13 @@ fn alignprop_config_mistakes_are_reported() {
         ),
         (
             "steps = 1\nlearning_rate = 1e-3\n[alignprop]\nprompts = \"prompts.txt\"\n\
+             [[alignprop.rewards]]\nname = \"sharpness\"\nloss = \"neg\"\n",
+            "unknown reward \"sharpness\"",
+        ),
+        (
+            "steps = 1\nlearning_rate = 1e-3\n[alignprop]\nprompts = \"prompts.txt\"\n\
              [[alignprop.rewards]]\nname = \"aesthetic\"\nloss = \"abs-target\"\ntarget = 10.0\n",
-            "unknown reward \"aesthetic\"",
+            "reward \"aesthetic\" in [[alignprop.rewards]] needs `model`",
         ),
         (
             "steps = 1\nlearning_rate = 1e-3\n[alignprop]\nprompts = \"prompts.txt\"\n\
@@ -161,4 +166,64 @@ fn a_resumed_alignprop_run_ends_with_identical_weights() {
     };
     let resumed = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
     assert_eq!(strip(&metrics), strip(&resumed));
+}
+
+/// The real scorers as rewards, on their tiny random fixtures: a mixture of the aesthetic predictor (over the
+/// tiny CLIP) and HPSv2 (the tiny open_clip model) trains through the differentiable preprocessing, and both
+/// rewards are logged. Their values against Python are proven in core/tests/quality_scorers.rs.
+#[test]
+fn alignprop_trains_on_a_mixture_of_real_scorers() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    let hps = dir.path().join("hps");
+    copy(&fixtures().join("open-clip-tiny"), &hps);
+    copy(
+        &fixtures().join("tiny-sdxl/tokenizer"),
+        &hps.join("tokenizer"),
+    );
+    let rewards = format!(
+        "[[alignprop.rewards]]\nname = \"aesthetic\"\nloss = \"abs-target\"\ntarget = 10.0\nmodel = {:?}\n\
+         clip_model = {:?}\n[[alignprop.rewards]]\nname = \"hps\"\nloss = \"one-minus\"\nweight = 2.0\nmodel = {:?}\n",
+        fixtures().join("aesthetic-tiny/model.safetensors"),
+        fixtures().join("clip-tiny"),
+        hps,
+    );
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "steps = 3\nlearning_rate = 1e-3\n[alignprop]\nprompts = \"prompts.txt\"\nsampling_steps = 2\nk = 1\n{rewards}"
+        ),
+    );
+    let output = train(&config);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("out/metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        let names: Vec<&str> = line["rewards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["aesthetic", "hps"], "{line}");
+        let hps_mean = line["rewards"][1]["mean"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&hps_mean), "a cosine: {line}");
+        assert!(line["loss"].as_f64().unwrap().is_finite(), "{line}");
+    }
 }

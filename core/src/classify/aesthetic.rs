@@ -21,6 +21,7 @@ use crate::clip::resample::BytePrecision;
 use crate::clip::{ClipModel, ImageProcessor, unit_rows};
 use crate::load::{self, KeyRemap, LoadError};
 use crate::nn::linear;
+use crate::objectives::alignprop::DifferentiableReward;
 use crate::tensor_io::read_tensors;
 
 /// The five linear layers (`layers.{0,2,4,6,7}` in the checkpoint, `layers.{0..5}` here).
@@ -105,6 +106,21 @@ impl<B: Backend> AestheticScorer<B> {
     pub fn scores(&self, pixel_values: Tensor<B, 4>) -> Tensor<B, 1> {
         self.mlp
             .forward(unit_rows(self.clip.image_embeds(pixel_values)))
+    }
+}
+
+/// AlignProp's aesthetic reward: the float (differentiable) preprocessing path, then the predictor.
+impl<B: Backend> DifferentiableReward<B> for AestheticScorer<B> {
+    fn name(&self) -> String {
+        "aesthetic".into()
+    }
+
+    fn reward(&self, images: Tensor<B, 4>, _prompts: &[String]) -> Tensor<B, 1> {
+        let pixel_values = self
+            .processor
+            .pixel_values(images)
+            .unwrap_or_else(|e| panic!("aesthetic: {e}"));
+        self.scores(pixel_values)
     }
 }
 

@@ -19,6 +19,7 @@ use super::Scorer;
 use crate::clip::resample::BytePrecision;
 use crate::clip::{ClipModel, ImageProcessor, token_ids, unit_rows};
 use crate::load::{self, LoadError};
+use crate::objectives::alignprop::DifferentiableReward;
 use crate::tokenizer::ClipTokenizer;
 
 /// Which score a [`ClipScorer`] computes.
@@ -78,6 +79,19 @@ impl<B: Backend> ClipScorer<B> {
         pixel_values: Tensor<B, 4>,
         prompts: &[String],
     ) -> Result<Vec<f64>, String> {
+        Ok(self
+            .scores(pixel_values, prompts)?
+            .into_data()
+            .iter::<f64>()
+            .collect())
+    }
+
+    /// [`ClipScorer::score_pixel_values`] as a tensor (differentiable).
+    pub fn scores(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        prompts: &[String],
+    ) -> Result<Tensor<B, 1>, String> {
         let n = pixel_values.dims()[0];
         if prompts.len() != n {
             return Err(format!("{n} images but {} prompts", prompts.len()));
@@ -90,11 +104,24 @@ impl<B: Backend> ClipScorer<B> {
             &device,
         )?));
         let cos = (images * texts).sum_dim(1).reshape([n]);
-        let scores = match self.kind {
+        Ok(match self.kind {
             ClipScoreKind::PickScore => cos * self.model.logit_scale_exp().reshape([1]),
             ClipScoreKind::ClipScore => (cos * 100.0).clamp_min(0.0),
-        };
-        Ok(scores.into_data().iter::<f64>().collect())
+        })
+    }
+}
+
+/// PickScore or CLIP score as an AlignProp reward, through the float preprocessing path.
+impl<B: Backend> DifferentiableReward<B> for ClipScorer<B> {
+    fn name(&self) -> String {
+        self.kind.name().into()
+    }
+
+    fn reward(&self, images: Tensor<B, 4>, prompts: &[String]) -> Tensor<B, 1> {
+        self.processor
+            .pixel_values(images)
+            .and_then(|pixel_values| self.scores(pixel_values, prompts))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.kind.name()))
     }
 }
 
@@ -109,7 +136,7 @@ impl<B: Backend> Scorer<B> for ClipScorer<B> {
         self.processor
             .pixel_values(images)
             .and_then(|pixel_values| self.score_pixel_values(pixel_values, prompts))
-            .unwrap_or_else(|e| panic!("{}: {e}", self.name()))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.kind.name()))
     }
 
     fn score_rgb8(

@@ -13,6 +13,7 @@ use burn::prelude::*;
 use super::{Rgb8, Scorer};
 use crate::clip::{ImageProcessor, token_ids, unit_rows};
 use crate::load::{self, LoadError};
+use crate::objectives::alignprop::DifferentiableReward;
 use crate::open_clip::OpenClipModel;
 use crate::tokenizer::ClipTokenizer;
 
@@ -48,6 +49,20 @@ impl<B: Backend> HpsScorer<B> {
         let ids = token_ids::<B>(&self.tokenizer, prompts, &device)?;
         let texts = unit_rows(self.model.encode_text(ids));
         Ok((images * texts).sum_dim(1).reshape([n]))
+    }
+}
+
+/// AlignProp's HPS reward (its loss is `1 − cos`, `loss = "one-minus"`): the float preprocessing path.
+impl<B: Backend> DifferentiableReward<B> for HpsScorer<B> {
+    fn name(&self) -> String {
+        "hps".into()
+    }
+
+    fn reward(&self, images: Tensor<B, 4>, prompts: &[String]) -> Tensor<B, 1> {
+        self.processor
+            .pixel_values(images)
+            .and_then(|pixel_values| self.cosines(pixel_values, prompts))
+            .unwrap_or_else(|e| panic!("hps: {e}"))
     }
 }
 

@@ -60,6 +60,13 @@ pub struct RewardSpec {
     /// The target of `abs-target` (AlignProp: 10 for the aesthetic score); only there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<f64>,
+    /// The scorer's weights: a `CLIPModel` folder (`pickscore`, `clip`), an open_clip folder (`hps`), the
+    /// predictor's safetensors (`aesthetic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<std::path::PathBuf>,
+    /// The CLIP ViT-L/14 `CLIPModel` folder the aesthetic predictor reads embeddings from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_model: Option<std::path::PathBuf>,
 }
 
 fn one() -> f64 {

@@ -17,6 +17,9 @@ use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
+use popalign_core::classify::aesthetic::AestheticScorer;
+use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
+use popalign_core::classify::hps::HpsScorer;
 use popalign_core::load::{component_dir, read_config};
 use popalign_core::objectives::alignprop::{
     DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss, sample_truncated,
@@ -39,16 +42,44 @@ use crate::error::{CliError, CliResult, input};
 pub type AP = super::AD;
 
 /// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
-pub const REWARDS: &[&str] = &["pixel-mean"];
+pub const REWARDS: &[&str] = &["aesthetic", "hps", "pickscore", "clip", "pixel-mean"];
 
-/// The registry of differentiable rewards. The real scorers (LAION aesthetic MLP, HPSv2, PickScore) plug
-/// in here, each with a name added to [`REWARDS`].
+/// The registry of differentiable rewards. The scorers' weights are frozen (`no_grad`): the gradient flows
+/// through them to the images, never into them.
 pub fn build_reward(
     spec: &RewardSpec,
-    _device: &Device,
+    device: &Device,
 ) -> CliResult<Box<dyn DifferentiableReward<AP>>> {
+    let path = |value: &Option<std::path::PathBuf>, key: &str| {
+        value.clone().ok_or_else(|| {
+            input(format!(
+                "reward {:?} in [[alignprop.rewards]] needs `{key}`",
+                spec.name
+            ))
+        })
+    };
+    let clip = |kind| -> CliResult<Box<dyn DifferentiableReward<AP>>> {
+        let mut scorer = ClipScorer::<AP>::from_dir(&path(&spec.model, "model")?, kind, device)?;
+        scorer.model = scorer.model.no_grad();
+        Ok(Box::new(scorer))
+    };
     match spec.name.as_str() {
         "pixel-mean" => Ok(Box::new(PixelMeanReward::default())),
+        "aesthetic" => {
+            let mlp = path(&spec.model, "model")?;
+            let mut scorer =
+                AestheticScorer::<AP>::load(&mlp, &path(&spec.clip_model, "clip_model")?, device)?;
+            scorer.clip = scorer.clip.no_grad();
+            scorer.mlp = scorer.mlp.no_grad();
+            Ok(Box::new(scorer))
+        }
+        "hps" => {
+            let mut scorer = HpsScorer::<AP>::from_dir(&path(&spec.model, "model")?, device)?;
+            scorer.model = scorer.model.no_grad();
+            Ok(Box::new(scorer))
+        }
+        "pickscore" => clip(ClipScoreKind::PickScore),
+        "clip" => clip(ClipScoreKind::ClipScore),
         other => Err(input(format!(
             "unknown reward {other:?} in [[alignprop.rewards]] (known: {})",
             REWARDS.join(", ")
