@@ -15,13 +15,12 @@ use std::path::Path;
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use super::{Rgb8, Scorer};
+use super::{PixelScorer, pixel_scorer};
 use crate::clip::image_processor::CropRounding;
 use crate::clip::resample::BytePrecision;
 use crate::clip::{ClipModel, ImageProcessor, unit_rows};
 use crate::load::{self, KeyRemap, LoadError};
 use crate::nn::linear;
-use crate::objectives::alignprop::DifferentiableReward;
 use crate::tensor_io::read_tensors;
 
 /// The five linear layers (`layers.{0,2,4,6,7}` in the checkpoint, `layers.{0..5}` here).
@@ -109,45 +108,23 @@ impl<B: Backend> AestheticScorer<B> {
     }
 }
 
-/// AlignProp's aesthetic reward: the float (differentiable) preprocessing path, then the predictor.
-impl<B: Backend> DifferentiableReward<B> for AestheticScorer<B> {
-    fn name(&self) -> String {
-        "aesthetic".into()
+/// [`super::Scorer`] and AlignProp's aesthetic reward. Prompts are not used: the predictor scores the image alone.
+impl<B: Backend> PixelScorer<B> for AestheticScorer<B> {
+    fn metric(&self) -> &'static str {
+        "aesthetic"
     }
 
-    fn reward(&self, images: Tensor<B, 4>, _prompts: &[String]) -> Tensor<B, 1> {
-        let pixel_values = self
-            .processor
-            .pixel_values(images)
-            .unwrap_or_else(|e| panic!("aesthetic: {e}"));
-        self.scores(pixel_values)
-    }
-}
-
-impl<B: Backend> Scorer<B> for AestheticScorer<B> {
-    fn name(&self) -> String {
-        "aesthetic".into()
+    fn processor(&self) -> &ImageProcessor {
+        &self.processor
     }
 
-    /// Prompts are not used: the predictor scores the image alone.
-    fn score(&self, images: Tensor<B, 4>, _prompts: &[String]) -> Vec<f64> {
-        let pixel_values = self
-            .processor
-            .pixel_values(images)
-            .unwrap_or_else(|e| panic!("aesthetic: {e}"));
-        self.scores(pixel_values)
-            .into_data()
-            .iter::<f64>()
-            .collect()
-    }
-
-    fn score_rgb8(
+    fn pixel_scores(
         &self,
-        images: &[Rgb8<'_>],
+        pixel_values: Tensor<B, 4>,
         _prompts: &[String],
-        device: &B::Device,
-    ) -> Result<Vec<f64>, String> {
-        let scores = self.scores(self.processor.batch_rgb8(images, device)?);
-        Ok(scores.into_data().iter::<f64>().collect())
+    ) -> Result<Tensor<B, 1>, String> {
+        Ok(self.scores(pixel_values))
     }
 }
+
+pixel_scorer!(AestheticScorer);

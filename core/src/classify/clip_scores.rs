@@ -6,7 +6,7 @@
 //!   prompt is the softmax of their scores ([`pickscore_probabilities`]).
 //! - **CLIP score** (Hessel et al. 2021, as torchmetrics computes it): `max(100 · cos(image, prompt), 0)`.
 //!
-//! Decoded images go through the model's [`ImageProcessor`] byte for byte ([`Scorer::score_rgb8`]), float images
+//! Decoded images go through the model's [`ImageProcessor`] byte for byte ([`super::Scorer::score_rgb8`]), float images
 //! through its differentiable float path; the parity tests feed the reference's pixel values to
 //! [`ClipScorer::score_pixel_values`].
 
@@ -14,12 +14,10 @@ use std::path::Path;
 
 use burn::prelude::*;
 
-use super::Rgb8;
-use super::Scorer;
+use super::{PixelScorer, one_prompt_per_image, pixel_scorer};
 use crate::clip::resample::BytePrecision;
-use crate::clip::{ClipModel, ImageProcessor, token_ids, unit_rows};
+use crate::clip::{ClipModel, ImageProcessor, paired_cosines, token_ids};
 use crate::load::{self, LoadError};
-use crate::objectives::alignprop::DifferentiableReward;
 use crate::tokenizer::ClipTokenizer;
 
 /// Which score a [`ClipScorer`] computes.
@@ -58,8 +56,7 @@ impl<B: Backend> ClipScorer<B> {
         device: &B::Device,
     ) -> Result<Self, LoadError> {
         let model = ClipModel::from_dir(dir, None, device)?;
-        let processor_config =
-            load::component_dir(dir, "preprocessor").join("preprocessor_config.json");
+        let processor_config = dir.join("preprocessor_config.json");
         let processor = if processor_config.exists() {
             ImageProcessor::from_preprocessor_config(&processor_config, BytePrecision::TorchInt16)?
         } else {
@@ -92,18 +89,13 @@ impl<B: Backend> ClipScorer<B> {
         pixel_values: Tensor<B, 4>,
         prompts: &[String],
     ) -> Result<Tensor<B, 1>, String> {
-        let n = pixel_values.dims()[0];
-        if prompts.len() != n {
-            return Err(format!("{n} images but {} prompts", prompts.len()));
-        }
+        one_prompt_per_image(pixel_values.dims()[0], prompts)?;
         let device = pixel_values.device();
-        let images = unit_rows(self.model.image_embeds(pixel_values));
-        let texts = unit_rows(self.model.text_embeds(token_ids::<B>(
-            &self.tokenizer,
-            prompts,
-            &device,
-        )?));
-        let cos = (images * texts).sum_dim(1).reshape([n]);
+        let ids = token_ids::<B>(&self.tokenizer, prompts, &device)?;
+        let cos = paired_cosines(
+            self.model.image_embeds(pixel_values),
+            self.model.text_embeds(ids),
+        );
         Ok(match self.kind {
             ClipScoreKind::PickScore => cos * self.model.logit_scale_exp().reshape([1]),
             ClipScoreKind::ClipScore => (cos * 100.0).clamp_min(0.0),
@@ -111,43 +103,26 @@ impl<B: Backend> ClipScorer<B> {
     }
 }
 
-/// PickScore or CLIP score as an AlignProp reward, through the float preprocessing path.
-impl<B: Backend> DifferentiableReward<B> for ClipScorer<B> {
-    fn name(&self) -> String {
-        self.kind.name().into()
+/// [`super::Scorer`] and, as an AlignProp reward, [`crate::objectives::alignprop::DifferentiableReward`].
+impl<B: Backend> PixelScorer<B> for ClipScorer<B> {
+    fn metric(&self) -> &'static str {
+        self.kind.name()
     }
 
-    fn reward(&self, images: Tensor<B, 4>, prompts: &[String]) -> Tensor<B, 1> {
-        self.processor
-            .pixel_values(images)
-            .and_then(|pixel_values| self.scores(pixel_values, prompts))
-            .unwrap_or_else(|e| panic!("{}: {e}", self.kind.name()))
-    }
-}
-
-impl<B: Backend> Scorer<B> for ClipScorer<B> {
-    fn name(&self) -> String {
-        self.kind.name().into()
+    fn processor(&self) -> &ImageProcessor {
+        &self.processor
     }
 
-    /// Images `[N, 3, H, W]` in [0, 1] and their prompts → one score each. Panics only where the tokenizer
-    /// rejects a prompt, which the CLIP byte-level BPE does not do for any UTF-8 text.
-    fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
-        self.processor
-            .pixel_values(images)
-            .and_then(|pixel_values| self.score_pixel_values(pixel_values, prompts))
-            .unwrap_or_else(|e| panic!("{}: {e}", self.kind.name()))
-    }
-
-    fn score_rgb8(
+    fn pixel_scores(
         &self,
-        images: &[Rgb8<'_>],
+        pixel_values: Tensor<B, 4>,
         prompts: &[String],
-        device: &B::Device,
-    ) -> Result<Vec<f64>, String> {
-        self.score_pixel_values(self.processor.batch_rgb8(images, device)?, prompts)
+    ) -> Result<Tensor<B, 1>, String> {
+        self.scores(pixel_values, prompts)
     }
 }
+
+pixel_scorer!(ClipScorer);
 
 /// PickScore's preference probabilities among images of one prompt: the softmax of their scores.
 pub fn pickscore_probabilities(scores: &[f64]) -> Vec<f64> {

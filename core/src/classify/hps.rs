@@ -10,10 +10,9 @@ use std::path::Path;
 
 use burn::prelude::*;
 
-use super::{Rgb8, Scorer};
-use crate::clip::{ImageProcessor, token_ids, unit_rows};
+use super::{PixelScorer, one_prompt_per_image, pixel_scorer};
+use crate::clip::{ImageProcessor, paired_cosines, token_ids};
 use crate::load::{self, LoadError};
-use crate::objectives::alignprop::DifferentiableReward;
 use crate::open_clip::OpenClipModel;
 use crate::tokenizer::ClipTokenizer;
 
@@ -40,52 +39,32 @@ impl<B: Backend> HpsScorer<B> {
         pixel_values: Tensor<B, 4>,
         prompts: &[String],
     ) -> Result<Tensor<B, 1>, String> {
-        let n = pixel_values.dims()[0];
-        if prompts.len() != n {
-            return Err(format!("{n} images but {} prompts", prompts.len()));
-        }
-        let device = pixel_values.device();
-        let images = unit_rows(self.model.encode_image(pixel_values));
-        let ids = token_ids::<B>(&self.tokenizer, prompts, &device)?;
-        let texts = unit_rows(self.model.encode_text(ids));
-        Ok((images * texts).sum_dim(1).reshape([n]))
+        one_prompt_per_image(pixel_values.dims()[0], prompts)?;
+        let ids = token_ids::<B>(&self.tokenizer, prompts, &pixel_values.device())?;
+        Ok(paired_cosines(
+            self.model.encode_image(pixel_values),
+            self.model.encode_text(ids),
+        ))
     }
 }
 
-/// AlignProp's HPS reward (its loss is `1 − cos`, `loss = "one-minus"`): the float preprocessing path.
-impl<B: Backend> DifferentiableReward<B> for HpsScorer<B> {
-    fn name(&self) -> String {
-        "hps".into()
+/// [`super::Scorer`] and AlignProp's HPS reward (its loss is `1 − cos`, `loss = "one-minus"`).
+impl<B: Backend> PixelScorer<B> for HpsScorer<B> {
+    fn metric(&self) -> &'static str {
+        "hps"
     }
 
-    fn reward(&self, images: Tensor<B, 4>, prompts: &[String]) -> Tensor<B, 1> {
-        self.processor
-            .pixel_values(images)
-            .and_then(|pixel_values| self.cosines(pixel_values, prompts))
-            .unwrap_or_else(|e| panic!("hps: {e}"))
-    }
-}
-
-impl<B: Backend> Scorer<B> for HpsScorer<B> {
-    fn name(&self) -> String {
-        "hps".into()
+    fn processor(&self) -> &ImageProcessor {
+        &self.processor
     }
 
-    fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
-        self.processor
-            .pixel_values(images)
-            .and_then(|pixel_values| self.cosines(pixel_values, prompts))
-            .map(|scores| scores.into_data().iter::<f64>().collect())
-            .unwrap_or_else(|e| panic!("hps: {e}"))
-    }
-
-    fn score_rgb8(
+    fn pixel_scores(
         &self,
-        images: &[Rgb8<'_>],
+        pixel_values: Tensor<B, 4>,
         prompts: &[String],
-        device: &B::Device,
-    ) -> Result<Vec<f64>, String> {
-        let scores = self.cosines(self.processor.batch_rgb8(images, device)?, prompts)?;
-        Ok(scores.into_data().iter::<f64>().collect())
+    ) -> Result<Tensor<B, 1>, String> {
+        self.cosines(pixel_values, prompts)
     }
 }
+
+pixel_scorer!(HpsScorer);

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 
+use crate::clip::ImageProcessor;
+
 /// One attribute axis: its name (`gender`, `race`, `age`) and its classes in output order.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct AxisSpec {
@@ -84,6 +86,76 @@ pub trait Scorer<B: Backend> {
             scores.extend(self.score(image, std::slice::from_ref(prompt)));
         }
         Ok(scores)
+    }
+}
+
+/// The CLIP-family scorers (PickScore, CLIP score, HPSv2, aesthetics): an image processor and a score of normalised
+/// pixel values. [`pixel_scorer!`] gives each [`Scorer`] (decoded bytes preprocessed exactly as its reference, float
+/// images through the processor's float path) and AlignProp's [`DifferentiableReward`] (the float path) from these.
+pub trait PixelScorer<B: Backend> {
+    fn metric(&self) -> &'static str;
+    fn processor(&self) -> &ImageProcessor;
+    /// Normalised pixel values `[N, 3, S, S]` and one prompt per image → `[N]` scores.
+    fn pixel_scores(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        prompts: &[String],
+    ) -> Result<Tensor<B, 1>, String>;
+}
+
+/// [`Scorer`] and [`DifferentiableReward`] for a [`PixelScorer`] type. (Not blanket impls: those would collide with
+/// the toy world's scorer and the test reward, which implement the traits directly.)
+macro_rules! pixel_scorer {
+    ($scorer:ident) => {
+        impl<B: Backend> $crate::objectives::alignprop::DifferentiableReward<B> for $scorer<B> {
+            fn name(&self) -> String {
+                self.metric().into()
+            }
+
+            /// Panics where the scorer cannot run at all: a prompt count other than the image count, or a crop
+            /// larger than the resized image.
+            fn reward(&self, images: Tensor<B, 4>, prompts: &[String]) -> Tensor<B, 1> {
+                self.processor()
+                    .pixel_values(images)
+                    .and_then(|pixel_values| self.pixel_scores(pixel_values, prompts))
+                    .unwrap_or_else(|e| panic!("{}: {e}", self.metric()))
+            }
+        }
+
+        impl<B: Backend> $crate::classify::Scorer<B> for $scorer<B> {
+            fn name(&self) -> String {
+                self.metric().into()
+            }
+
+            fn score(&self, images: Tensor<B, 4>, prompts: &[String]) -> Vec<f64> {
+                use $crate::objectives::alignprop::DifferentiableReward;
+                self.reward(images, prompts)
+                    .into_data()
+                    .iter::<f64>()
+                    .collect()
+            }
+
+            fn score_rgb8(
+                &self,
+                images: &[$crate::classify::Rgb8<'_>],
+                prompts: &[String],
+                device: &B::Device,
+            ) -> Result<Vec<f64>, String> {
+                let pixel_values = self.processor().batch_rgb8(images, device)?;
+                let scores = self.pixel_scores(pixel_values, prompts)?;
+                Ok(scores.into_data().iter::<f64>().collect())
+            }
+        }
+    };
+}
+pub(crate) use pixel_scorer;
+
+/// The check every prompt-conditioned scorer makes before pairing images with prompts.
+pub fn one_prompt_per_image(images: usize, prompts: &[String]) -> Result<(), String> {
+    if prompts.len() == images {
+        Ok(())
+    } else {
+        Err(format!("{images} images but {} prompts", prompts.len()))
     }
 }
 

@@ -110,6 +110,12 @@ pub fn unit_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
+/// Row `i` of `a` against row `i` of `b`: `[N]` cosines of the pairs.
+pub fn paired_cosines<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+    let n = a.dims()[0];
+    (unit_rows(a) * unit_rows(b)).sum_dim(1).reshape([n])
+}
+
 /// Reads a `CLIPConfig`, refusing activations the towers do not implement.
 pub fn read_clip_config(path: &Path) -> Result<ClipConfig, LoadError> {
     let config: ClipConfig = load::read_config(path)?;

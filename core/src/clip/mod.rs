@@ -9,7 +9,7 @@ pub mod resample;
 pub mod text_model;
 pub mod vision_model;
 
-pub use clip_model::{ClipModel, read_clip_config, token_ids, unit_rows};
+pub use clip_model::{ClipModel, paired_cosines, read_clip_config, token_ids, unit_rows};
 pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
 pub use encoder_layer::{ClipEncoder, ClipEncoderShape};
 pub use image_processor::{

@@ -126,8 +126,7 @@ fn fixed_point(weight: f64, bits: u32) -> i64 {
     }
 }
 
-/// One pass over interleaved bytes `[outer][n_in][channels]` → `[outer][n_out][channels]`, where `stride_in` and
-/// `stride_out` step over the resampled axis (so the same code runs along rows and along columns).
+/// The taps of one pass with their fixed-point weights.
 struct BytePass<'a> {
     taps: &'a [Taps],
     fixed: Vec<Vec<i64>>,
@@ -168,36 +167,41 @@ pub fn resize_rgb8(
         width * height * 3,
         "RGB bytes do not fit {width}×{height}"
     );
-    let mut image = rgb.to_vec();
-    if new_width != width {
-        let row_taps = taps(width, new_width, filter);
-        let pass = BytePass::new(&row_taps, precision);
-        let mut out = vec![0u8; height * new_width * 3];
-        for y in 0..height {
-            for x in 0..new_width {
-                for c in 0..3 {
-                    out[(y * new_width + x) * 3 + c] =
-                        pass.sample(x, |j| image[(y * width + j) * 3 + c]);
-                }
+    let rows = resample_axis(rgb, [height, width, 3], new_width, filter, precision);
+    resample_axis(
+        &rows,
+        [1, height, new_width * 3],
+        new_height,
+        filter,
+        precision,
+    )
+}
+
+/// Resamples the middle axis of bytes laid out `[outer][n_in][inner]` to `n_out` samples: the width of an RGB image
+/// is `[height][width][3]`, its height `[1][height][width · 3]`. A pass whose size does not change is skipped, as
+/// both references skip it.
+fn resample_axis(
+    data: &[u8],
+    [outer, n_in, inner]: [usize; 3],
+    n_out: usize,
+    filter: Filter,
+    precision: BytePrecision,
+) -> Vec<u8> {
+    if n_out == n_in {
+        return data.to_vec();
+    }
+    let taps = taps(n_in, n_out, filter);
+    let pass = BytePass::new(&taps, precision);
+    let mut out = vec![0u8; outer * n_out * inner];
+    for o in 0..outer {
+        for i in 0..n_out {
+            for k in 0..inner {
+                out[(o * n_out + i) * inner + k] =
+                    pass.sample(i, |j| data[(o * n_in + j) * inner + k]);
             }
         }
-        image = out;
     }
-    if new_height != height {
-        let column_taps = taps(height, new_height, filter);
-        let pass = BytePass::new(&column_taps, precision);
-        let mut out = vec![0u8; new_height * new_width * 3];
-        for y in 0..new_height {
-            for x in 0..new_width {
-                for c in 0..3 {
-                    out[(y * new_width + x) * 3 + c] =
-                        pass.sample(y, |j| image[(j * new_width + x) * 3 + c]);
-                }
-            }
-        }
-        image = out;
-    }
-    image
+    out
 }
 
 /// The weights of a pass as a row-major `[n_out, n_in]` matrix: `output = M · input` along the resampled axis.

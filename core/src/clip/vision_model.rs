@@ -17,7 +17,7 @@ use burn::prelude::*;
 use super::config::{ClipVisionConfig, check_hidden_act};
 use super::encoder_layer::ClipEncoder;
 use crate::load::{self, LoadError};
-use crate::nn::{conv, layer_norm, linear, to_tokens};
+use crate::nn::{layer_norm, linear, vit_tokens};
 
 #[derive(Module, Debug)]
 pub struct ClipVisionEmbeddings<B: Backend> {
@@ -82,21 +82,13 @@ impl<B: Backend> ClipVisionEmbeddings<B> {
 
     /// `[N, C, S, S]` pixel values → `[N, 1 + patches, D]` tokens with positions added.
     pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [n, _, h, w] = pixel_values.dims();
-        assert!(
-            h == self.image_size && w == self.image_size,
-            "CLIP vision input is {h}×{w}, the model takes {s}×{s} (resize first)",
-            s = self.image_size
-        );
-        let patches = to_tokens(conv::apply(&self.patch_embedding, pixel_values));
-        let d = patches.dims()[2];
-        let class_token = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, d])
-            .expand([n, 1, d]);
-        let tokens = Tensor::cat(vec![class_token, patches], 1);
-        tokens + self.position_embedding.weight.val().unsqueeze::<3>()
+        vit_tokens(
+            &self.patch_embedding,
+            self.class_embedding.val(),
+            self.position_embedding.weight.val(),
+            pixel_values,
+            self.image_size,
+        )
     }
 }
 

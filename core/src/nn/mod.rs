@@ -70,6 +70,27 @@ pub fn to_tokens<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     x.reshape([b, c, h * w]).swap_dims(1, 2)
 }
 
+/// A ViT's input tokens: `[N, C, S, S]` pixel values cut into patches by `patch_embedding` (a stride-`patch`
+/// convolution), the learnt class token `[D]` put in front, then the learnt positions `[1 + patches, D]` added.
+/// `S` must be `image_size`, the only size the positions fit.
+pub fn vit_tokens<B: Backend>(
+    patch_embedding: &Conv2d<B>,
+    class_embedding: Tensor<B, 1>,
+    positions: Tensor<B, 2>,
+    pixel_values: Tensor<B, 4>,
+    image_size: usize,
+) -> Tensor<B, 3> {
+    let [n, _, h, w] = pixel_values.dims();
+    assert!(
+        h == image_size && w == image_size,
+        "vision input is {h}×{w}, the model takes {image_size}×{image_size} (resize first)"
+    );
+    let patches = to_tokens(conv::apply(patch_embedding, pixel_values));
+    let d = patches.dims()[2];
+    let class_token = class_embedding.reshape([1, 1, d]).expand([n, 1, d]);
+    Tensor::cat(vec![class_token, patches], 1) + positions.unsqueeze::<3>()
+}
+
 /// `[B, H*W, C]` → `[B, C, H, W]`.
 pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 4> {
     let [b, _, c] = x.dims();

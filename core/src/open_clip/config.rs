@@ -127,7 +127,7 @@ impl OpenClipConfig {
             check(options, pool, section, path)?;
         }
         let v = &m.vision_cfg;
-        if v.width % v.head_width != 0 || v.image_size % v.patch_size != 0 {
+        if !v.width.is_multiple_of(v.head_width) || !v.image_size.is_multiple_of(v.patch_size) {
             return Err(LoadError::Unsupported {
                 path: path.to_path_buf(),
                 message: "vision_cfg: width must be a multiple of head_width and image_size of patch_size".into(),

@@ -10,7 +10,7 @@ use burn::prelude::*;
 
 use super::config::VisionCfg;
 use super::transformer::{Transformer, TransformerShape};
-use crate::nn::{conv, layer_norm, to_tokens};
+use crate::nn::{layer_norm, vit_tokens};
 
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {
@@ -58,22 +58,15 @@ impl<B: Backend> VisionTransformer<B> {
 
     /// Normalised pixel values `[N, 3, S, S]` → `[N, embed_dim]` unnormalised image features (`encode_image`).
     pub fn forward(&self, pixel_values: Tensor<B, 4>) -> Tensor<B, 2> {
-        let [n, _, h, w] = pixel_values.dims();
-        assert!(
-            h == self.image_size && w == self.image_size,
-            "open_clip vision input is {h}×{w}, the model takes {s}×{s} (resize first)",
-            s = self.image_size
+        let tokens = vit_tokens(
+            &self.conv1,
+            self.class_embedding.val(),
+            self.positional_embedding.val(),
+            pixel_values,
+            self.image_size,
         );
-        let patches = to_tokens(conv::apply(&self.conv1, pixel_values));
-        let d = patches.dims()[2];
-        let class_token = self
-            .class_embedding
-            .val()
-            .reshape([1, 1, d])
-            .expand([n, 1, d]);
-        let tokens = Tensor::cat(vec![class_token, patches], 1)
-            + self.positional_embedding.val().unsqueeze::<3>();
         let x = self.transformer.forward(self.ln_pre.forward(tokens));
+        let [n, _, d] = x.dims();
         let class_state = x.slice([0..n, 0..1, 0..d]).reshape([n, d]);
         self.ln_post.forward(class_state).matmul(self.proj.val())
     }
