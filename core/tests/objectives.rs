@@ -180,7 +180,7 @@ fn dense_loss_step_weights_and_log_density_match() {
     let lp = gaussian_log_density(
         float::<4>(&golden["lp_prev"]),
         float::<4>(&golden["lp_mean"]),
-        std,
+        &[std],
     );
     assert_close("ddim log density", lp, &golden["lp_value"], 1e-5);
 }

@@ -80,6 +80,74 @@ impl DdimScheduler {
     }
 }
 
+impl DdimScheduler {
+    /// [`Self::step_mean_std`] with its own step index per row (recorded transitions of different steps
+    /// evaluated in one U-Net call). Returns the mean `[N, C, h, w]` and one standard deviation per row.
+    pub fn step_mean_std_rows<B: Backend>(
+        &self,
+        model_output: Tensor<B, 4>,
+        steps: &[usize],
+        sample: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Vec<f64>) {
+        let n = steps.len();
+        let device = sample.device();
+        let column = |f: &dyn Fn(f64, f64, f64) -> f64| {
+            let values: Vec<f64> = steps
+                .iter()
+                .map(|&i| {
+                    let (alpha, alpha_prev) = self.alphas(i);
+                    f(alpha, alpha_prev, self.std(alpha, alpha_prev))
+                })
+                .collect();
+            Tensor::<B, 1>::from_floats(values.as_slice(), &device).reshape([n, 1, 1, 1])
+        };
+        let (mut x0, eps) = if self.v_prediction {
+            (
+                sample.clone() * column(&|a, _, _| a.sqrt())
+                    - model_output.clone() * column(&|a, _, _| (1.0 - a).sqrt()),
+                model_output * column(&|a, _, _| a.sqrt())
+                    + sample * column(&|a, _, _| (1.0 - a).sqrt()),
+            )
+        } else {
+            (
+                (sample - model_output.clone() * column(&|a, _, _| (1.0 - a).sqrt()))
+                    * column(&|a, _, _| 1.0 / a.sqrt()),
+                model_output,
+            )
+        };
+        if let Some(range) = self.clip_sample {
+            x0 = x0.clamp(-range, range);
+        }
+        let mean = x0 * column(&|_, p, _| p.sqrt())
+            + eps * column(&|_, p, s| (1.0 - p - s * s).max(0.0).sqrt());
+        let stds = steps
+            .iter()
+            .map(|&i| {
+                let (alpha, alpha_prev) = self.alphas(i);
+                self.std(alpha, alpha_prev)
+            })
+            .collect();
+        (mean, stds)
+    }
+
+    /// `(ᾱ_t, ᾱ_prev)` of step `i`.
+    pub fn alphas(&self, i: usize) -> (f64, f64) {
+        let t = self.timesteps[i] as i64;
+        let prev = t - self.step_ratio as i64;
+        let alpha_prev = if prev >= 0 {
+            self.alphas_cumprod[prev as usize]
+        } else {
+            self.final_alpha_cumprod
+        };
+        (self.alphas_cumprod[t as usize], alpha_prev)
+    }
+
+    /// σ of a step: η·√((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)).
+    pub fn std(&self, alpha: f64, alpha_prev: f64) -> f64 {
+        self.eta * ((1.0 - alpha_prev) / (1.0 - alpha) * (1.0 - alpha / alpha_prev)).sqrt()
+    }
+}
+
 impl<B: Backend> Sampler<B> for DdimScheduler {
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
@@ -108,16 +176,29 @@ impl<B: Backend> Sampler<B> for DdimScheduler {
     }
 }
 
-/// Per-element mean of `log N(x; mean, std²)`, `[B, …]` → `[B]`: the log-density of a DDIM η > 0 step as
-/// dense-reward DPO averages it over latent elements.
+/// Per-element mean of `log N(x; mean, std²)`, `[B, …]` → `[B]`, with one `std` per row: the log-density of
+/// a DDIM η > 0 step as dense-reward DPO averages it over latent elements.
 pub fn gaussian_log_density<B: Backend>(
     x: Tensor<B, 4>,
     mean: Tensor<B, 4>,
-    std: f64,
+    std: &[f64],
 ) -> Tensor<B, 1> {
     let [b, c, h, w] = x.dims();
-    let z = (x - mean) / std;
-    let log_density =
-        z.powf_scalar(2.0) * -0.5 - (std.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln());
-    log_density.reshape([b, c * h * w]).mean_dim(1).reshape([b])
+    assert_eq!(std.len(), b, "one standard deviation per row");
+    let device = x.device();
+    let per_row = |values: Vec<f64>| Tensor::<B, 1>::from_floats(values.as_slice(), &device);
+    let inverse = per_row(std.iter().map(|s| 1.0 / s).collect()).reshape([b, 1, 1, 1]);
+    let normaliser = per_row(
+        std.iter()
+            .map(|s| s.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln())
+            .collect(),
+    );
+    let z = (x - mean) * inverse;
+    let half_square_mean = z
+        .powf_scalar(2.0)
+        .reshape([b, c * h * w])
+        .mean_dim(1)
+        .reshape([b])
+        * 0.5;
+    half_square_mean.neg() - normaliser
 }
