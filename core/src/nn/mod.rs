@@ -97,6 +97,14 @@ pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B,
     x.swap_dims(1, 2).reshape([b, c, h, w])
 }
 
+/// SiLU `x·σ(x)` as `½x + ½x·tanh(x/2)` (σ(x) = ½(1 + tanh(x/2))), in the backend's own precision, with
+/// tensor ops so autodiff differentiates it exactly. burn 0.21's `sigmoid` (and so `activation::silu`) casts
+/// to f32 inside whatever the backend's float type, which held an f64 U-Net to ≈ 1e-7 of PyTorch's float64.
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let half = x * 0.5;
+    half.clone() + half.clone() * half.tanh()
+}
+
 /// Exact GELU, `x·Φ(x) = ½x·(1 + erf(x/√2))`, written with tensor ops so autodiff differentiates it exactly.
 /// burn 0.21's fused `gelu` computes the exact value but back-propagates the derivative of the tanh
 /// approximation (≈ 7e-5 relative gradient error through the U-Net, against PyTorch).

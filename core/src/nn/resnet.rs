@@ -1,9 +1,9 @@
 //! diffusers `ResnetBlock2D` (`time_embedding_norm = "default"`, output scale 1).
 
+use crate::nn::silu;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::{conv, conv2d, group_norm, linear};
 

@@ -1,8 +1,8 @@
 //! Sinusoidal timestep features (diffusers `Timesteps`) and the MLP that embeds them (`TimestepEmbedding`).
 
+use crate::nn::silu;
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use crate::nn::linear;
 

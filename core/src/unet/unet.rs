@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use crate::nn::silu;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::blocks::{BlockSpec, DownBlock, MidBlock, UpBlock};
 use super::config::UNetConfig;

@@ -1,9 +1,9 @@
 //! The VAE decoder: latents → image in [-1, 1] (not clamped here).
 
+use crate::nn::silu;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::config::VaeConfig;
 use super::encoder::{DecoderBlock, VAE_EPS, VaeMidBlock, resnets};

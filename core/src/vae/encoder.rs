@@ -1,9 +1,9 @@
 //! The VAE encoder: image → `2 × latent_channels` moments (mean ‖ log-variance).
 
+use crate::nn::silu;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::config::VaeConfig;
 use crate::nn::attention::Attention;
