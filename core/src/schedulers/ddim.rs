@@ -83,6 +83,7 @@ impl DdimScheduler {
 impl DdimScheduler {
     /// [`Self::step_mean_std`] with its own step index per row (recorded transitions of different steps
     /// evaluated in one U-Net call). Returns the mean `[N, C, h, w]` and one standard deviation per row.
+    /// The per-row coefficients enter in the backend's own precision (f64 on an f64 backend).
     pub fn step_mean_std_rows<B: Backend>(
         &self,
         model_output: Tensor<B, 4>,
@@ -99,7 +100,7 @@ impl DdimScheduler {
                     f(alpha, alpha_prev, self.std(alpha, alpha_prev))
                 })
                 .collect();
-            Tensor::<B, 1>::from_floats(values.as_slice(), &device).reshape([n, 1, 1, 1])
+            Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device).reshape([n, 1, 1, 1])
         };
         let (mut x0, eps) = if self.v_prediction {
             (
@@ -186,7 +187,9 @@ pub fn gaussian_log_density<B: Backend>(
     let [b, c, h, w] = x.dims();
     assert_eq!(std.len(), b, "one standard deviation per row");
     let device = x.device();
-    let per_row = |values: Vec<f64>| Tensor::<B, 1>::from_floats(values.as_slice(), &device);
+    // `from_data`, not `from_floats`: burn's `from_floats` rounds through f32 whatever the backend's float type.
+    let per_row =
+        |values: Vec<f64>| Tensor::<B, 1>::from_data(TensorData::new(values, [b]), &device);
     let inverse = per_row(std.iter().map(|s| 1.0 / s).collect()).reshape([b, 1, 1, 1]);
     let normaliser = per_row(
         std.iter()
