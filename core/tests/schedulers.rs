@@ -3,6 +3,7 @@
 
 mod common;
 
+use burn::prelude::*;
 use common::*;
 use popalign_core::schedulers::{
     DdimScheduler, EulerDiscreteScheduler, NoiseSchedule, Sampler, SchedulerConfig, Spacing,
@@ -177,4 +178,70 @@ fn ddpm_add_noise_matches() {
         &timesteps,
     );
     assert_close("add_noise", noisy, &golden["noisy"], 1e-5);
+}
+
+/// `step_mean_std_rows` is `step_mean_std` row by row: each row at its own step, and every row at one step.
+#[test]
+fn ddim_per_row_steps_match_the_single_step() {
+    let golden = io("ddim_step");
+    let ddim = DdimScheduler::new(&config(), 4, 1.0);
+    let one = |name: &str| float::<4>(&golden[name]).narrow(0, 0, 1);
+    let (output, sample) = (one("model_output"), one("sample"));
+    // Row i: its own output and sample (scaled so rows differ), at step i.
+    let rows = |t: Tensor<B, 4>| {
+        Tensor::cat(
+            (0..4)
+                .map(|i| t.clone() * (1.0 + 0.25 * i as f64))
+                .collect(),
+            0,
+        )
+    };
+    let (outputs, samples) = (rows(output), rows(sample));
+    // f32 rounding only: the per-row path multiplies by 1/√ᾱ where `step_mean_std` divides by √ᾱ.
+    let close = |label: &str, got: Tensor<B, 4>, want: Tensor<B, 4>| {
+        let scale = want.clone().abs().max().into_scalar();
+        let error = (got - want).abs().max().into_scalar() / scale;
+        println!("{label}: max abs error / max |mean| {error:.2e}");
+        assert!(error <= 1e-6, "{label}: {error:.2e}");
+    };
+    let (means, stds) = ddim.step_mean_std_rows(outputs.clone(), &[0, 1, 2, 3], samples.clone());
+    for i in 0..4 {
+        let (mean, std) = ddim.step_mean_std(
+            outputs.clone().narrow(0, i, 1),
+            i,
+            samples.clone().narrow(0, i, 1),
+        );
+        close(
+            &format!("row {i} at step {i}"),
+            means.clone().narrow(0, i, 1),
+            mean,
+        );
+        assert_eq!(stds[i], std, "row {i} std");
+        let (means, stds) = ddim.step_mean_std_rows(outputs.clone(), &[i; 4], samples.clone());
+        let (mean, std) = ddim.step_mean_std(outputs.clone(), i, samples.clone());
+        close(&format!("all rows at step {i}"), means, mean);
+        assert!(stds.iter().all(|&s| s == std), "step {i} stds");
+    }
+}
+
+/// A step of zero variance (the last one when `set_alpha_to_one`) gets no weight in dense DPO's step draw.
+#[test]
+fn dense_step_weights_skip_a_zero_variance_step() {
+    use popalign_core::objectives::dense::{scheduler_step_weights, step_weights};
+    let plain = DdimScheduler::new(&config(), 4, 1.0);
+    assert_eq!(scheduler_step_weights(0.9, &plain), step_weights(0.9, 4));
+
+    let mut to_one = config();
+    to_one.set_alpha_to_one = true;
+    let ddim = DdimScheduler::new(&to_one, 4, 1.0);
+    let (alpha, alpha_prev) = ddim.alphas(3);
+    assert_eq!((alpha_prev, ddim.std(alpha, alpha_prev)), (1.0, 0.0));
+    let weights = scheduler_step_weights(0.9, &ddim);
+    let raw = step_weights(0.9, 4);
+    let kept: f64 = raw[..3].iter().sum();
+    assert_eq!(weights[3], 0.0);
+    for i in 0..3 {
+        assert!((weights[i] - raw[i] / kept).abs() <= 1e-15, "step {i}");
+    }
+    assert!((weights.iter().sum::<f64>() - 1.0).abs() <= 1e-15);
 }

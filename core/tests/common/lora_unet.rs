@@ -73,6 +73,43 @@ pub fn lora_grads<A: AutodiffBackend>(
     visitor.1
 }
 
+/// The tiny SDXL U-Net with the peft LoRA of `lora_tiny.safetensors` (rank 2, alpha 2), only the LoRA trainable.
+pub fn lora_unet<A: AutodiffBackend>(device: &A::Device) -> UNet2DConditionModel<A> {
+    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
+        &fixtures().join("tiny-sdxl/unet"),
+        None,
+        Some(&LoraConfig::new(2, 2.0)),
+        device,
+    )
+    .unwrap()
+    .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
+    .unwrap();
+    TrainOnlyLora::apply(unet)
+}
+
+/// Our LoRA gradients against the goldens `<prefix><key>`: (max error over all 272 tensors / max |golden|,
+/// the worst tensor's max error / its own max |golden|).
+pub fn grad_errors(
+    grads: BTreeMap<String, Vec<f64>>,
+    golden: &BTreeMap<String, TensorData>,
+    prefix: &str,
+) -> (f64, f64) {
+    assert_eq!(grads.len(), 272, "one gradient per LoRA tensor");
+    let (mut ours, mut theirs, mut worst) = (Vec::new(), Vec::new(), 0f64);
+    for (key, grad) in grads {
+        let want = values(
+            golden
+                .get(&format!("{prefix}{key}"))
+                .unwrap_or_else(|| panic!("no golden for {key}"))
+                .clone(),
+        );
+        worst = worst.max(relative(&grad, &want));
+        ours.extend(grad);
+        theirs.extend(want);
+    }
+    (relative(&ours, &theirs), worst)
+}
+
 pub struct Measured {
     pub output: f64,
     pub e: f64,
@@ -87,16 +124,7 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
     let t4 = |name: &str| Tensor::<A, 4>::from_data(tensor(name), &device);
     let repeat2 = |t: Tensor<A, 3>| Tensor::cat(vec![t.clone(), t], 0);
     let repeat2_2d = |t: Tensor<A, 2>| Tensor::cat(vec![t.clone(), t], 0);
-    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
-        &fixtures().join("tiny-sdxl/unet"),
-        None,
-        Some(&LoraConfig::new(2, 2.0)),
-        &device,
-    )
-    .unwrap()
-    .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
-    .unwrap();
-    let unet = TrainOnlyLora::apply(unet);
+    let unet = lora_unet::<A>(&device);
     let cond = UNetConditioning {
         encoder_hidden_states: repeat2(Tensor::from_data(tensor("encoder_hidden_states"), &device)),
         text_embeds: Some(repeat2_2d(Tensor::from_data(
@@ -146,18 +174,8 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
             &values(tensor(&format!("{name}_loss"))),
         );
         let grads = lora_grads(&unet, &loss.backward());
-        assert_eq!(grads.len(), 272, "one gradient per LoRA tensor");
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for (key, grad) in grads {
-            ours.extend(grad);
-            theirs.extend(values(
-                golden
-                    .get(&format!("{name}_grad.{key}"))
-                    .unwrap_or_else(|| panic!("no golden for {key}"))
-                    .clone(),
-            ));
-        }
-        objectives.push((name, loss_rel, relative(&ours, &theirs)));
+        let (grad_rel, _) = grad_errors(grads, &golden, &format!("{name}_grad."));
+        objectives.push((name, loss_rel, grad_rel));
     }
     Measured {
         output,
