@@ -6,7 +6,7 @@
 //! Measured (NdArray<f64>): log-densities max abs error 6.9e-15 (|log π| ≤ 2.5), per-step std exact;
 //! clip 5: loss relative 5.4e-15, LoRA gradients max error / max |grad| 6.8e-9 (worst tensor 2.6e-8);
 //! clip 0.02: loss 3.4e-15, gradients 1.1e-8 (worst tensor 2.5e-8). Asserted: ≤ 1e-5 relative for the loss
-//! and every LoRA tensor's gradient, log-densities ≤ 1e-12. (Before the fixes of this commit's parent it was
+//! and every LoRA tensor's gradient, log-densities ≤ 1e-12. (Before commits eff0554 and ec1b85c it was
 //! 1e-6 / 1.5e-5: `from_floats` rounded the per-row DDIM coefficients to f32, burn's `sigmoid` runs in f32.)
 //! Its own test binary: burn's default float dtype is process-wide.
 
