@@ -191,6 +191,65 @@ impl<B: Backend> DiffusionPipeline<B> {
         guidance_scale: f64,
         progress: impl FnMut(usize),
     ) -> Result<Tensor<B, 4>, String> {
+        let (positive, negative, time_ids) =
+            self.batch_conditioning(prompts, negative_prompt, &noise)?;
+        let latents = noise * sampler.init_noise_sigma();
+        let latents = self.denoise(
+            &positive,
+            &negative,
+            time_ids,
+            latents,
+            sampler,
+            guidance_scale,
+            progress,
+        );
+        Ok(self.decode_to_unit(latents))
+    }
+
+    /// [`Self::generate_batch`] for a stochastic sampler (DDIM η > 0), keeping the whole chain: returns the
+    /// images and the latents `[x_0, x_1, …, x_S]` (`x_0` the scaled initial noise, each `[N, C, h, w]`),
+    /// the trajectories dense-reward DPO trains on. `step_noise(i)` draws the noise of step `i`.
+    pub fn generate_trajectories(
+        &self,
+        prompts: &[String],
+        negative_prompt: Option<&str>,
+        noise: Tensor<B, 4>,
+        sampler: &dyn Sampler<B>,
+        guidance_scale: f64,
+        mut step_noise: impl FnMut(usize) -> Tensor<B, 4>,
+    ) -> Result<(Tensor<B, 4>, Vec<Tensor<B, 4>>), String> {
+        let (positive, negative, time_ids) =
+            self.batch_conditioning(prompts, negative_prompt, &noise)?;
+        let cond = guidance_conditioning(&positive, &negative, time_ids);
+        let mut chain = vec![noise * sampler.init_noise_sigma()];
+        for i in 0..sampler.timesteps().len() {
+            let latents = chain
+                .last()
+                .expect("the chain starts with the noise")
+                .clone();
+            let next = guided_step(
+                &self.unet,
+                &cond,
+                latents,
+                sampler,
+                i,
+                guidance_scale,
+                Some(step_noise(i)),
+            );
+            chain.push(next);
+        }
+        let images = self.decode_to_unit(chain.last().expect("at least the noise").clone());
+        Ok((images, chain))
+    }
+
+    /// Positive and negative embeddings stacked per prompt, and the `time_ids` of an unscaled, uncropped
+    /// image of the noise's size.
+    fn batch_conditioning(
+        &self,
+        prompts: &[String],
+        negative_prompt: Option<&str>,
+        noise: &Tensor<B, 4>,
+    ) -> Result<(PromptEmbeds<B>, PromptEmbeds<B>, Tensor<B, 2>), String> {
         let device = noise.device();
         let [n, _, h, w] = noise.dims();
         if prompts.len() != n {
@@ -214,21 +273,10 @@ impl<B: Backend> DiffusionPipeline<B> {
                 }),
             }
         };
-        let (positive, negative) = (stack(|pair| &pair.0), stack(|pair| &pair.1));
         let factor = self.vae_scale_factor();
         let size = (h * factor, w * factor);
         let time_ids = sdxl_time_ids::<B>(size, (0, 0), size, &device).repeat_dim(0, n);
-        let latents = noise * sampler.init_noise_sigma();
-        let latents = self.denoise(
-            &positive,
-            &negative,
-            time_ids,
-            latents,
-            sampler,
-            guidance_scale,
-            progress,
-        );
-        Ok(self.decode_to_unit(latents))
+        Ok((stack(|pair| &pair.0), stack(|pair| &pair.1), time_ids))
     }
 
     /// Final latents → image in [0, 1].

@@ -97,10 +97,14 @@ pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B,
     x.swap_dims(1, 2).reshape([b, c, h, w])
 }
 
-/// SiLU `x·σ(x)` as `½x + ½x·tanh(x/2)` (σ(x) = ½(1 + tanh(x/2))), in the backend's own precision, with
-/// tensor ops so autodiff differentiates it exactly. burn 0.21's `sigmoid` (and so `activation::silu`) casts
-/// to f32 inside whatever the backend's float type, which held an f64 U-Net to ≈ 1e-7 of PyTorch's float64.
+/// SiLU `x·σ(x)`. In f64 it is written `½x + ½x·tanh(x/2)` (σ(x) = ½(1 + tanh(x/2))) with tensor ops, since
+/// burn 0.21's `sigmoid` (and so `activation::silu`) casts to f32 inside whatever the backend's float type,
+/// which held an f64 U-Net to ≈ 1e-7 of PyTorch's float64. Other precisions keep burn's fused op, so f32
+/// results (the toy world's, the demo's numbers) stay as they were.
 pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if x.dtype() != burn::tensor::DType::F64 {
+        return burn::tensor::activation::silu(x);
+    }
     let half = x * 0.5;
     half.clone() + half.clone() * half.tanh()
 }

@@ -26,6 +26,8 @@ pub enum ObjectiveKind {
     Dpo,
     /// Supervised fine-tuning on the preferred images.
     Sft,
+    /// Temporally discounted (dense-reward) DPO on the recorded sampling chains of the pair's images.
+    Dense,
     /// AlignProp: a differentiable reward backpropagated through the sampler (no preference data).
     Alignprop,
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use popalign_core::objectives::ObjectiveKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CliError, CliResult, input};
@@ -65,6 +66,14 @@ pub struct GenerateConfig {
     pub guidance: f64,
     #[serde(default = "batch")]
     pub batch_size: usize,
+    /// Sample the training populations with DDIM η = 1 and keep every image's chain for dense-reward DPO
+    /// (`objective = "dense"`). Left out of the serialised config when false, so older runs keep their hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trajectories: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn batch() -> usize {
@@ -84,6 +93,10 @@ pub struct PreferencesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
+    /// `popalign` (default), `popalign-pairwise`, `dpo`, `sft`, or `dense` (needs `[generate] trajectories`).
+    /// Left out of the serialised config when `popalign`, so older runs keep their hash.
+    #[serde(default = "popalign_objective", skip_serializing_if = "is_popalign")]
+    pub objective: ObjectiveKind,
     pub steps: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -110,6 +123,14 @@ fn one() -> f64 {
     1.0
 }
 
+fn popalign_objective() -> ObjectiveKind {
+    ObjectiveKind::Popalign
+}
+
+fn is_popalign(kind: &ObjectiveKind) -> bool {
+    *kind == ObjectiveKind::Popalign
+}
+
 fn is_zero(value: &f64) -> bool {
     *value == 0.0
 }
@@ -128,6 +149,7 @@ impl RunConfig {
                 steps: 10,
                 guidance: 8.0,
                 batch_size: batch(),
+                trajectories: false,
             },
             preferences: PreferencesConfig {
                 construction: popalign_core::preferences::Construction::Official,
@@ -135,6 +157,7 @@ impl RunConfig {
                 set_size: 5,
             },
             train: TrainSection {
+                objective: ObjectiveKind::Popalign,
                 steps: 300,
                 batch_size: 8,
                 // Full fine-tuning of the 1M-parameter toy U-Net: LoRA on the attention projections

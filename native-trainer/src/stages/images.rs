@@ -47,6 +47,16 @@ pub struct SamplingOptions {
     pub guidance: f64,
     pub scheduler: SchedulerKind,
     pub batch_size: usize,
+    /// Sample with DDIM η = 1 and keep each image's chain (`<id>.trajectory.safetensors`) for dense-reward
+    /// DPO.
+    pub trajectories: bool,
+}
+
+impl SamplingOptions {
+    /// DDIM's η: 1 when the chains are kept (the dense-reward papers' stochastic sampler), else 0.
+    fn eta(&self) -> f64 {
+        if self.trajectories { 1.0 } else { 0.0 }
+    }
 }
 
 /// `per_prompt` jobs per prompt row. Every job starts from its own noise (`ImageJob::noise_seed`), so two
@@ -105,7 +115,17 @@ pub fn generate_set(
     let done: std::collections::HashSet<String> =
         manifest.iter().map(|e| e.job.id.clone()).collect();
     let device = device();
-    let sampler = sampler::<B>(options.scheduler, &pipeline.scheduler, options.steps, 0.0);
+    if options.trajectories && options.scheduler != SchedulerKind::Ddim {
+        return Err(CliError::Input(
+            "trajectories are recorded with the DDIM sampler only".into(),
+        ));
+    }
+    let sampler = sampler::<B>(
+        options.scheduler,
+        &pipeline.scheduler,
+        options.steps,
+        options.eta(),
+    );
     let channels = pipeline.unet.conv_in.weight.dims()[1];
     let side = pipeline.unet.sample_size.unwrap_or(16);
     let mut generated = 0;
@@ -126,25 +146,54 @@ pub fn generate_set(
             })
             .collect();
         let prompts: Vec<String> = chunk.iter().map(|j| j.prompt.clone()).collect();
-        let images = pipeline
-            .generate_batch(
+        let noise = Tensor::cat(noise, 0);
+        let (images, chain) = if options.trajectories {
+            // Step noise continues the backend stream the chunk's starting noise was drawn from, so a
+            // chunk generated again draws it again.
+            let shape = noise.dims();
+            pipeline.generate_trajectories(
                 &prompts,
                 None,
-                Tensor::cat(noise, 0),
+                noise,
                 sampler.as_ref(),
                 options.guidance,
-                |_| {},
+                |_| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
             )
-            .map_err(CliError::Runtime)?;
+        } else {
+            pipeline
+                .generate_batch(
+                    &prompts,
+                    None,
+                    noise,
+                    sampler.as_ref(),
+                    options.guidance,
+                    |_| {},
+                )
+                .map(|images| (images, Vec::new()))
+        }
+        .map_err(CliError::Runtime)?;
         for (i, job) in chunk.iter().enumerate() {
             let file = format!("{set_dir}/{}.png", job.id);
+            if !chain.is_empty() {
+                let latents: Vec<Tensor<B, 4>> =
+                    chain.iter().map(|x| x.clone().slice(i..i + 1)).collect();
+                let timesteps = sampler.timesteps().to_vec();
+                crate::train::trajectory::write_for(
+                    &run.join(&file),
+                    Tensor::cat(latents, 0).into_data(),
+                    &timesteps,
+                    options.eta(),
+                    options.guidance,
+                )
+                .map_err(CliError::Runtime)?;
+            }
             write_atomic(
                 &run.join(&file),
                 &png_bytes(images.clone().slice(i..i + 1))?,
             )?;
             let mut meta = serde_json::to_value(job).expect("json");
             let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
-                "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "popalign_version": popalign_core::VERSION});
+                "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
             merge(&mut meta, &extra);
             merge(&mut meta, sidecar);
             let json = serde_json::to_string_pretty(&meta).expect("json");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::classify::AttributeClassifier;
 use popalign_core::metrics::bias::BiasOptions;
+use popalign_core::objectives::ObjectiveKind;
 use popalign_core::pipeline::DiffusionPipeline;
 use popalign_core::preferences::{self, Member, Populations};
 use popalign_core::prompts::PromptRow;
@@ -142,13 +143,15 @@ impl<'a> Run<'a> {
         write_prompt_csv(&dir.join("specific.csv"), &specific, &AXES)
     }
 
-    fn sampling(&self) -> SamplingOptions {
+    /// How images are sampled; `trajectories` keeps their chains (the training populations only).
+    fn sampling(&self, trajectories: bool) -> SamplingOptions {
         let g = &self.config.generate;
         SamplingOptions {
             steps: g.steps,
             guidance: g.guidance,
             scheduler: SchedulerKind::Ddim,
             batch_size: g.batch_size,
+            trajectories,
         }
     }
 
@@ -205,7 +208,7 @@ impl<'a> Run<'a> {
                 jobs,
                 &self.dir,
                 set,
-                &self.sampling(),
+                &self.sampling(g.trajectories && set.starts_with("images/")),
                 &sidecar,
                 &bar,
             )?;
@@ -299,7 +302,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Writes `train.toml` (PopAlign with LoRA, or full fine-tuning) and trains, resuming from a checkpoint if one exists.
+    /// Writes `train.toml` (the run's objective, PopAlign by default, with LoRA or full fine-tuning) and trains, resuming from a checkpoint if one exists.
     fn train(&self) -> CliResult {
         if self.final_weights().exists() {
             return Ok(());
@@ -311,17 +314,25 @@ impl<'a> Run<'a> {
         let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
         let text = format!(
             "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
-             objective = \"popalign\"\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n\
+             objective = {}\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n{}\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
              proportion_empty_prompts = {:?}\nrandom_flip = false\n{}\n{}\
              [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
             quote(Path::new("train")),
+            serde_json::to_string(&t.objective).expect("json"),
             self.config.seed,
             t.steps,
             t.batch_size,
             t.learning_rate,
+            // β of `dpo` and `popalign-pairwise`; PopAlign's is in its table (and a popalign run's
+            // train.toml keeps the hash it had before other objectives could be chosen).
+            match t.objective {
+                ObjectiveKind::Dpo | ObjectiveKind::PopalignPairwise =>
+                    format!("beta = {:?}\n", t.beta),
+                _ => String::new(),
+            },
             t.proportion_empty_prompts,
             t.timestep_range.map_or(String::new(), |[lo, hi]| format!(
                 "timestep_range = [{lo}, {hi}]\n"
@@ -358,7 +369,7 @@ impl<'a> Run<'a> {
             &jobs,
             &self.dir,
             "eval/aligned/images",
-            &self.sampling(),
+            &self.sampling(false),
             &sidecar,
             &bar,
         )?;

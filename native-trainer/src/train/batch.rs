@@ -7,8 +7,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::config::{BadImagePolicy, TrainConfig};
-use super::data::{PreferenceData, prepare_image};
+use super::data::{PreferenceData, PreferencePair, PreparedImage, prepare_image};
+use super::trajectory::Trajectory;
 use crate::error::{CliResult, input};
+use popalign_core::objectives::ObjectiveKind;
 
 pub struct Batch {
     /// `[2B, 3, R, R]` channel-major, `[preferred_1..B, dispreferred_1..B]`.
@@ -25,7 +27,35 @@ pub struct Batch {
     pub noise: Vec<f32>,
     /// `[2B, C, h, w]` standard normals for sampling the VAE posterior.
     pub posterior_noise: Vec<f32>,
+    /// `dense` only: the recorded chains of each pair's (preferred, dispreferred) images, and the
+    /// uniforms that choose the pair's M steps.
+    pub trajectories: Vec<(Trajectory, Trajectory)>,
+    pub step_uniforms: Vec<Vec<f64>>,
     pub skipped: usize,
+}
+
+/// What one pair contributes: its images (every objective but `dense`) or their chains (`dense`).
+enum PairData {
+    Images(PreparedImage, PreparedImage),
+    Chains(Trajectory, Trajectory),
+}
+
+fn load_pair(
+    pair: &PreferencePair,
+    dense: bool,
+    resolution: usize,
+    flip: bool,
+) -> Result<PairData, String> {
+    if dense {
+        return Ok(PairData::Chains(
+            Trajectory::read_for(&pair.preferred)?,
+            Trajectory::read_for(&pair.dispreferred)?,
+        ));
+    }
+    Ok(PairData::Images(
+        prepare_image(&pair.preferred, resolution, flip)?,
+        prepare_image(&pair.dispreferred, resolution, flip)?,
+    ))
 }
 
 pub fn rng_for(seed: u64, micro_step: u64) -> ChaCha8Rng {
@@ -49,14 +79,17 @@ pub fn sample_batch(
     train_timesteps: usize,
 ) -> CliResult<Batch> {
     let mut rng = rng_for(config.seed, stream);
+    let dense = config.objective == ObjectiveKind::Dense;
+    // A recorded chain cannot be flipped or re-captioned: dense trains on the chains as sampled.
     let (b, fixed, augment) = match selection {
-        Selection::Random(b) => (b, Vec::new(), true),
+        Selection::Random(b) => (b, Vec::new(), !dense),
         Selection::Fixed(pairs) => (pairs.len(), pairs, false),
     };
     let r = config.resolution;
     let mut preferred = Vec::new();
     let mut dispreferred = Vec::new();
     let (mut captions, mut time_ids, mut groups) = (Vec::new(), Vec::new(), Vec::new());
+    let mut trajectories = Vec::new();
     let mut skipped = 0;
     while captions.len() < b {
         let index = fixed
@@ -66,13 +99,16 @@ pub fn sample_batch(
         let flip = augment && config.random_flip && rng.random_bool(0.5);
         let drop_caption = augment && rng.random::<f64>() < config.proportion_empty_prompts;
         let pair = &data.pairs[index];
-        let images = prepare_image(&pair.preferred, r, flip)
-            .and_then(|w| Ok((w, prepare_image(&pair.dispreferred, r, flip)?)));
-        match images {
-            Ok((w, l)) => {
-                time_ids.push(w.time_ids);
-                preferred.extend(w.pixels);
-                dispreferred.extend(l.pixels);
+        match load_pair(pair, dense, r, flip) {
+            Ok(loaded) => {
+                match loaded {
+                    PairData::Images(w, l) => {
+                        time_ids.push(w.time_ids);
+                        preferred.extend(w.pixels);
+                        dispreferred.extend(l.pixels);
+                    }
+                    PairData::Chains(w, l) => trajectories.push((w, l)),
+                }
                 captions.push(if drop_caption {
                     String::new()
                 } else {
@@ -86,7 +122,9 @@ pub fn sample_batch(
                 )));
             }
             Err(_) if !fixed.is_empty() => {
-                return Err(input(format!("validation pair {index}: unreadable image")));
+                return Err(input(format!(
+                    "validation pair {index}: unreadable image or trajectory"
+                )));
             }
             Err(_) => {
                 skipped += 1;
@@ -115,6 +153,16 @@ pub fn sample_batch(
     };
     let noise = normals(b * latent_len);
     let posterior_noise = normals(2 * b * latent_len);
+    let step_uniforms = match dense {
+        true => (0..b)
+            .map(|_| {
+                (0..config.dense.steps_per_update)
+                    .map(|_| rng.random::<f64>())
+                    .collect()
+            })
+            .collect(),
+        false => Vec::new(),
+    };
     Ok(Batch {
         pixels: preferred,
         captions,
@@ -123,6 +171,8 @@ pub fn sample_batch(
         timesteps,
         noise,
         posterior_noise,
+        trajectories,
+        step_uniforms,
         skipped,
     })
 }
@@ -157,9 +207,16 @@ impl Batch {
             timesteps: self.timesteps[start..end].to_vec(),
             noise: rows(&self.noise),
             posterior_noise: halves(&self.posterior_noise),
+            trajectories: slice(&self.trajectories, start, end),
+            step_uniforms: slice(&self.step_uniforms, start, end),
             skipped: self.skipped,
         }
     }
+}
+
+/// `v[start..end]`, or nothing when `v` is empty (the fields only one kind of objective fills).
+fn slice<T: Clone>(v: &[T], start: usize, end: usize) -> Vec<T> {
+    v.get(start..end).map(<[T]>::to_vec).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ pub struct TrainConfig {
     /// β of `dpo` and `popalign-pairwise`.
     #[serde(default = "beta")]
     pub beta: f64,
+    /// `[dense]`: γ, C, the log-ratio clip and M of `objective = "dense"`, which trains on the recorded
+    /// sampling chains beside the images (`[generate] trajectories = true`); `random_flip` and
+    /// `proportion_empty_prompts` do not apply to it (a chain is evaluated as it was sampled).
     #[serde(default)]
     pub dense: DenseConfig,
     /// The `[alignprop]` table, required by (and only by) `objective = "alignprop"`.
@@ -245,6 +248,14 @@ impl TrainConfig {
                 "lora.alpha must equal lora.rank (diffusers loads adapter files with alpha = rank)"
                     .into(),
             );
+        }
+        let dense = &self.dense;
+        if dense.steps_per_update == 0
+            || !(dense.gamma > 0.0 && dense.gamma <= 1.0)
+            || !(dense.log_ratio_clip > 0.0)
+            || !dense.coefficient.is_finite()
+        {
+            return Err("[dense] needs steps_per_update ≥ 1, 0 < gamma ≤ 1, log_ratio_clip > 0 and a finite coefficient".into());
         }
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());

@@ -7,8 +7,10 @@ pub(crate) mod batch;
 pub(crate) mod checkpoint;
 mod config;
 mod data;
+mod dense;
 mod parallel;
 pub(crate) mod params;
+pub(crate) mod trajectory;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -68,8 +70,27 @@ struct Frozen {
     text: TextConditioner<Backend>,
     image_space: ImageSpace<Backend>,
     schedule: NoiseSchedule,
+    /// The model's `scheduler_config.json`, for the DDIM steps of recorded chains (`dense`).
+    scheduler: SchedulerConfig,
+    /// The negative side of guidance is zeros, not the encoded empty prompt (diffusers'
+    /// `force_zeros_for_empty_prompt`, as generation used it).
+    zero_negative: bool,
     reference: Option<UNet2DConditionModel<Backend>>,
     captions: HashMap<String, PromptEmbeds<Backend>>,
+}
+
+impl Frozen {
+    /// The caption's embeddings, encoded once per run.
+    fn caption(&mut self, caption: &str, device: &Device) -> CliResult<PromptEmbeds<Backend>> {
+        if !self.captions.contains_key(caption) {
+            let embeds = self
+                .text
+                .encode(caption, device)
+                .map_err(CliError::Runtime)?;
+            self.captions.insert(caption.to_string(), embeds);
+        }
+        Ok(self.captions[caption].clone())
+    }
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -235,15 +256,13 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
     let scheduler: SchedulerConfig =
         read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     let sdxl = unet.needs_added_conditioning();
+    let index = ModelIndex::read(&config.model)?;
     let frozen = Frozen {
         text: TextConditioner::from_dir(&config.model, variant, sdxl, device)?,
-        image_space: ImageSpace::from_root(
-            &config.model,
-            ModelIndex::read(&config.model)?.pixel_space(),
-            variant,
-            device,
-        )?,
+        image_space: ImageSpace::from_root(&config.model, index.pixel_space(), variant, device)?,
         schedule: NoiseSchedule::new(&scheduler),
+        scheduler,
+        zero_negative: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
         reference,
         captions: HashMap::new(),
     };
@@ -512,6 +531,9 @@ fn pair_loss(
     device: &Device,
     reduce: &dyn ReferencePointReduce,
 ) -> CliResult<ObjectiveOutput<AD>> {
+    if config.objective == ObjectiveKind::Dense {
+        return dense::chain_loss(config, unet, frozen, batch, device);
+    }
     let b = batch.captions.len();
     let r = config.resolution;
     let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([
@@ -539,16 +561,9 @@ fn pair_loss(
     let mut hidden = Vec::new();
     let mut pooled = Vec::new();
     for caption in &batch.captions {
-        if !frozen.captions.contains_key(caption) {
-            let embeds = frozen
-                .text
-                .encode(caption, device)
-                .map_err(CliError::Runtime)?;
-            frozen.captions.insert(caption.clone(), embeds);
-        }
-        let embeds = &frozen.captions[caption];
-        hidden.push(embeds.hidden.clone());
-        pooled.extend(embeds.pooled.clone());
+        let embeds = frozen.caption(caption, device)?;
+        hidden.push(embeds.hidden);
+        pooled.extend(embeds.pooled);
     }
     let twice = |v: Vec<Tensor<Backend, 3>>| Tensor::cat([v.clone(), v].concat(), 0);
     let time_ids: Vec<f32> = batch
@@ -580,12 +595,11 @@ fn pair_loss(
         None => DisableLora::apply(unet.valid()).forward(x_t.clone(), t.clone(), &cond),
     };
     let e_ref = per_sample_mse(reference_out, noise.clone());
-    let to_ad_cond = UNetConditioning {
-        encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
-        text_embeds: cond.text_embeds.map(Tensor::from_inner),
-        time_ids: cond.time_ids.map(Tensor::from_inner),
-    };
-    let out = unet.forward(Tensor::from_inner(x_t), Tensor::from_inner(t), &to_ad_cond);
+    let out = unet.forward(
+        Tensor::from_inner(x_t),
+        Tensor::from_inner(t),
+        &to_autodiff(cond),
+    );
     let errors = PairErrors {
         e_theta: per_sample_mse(out, Tensor::from_inner(noise)),
         e_ref: Tensor::from_inner(e_ref),
@@ -595,12 +609,21 @@ fn pair_loss(
         ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
         ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
         ObjectiveKind::Sft => sft_loss(&errors),
-        ObjectiveKind::Alignprop => {
+        ObjectiveKind::Dense | ObjectiveKind::Alignprop => {
             return Err(CliError::Runtime(
                 "alignprop trains from prompts, not preference pairs".into(),
             ));
         }
     })
+}
+
+/// Frozen conditioning, lifted onto the autodiff backend for the policy.
+fn to_autodiff(cond: UNetConditioning<Backend>) -> UNetConditioning<AD> {
+    UNetConditioning {
+        encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
+        text_embeds: cond.text_embeds.map(Tensor::from_inner),
+        time_ids: cond.time_ids.map(Tensor::from_inner),
+    }
 }
 
 /// Mean loss and implicit accuracy over held-out pairs, `draws` fixed noise/timestep draws each.

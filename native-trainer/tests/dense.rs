@@ -1,0 +1,170 @@
+//! Dense-reward DPO through the tool: `[generate] trajectories = true` records each training image's DDIM
+//! η = 1 chain beside it, and `popalign train` with `objective = "dense"` learns from those chains.
+
+use std::path::Path;
+use std::process::Command;
+
+use popalign_core::tensor_io::read_tensors;
+
+const RUN: &str = r#"model = "toy"
+seed = 0
+stages = ["prompts", "generate", "classify", "preferences"]
+
+[generate]
+neutral_images = 4
+specific_images = 1
+eval_images = 1
+steps = 10
+guidance = 8.0
+batch_size = 32
+trajectories = true
+
+[preferences]
+construction = "official"
+iterations = 20
+set_size = 2
+
+[train]
+objective = "dense"
+steps = 1
+batch_size = 2
+learning_rate = 0.0001
+beta = 500.0
+lora_rank = 0
+"#;
+
+fn popalign() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_popalign"))
+}
+
+fn ok(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn pngs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The chain ends where the image is: in the toy's pixel space the PNG is `round(255·clamp(x_S/2 + ½))`.
+fn assert_chain_ends_in_its_image(png: &Path) {
+    let tensors = read_tensors(&png.with_extension("trajectory.safetensors")).unwrap();
+    let latents = &tensors["latents"];
+    assert_eq!(
+        latents.shape.to_vec(),
+        vec![11, 3, 16, 16],
+        "{}",
+        png.display()
+    );
+    let values = latents.clone().to_vec::<f32>().unwrap();
+    let last = &values[10 * 3 * 256..];
+    let image = image::open(png).unwrap().to_rgb8();
+    for (x, y, pixel) in image.enumerate_pixels() {
+        for c in 0..3 {
+            let v = last[c * 256 + y as usize * 16 + x as usize];
+            // burn rounds half to even.
+            let expected = ((v / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even() as u8;
+            assert_eq!(pixel[c], expected, "{} at ({x}, {y})", png.display());
+        }
+    }
+    let timesteps = tensors["timesteps"].clone().to_vec::<f32>().unwrap();
+    assert_eq!(timesteps.len(), 10);
+    assert!(timesteps.windows(2).all(|w| w[0] > w[1]), "noisiest first");
+}
+
+#[test]
+fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    std::fs::write(run.join("run.toml"), RUN).unwrap();
+    ok(popalign()
+        .args(["run", "--config"])
+        .arg(run.join("run.toml"))
+        .output()
+        .unwrap());
+
+    for set in ["neutral", "specific"] {
+        let images = pngs(&run.join("images").join(set));
+        assert!(!images.is_empty());
+        for png in &images {
+            assert_chain_ends_in_its_image(png);
+        }
+    }
+    let eval = run.join("eval/base/images");
+    assert!(!pngs(&eval).is_empty());
+    assert!(
+        pngs(&eval)
+            .iter()
+            .all(|p| !p.with_extension("trajectory.safetensors").exists()),
+        "evaluation images need no chains"
+    );
+
+    let pairs = std::fs::read_to_string(run.join("preferences.jsonl")).unwrap();
+    let lines: Vec<&str> = pairs.lines().collect();
+    let (train, held_out) = lines.split_at(lines.len() - 8);
+    std::fs::write(run.join("train.jsonl"), train.join("\n")).unwrap();
+    std::fs::write(run.join("held-out.jsonl"), held_out.join("\n")).unwrap();
+    // The official clip (1e-4 on the per-element mean log-ratio) saturates within a few steps on the
+    // toy's 16×16 pixels; a wider band lets the held-out logits keep moving over a short run.
+    let config = format!(
+        "model = {:?}\npreferences = \"train.jsonl\"\noutput = \"out\"\nobjective = \"dense\"\nseed = 0\n\
+         steps = 30\nbatch_size = 4\nlearning_rate = 1e-4\ncheckpoint_every = 15\nresolution = 16\n\
+         [dense]\nlog_ratio_clip = 0.01\nsteps_per_update = 1\n\
+         [validation]\npreferences = \"held-out.jsonl\"\ndraws = 2\n",
+        run.join("model")
+    );
+    std::fs::write(run.join("dense.toml"), config).unwrap();
+    ok(popalign()
+        .args(["train", "--config"])
+        .arg(run.join("dense.toml"))
+        .output()
+        .unwrap());
+    let held_out_loss: Vec<f64> = std::fs::read_to_string(run.join("out/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|l| l.get("val_loss").and_then(|v| v.as_f64()))
+        .collect();
+    println!("dense held-out loss at steps 0, 15, 30: {held_out_loss:?}");
+    assert_eq!(held_out_loss.len(), 3);
+    assert!((held_out_loss[0] - std::f64::consts::LN_2).abs() < 1e-6);
+    assert!(
+        held_out_loss.windows(2).all(|w| w[1] < w[0]) && held_out_loss[2] < 0.69,
+        "{held_out_loss:?}"
+    );
+
+    // A pair whose chain is missing is named, with what to do about it.
+    let first = serde_json::from_str::<serde_json::Value>(train[0]).unwrap();
+    let missing = run
+        .join(first["preferred"].as_str().unwrap())
+        .with_extension("trajectory.safetensors");
+    std::fs::remove_file(&missing).unwrap();
+    std::fs::write(run.join("one.jsonl"), format!("{}\n", train[0])).unwrap();
+    let config = std::fs::read_to_string(run.join("dense.toml"))
+        .unwrap()
+        .replace("train.jsonl", "one.jsonl")
+        .replace("\"out\"", "\"out-missing\"");
+    std::fs::write(run.join("missing.toml"), config).unwrap();
+    let output = popalign()
+        .args(["train", "--config"])
+        .arg(run.join("missing.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&missing.file_name().unwrap().to_string_lossy().to_string())
+            && stderr.contains("trajectories = true"),
+        "{stderr}"
+    );
+}
