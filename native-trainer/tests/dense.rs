@@ -115,10 +115,12 @@ fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_he
     std::fs::write(run.join("train.jsonl"), train.join("\n")).unwrap();
     std::fs::write(run.join("held-out.jsonl"), held_out.join("\n")).unwrap();
     // The official clip (1e-4 on the per-element mean log-ratio) saturates within a few steps on the
-    // toy's 16×16 pixels; a wider band lets the held-out logits keep moving over a short run.
+    // toy's 16×16 pixels; a wider band lets the held-out logits keep moving over a short run. At a
+    // learning rate of 1e-4 every logit reaches −C·clip on both sides within a few steps, and a loss of
+    // exactly ln 2 says so.
     let config = format!(
         "model = {:?}\npreferences = \"train.jsonl\"\noutput = \"out\"\nobjective = \"dense\"\nseed = 0\n\
-         steps = 30\nbatch_size = 4\nlearning_rate = 1e-4\ncheckpoint_every = 15\nresolution = 16\n\
+         steps = 30\nbatch_size = 4\nlearning_rate = 5e-6\ncheckpoint_every = 15\nresolution = 16\n\
          [dense]\nlog_ratio_clip = 0.01\nsteps_per_update = 1\n\
          [validation]\npreferences = \"held-out.jsonl\"\ndraws = 2\n",
         run.join("model")
@@ -129,14 +131,17 @@ fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_he
         .arg(run.join("dense.toml"))
         .output()
         .unwrap());
-    let held_out_loss: Vec<f64> = std::fs::read_to_string(run.join("out/metrics.jsonl"))
+    let held_out: Vec<(f64, f64)> = std::fs::read_to_string(run.join("out/metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|l| l.get("val_loss").and_then(|v| v.as_f64()))
+        .filter_map(|l| Some((l.get("val_loss")?.as_f64()?, l["val_accuracy"].as_f64()?)))
         .collect();
-    println!("dense held-out loss at steps 0, 15, 30: {held_out_loss:?}");
+    println!("dense held-out (loss, implicit accuracy) at steps 0, 15, 30: {held_out:?}");
+    let held_out_loss: Vec<f64> = held_out.iter().map(|v| v.0).collect();
     assert_eq!(held_out_loss.len(), 3);
+    // At step 0 policy = reference: every logit is 0 (ties, accuracy 0, loss ln 2).
+    assert!(held_out[2].1 > 0.5, "{held_out:?}");
     assert!((held_out_loss[0] - std::f64::consts::LN_2).abs() < 1e-6);
     assert!(
         held_out_loss.windows(2).all(|w| w[1] < w[0]) && held_out_loss[2] < 0.69,
