@@ -355,3 +355,73 @@ fn an_unknown_device_is_a_clear_error() {
     assert!(stderr.contains("unknown device \"tpu:3\""), "{stderr}");
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn cached_latents_train_as_fresh_encoding_does_and_a_bad_entry_is_recomputed() {
+    let (fresh, cached) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_fresh = quick_config(fresh.path(), "");
+    // `cache_latents` must sit before the tables of quick_config's text: it is a top-level key.
+    let config_cached = quick_config(cached.path(), "");
+    let text = std::fs::read_to_string(&config_cached).unwrap();
+    std::fs::write(&config_cached, format!("cache_latents = true\n{text}")).unwrap();
+    for config in [&config_fresh, &config_cached] {
+        let output = train(config, false);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let losses = |d: &Path| -> Vec<f64> {
+        metrics(d)
+            .iter()
+            .map(|l| l["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses(fresh.path()), losses(cached.path()));
+    println!("losses fresh {a:?}\n       cached {b:?}");
+    assert_eq!(a.len(), 6);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "{a:?} vs {b:?}");
+    }
+    // 6 steps × 2 pairs drew the 8 images, flipped or not: at most 16 entries, each written once.
+    let cache_dir = cached.path().join("out/latent-cache");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        (8..=16).contains(&entries.len()),
+        "{} entries",
+        entries.len()
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "safetensors")),
+        "no staged files left: {entries:?}"
+    );
+    assert!(!fresh.path().join("out/latent-cache").exists());
+
+    // Corrupt every entry and train the same run again from scratch (keeping the cache): the bad
+    // entries are misses, recomputed, and the run is the same.
+    for entry in &entries {
+        std::fs::write(entry, b"not a safetensors file").unwrap();
+    }
+    for step in [2, 4, 6] {
+        std::fs::remove_dir_all(cached.path().join(format!("out/step-{step}"))).unwrap();
+    }
+    std::fs::remove_file(cached.path().join("out/metrics.jsonl")).unwrap();
+    let output = train(&config_cached, false);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(losses(cached.path()), b);
+    assert!(
+        entries
+            .iter()
+            .all(|p| popalign_core::tensor_io::read_tensors(p).is_ok())
+    );
+}

@@ -54,10 +54,35 @@ impl<B: Backend> ImageSpace<B> {
         match self {
             Self::Latent(vae) => {
                 let (mean, logvar) = vae.encode(pixels);
+                self.sample_posterior(mean, logvar, posterior_noise)
+            }
+            Self::Pixel => pixels,
+        }
+    }
+
+    /// The posterior `(mean, logvar)` of images `[B, 3, H, W]` in [-1, 1]; in pixel space the images
+    /// themselves with a zero log-variance (sampling then returns them unchanged).
+    pub fn moments(&self, pixels: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        match self {
+            Self::Latent(vae) => vae.encode(pixels),
+            Self::Pixel => (pixels.clone(), pixels.zeros_like()),
+        }
+    }
+
+    /// [`Self::encode`] from the posterior's `(mean, logvar)` (what a latent cache keeps). In pixel space
+    /// `mean` is the image itself.
+    pub fn sample_posterior(
+        &self,
+        mean: Tensor<B, 4>,
+        logvar: Tensor<B, 4>,
+        posterior_noise: Tensor<B, 4>,
+    ) -> Tensor<B, 4> {
+        match self {
+            Self::Latent(vae) => {
                 let z = mean + (logvar * 0.5).exp() * posterior_noise;
                 (z - vae.shift_factor) * vae.scaling_factor
             }
-            Self::Pixel => pixels,
+            Self::Pixel => mean,
         }
     }
 

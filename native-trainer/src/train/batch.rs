@@ -7,14 +7,18 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::config::{BadImagePolicy, TrainConfig};
-use super::data::{PreferenceData, PreferencePair, PreparedImage, prepare_image};
+use super::data::{PreferenceData, PreferencePair, prepare_image};
+use super::latent_cache::{CachedLatent, LatentCache};
 use super::trajectory::Trajectory;
 use crate::error::{CliResult, input};
 use popalign_core::objectives::ObjectiveKind;
+use std::path::{Path, PathBuf};
 
 pub struct Batch {
-    /// `[2B, 3, R, R]` channel-major, `[preferred_1..B, dispreferred_1..B]`.
-    pub pixels: Vec<f32>,
+    /// `[preferred_1..B, dispreferred_1..B]`: each image's pixels, or its cached posterior.
+    pub images: Vec<ImageInput>,
+    /// The latent-cache entry of each image (`cache_latents`), in the same order.
+    pub cache_entries: Vec<Option<PathBuf>>,
     /// Caption per pair (`""` where dropped).
     pub captions: Vec<String>,
     /// `time_ids` per pair (from the preferred image, shared by the pair as in the official trainer).
@@ -34,9 +38,25 @@ pub struct Batch {
     pub skipped: usize,
 }
 
+/// One training image: `[3, R, R]` pixels in [-1, 1], or its posterior from the latent cache.
+#[derive(Debug, Clone)]
+pub enum ImageInput {
+    Pixels {
+        pixels: Vec<f32>,
+        time_ids: [f32; 6],
+    },
+    Cached(CachedLatent),
+}
+
+struct LoadedImage {
+    input: ImageInput,
+    time_ids: [f32; 6],
+    entry: Option<PathBuf>,
+}
+
 /// What one pair contributes: its images (every objective but `dense`) or their chains (`dense`).
 enum PairData {
-    Images(PreparedImage, PreparedImage),
+    Images(LoadedImage, LoadedImage),
     Chains(Trajectory, Trajectory),
 }
 
@@ -45,6 +65,7 @@ fn load_pair(
     dense: bool,
     resolution: usize,
     flip: bool,
+    cache: Option<&LatentCache>,
 ) -> Result<PairData, String> {
     if dense {
         return Ok(PairData::Chains(
@@ -52,9 +73,28 @@ fn load_pair(
             Trajectory::read_for(&pair.dispreferred)?,
         ));
     }
+    let load = |path: &Path| -> Result<LoadedImage, String> {
+        let entry = cache.map(|c| c.entry(path, flip));
+        if let Some(cached) = entry.as_deref().and_then(LatentCache::read) {
+            return Ok(LoadedImage {
+                time_ids: cached.time_ids,
+                input: ImageInput::Cached(cached),
+                entry,
+            });
+        }
+        let image = prepare_image(path, resolution, flip)?;
+        Ok(LoadedImage {
+            input: ImageInput::Pixels {
+                pixels: image.pixels,
+                time_ids: image.time_ids,
+            },
+            time_ids: image.time_ids,
+            entry,
+        })
+    };
     Ok(PairData::Images(
-        prepare_image(&pair.preferred, resolution, flip)?,
-        prepare_image(&pair.dispreferred, resolution, flip)?,
+        load(&pair.preferred)?,
+        load(&pair.dispreferred)?,
     ))
 }
 
@@ -77,6 +117,7 @@ pub fn sample_batch(
     selection: Selection,
     latent_shape: [usize; 3],
     train_timesteps: usize,
+    cache: Option<&LatentCache>,
 ) -> CliResult<Batch> {
     let mut rng = rng_for(config.seed, stream);
     let dense = config.objective == ObjectiveKind::Dense;
@@ -99,13 +140,13 @@ pub fn sample_batch(
         let flip = augment && config.random_flip && rng.random_bool(0.5);
         let drop_caption = augment && rng.random::<f64>() < config.proportion_empty_prompts;
         let pair = &data.pairs[index];
-        match load_pair(pair, dense, r, flip) {
+        match load_pair(pair, dense, r, flip, cache) {
             Ok(loaded) => {
                 match loaded {
                     PairData::Images(w, l) => {
                         time_ids.push(w.time_ids);
-                        preferred.extend(w.pixels);
-                        dispreferred.extend(l.pixels);
+                        preferred.push(w);
+                        dispreferred.push(l);
                     }
                     PairData::Chains(w, l) => trajectories.push((w, l)),
                 }
@@ -137,6 +178,7 @@ pub fn sample_batch(
         }
     }
     preferred.extend(dispreferred);
+    let (images, cache_entries) = preferred.into_iter().map(|i| (i.input, i.entry)).unzip();
     let [lo, hi] = config.timestep_range.unwrap_or([0, train_timesteps]);
     let hi = hi.min(train_timesteps);
     if lo >= hi {
@@ -164,7 +206,8 @@ pub fn sample_batch(
         false => Vec::new(),
     };
     Ok(Batch {
-        pixels: preferred,
+        images,
+        cache_entries,
         captions,
         time_ids,
         groups,
@@ -193,20 +236,21 @@ impl Batch {
             v[start * n..end * n].to_vec()
         };
         // `[2·pairs, n]` layouts (preferred half, then dispreferred half): the slice of each half.
-        let halves = |v: &[f32]| {
+        fn halves<T: Clone>(v: &[T], pairs: usize, start: usize, end: usize) -> Vec<T> {
             let n = v.len() / (2 * pairs);
             let mut out = v[start * n..end * n].to_vec();
             out.extend_from_slice(&v[(pairs + start) * n..(pairs + end) * n]);
             out
-        };
+        }
         Batch {
-            pixels: halves(&self.pixels),
+            images: halves(&self.images, pairs, start, end),
+            cache_entries: halves(&self.cache_entries, pairs, start, end),
             captions: self.captions[start..end].to_vec(),
             time_ids: self.time_ids[start..end].to_vec(),
             groups: self.groups[start..end].to_vec(),
             timesteps: self.timesteps[start..end].to_vec(),
             noise: rows(&self.noise),
-            posterior_noise: halves(&self.posterior_noise),
+            posterior_noise: halves(&self.posterior_noise, pairs, start, end),
             trajectories: slice(&self.trajectories, start, end),
             step_uniforms: slice(&self.step_uniforms, start, end),
             skipped: self.skipped,
@@ -248,14 +292,30 @@ mod tests {
     fn timesteps_come_from_the_configured_range_and_an_empty_range_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let (config, data) = config_and_data(dir.path(), "timestep_range = [900, 2000]\n");
-        let batch =
-            sample_batch(&config, &data, 0, Selection::Random(64), [3, 16, 16], 1000).unwrap();
+        let batch = sample_batch(
+            &config,
+            &data,
+            0,
+            Selection::Random(64),
+            [3, 16, 16],
+            1000,
+            None,
+        )
+        .unwrap();
         assert!(batch.timesteps.iter().all(|&t| (900..1000).contains(&t)));
         assert!(batch.timesteps.iter().any(|&t| t != batch.timesteps[0]));
         let (config, data) = config_and_data(dir.path(), "timestep_range = [1000, 1000]\n");
-        let err = sample_batch(&config, &data, 0, Selection::Random(1), [3, 16, 16], 1000)
-            .err()
-            .unwrap();
+        let err = sample_batch(
+            &config,
+            &data,
+            0,
+            Selection::Random(1),
+            [3, 16, 16],
+            1000,
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("timestep_range"), "{err}");
     }
 }

@@ -50,6 +50,10 @@ pub struct TrainConfig {
     pub resolution: usize,
     #[serde(default = "empty_prompts")]
     pub proportion_empty_prompts: f64,
+    /// Keep each training image's VAE posterior in `<output>/latent-cache/` and sample latents from it,
+    /// instead of decoding and encoding the image at every draw (`latent_cache.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_latents: bool,
     #[serde(default = "yes")]
     pub random_flip: bool,
     /// Draw training timesteps from `[lo, hi)` only (default: all of the scheduler's). High timesteps

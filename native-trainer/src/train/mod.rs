@@ -8,6 +8,7 @@ pub(crate) mod checkpoint;
 mod config;
 mod data;
 mod dense;
+mod latent_cache;
 mod parallel;
 pub(crate) mod params;
 pub(crate) mod trajectory;
@@ -43,10 +44,11 @@ use serde_json::json;
 
 use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult, input};
-use batch::{Batch, Selection, sample_batch};
+use batch::{Batch, ImageInput, Selection, sample_batch};
 use checkpoint::TrainState;
 use config::TrainConfig;
 use data::PreferenceData;
+use latent_cache::{CachedLatent, LatentCache};
 use parallel::Worker;
 
 type AD = Autodiff<Backend>;
@@ -77,6 +79,7 @@ struct Frozen {
     zero_negative: bool,
     reference: Option<UNet2DConditionModel<Backend>>,
     captions: HashMap<String, PromptEmbeds<Backend>>,
+    latent_cache: Option<LatentCache>,
 }
 
 impl Frozen {
@@ -265,6 +268,7 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
         zero_negative: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
         reference,
         captions: HashMap::new(),
+        latent_cache: LatentCache::for_config(config),
     };
     let validation = match &config.validation {
         Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
@@ -349,6 +353,7 @@ fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResul
                 selection,
                 latent_shape,
                 frozen.schedule.alphas_cumprod.len(),
+                frozen.latent_cache.as_ref(),
             )?
             .shard(worker.rank, worker.world);
             state.skipped_pairs += batch.skipped;
@@ -535,16 +540,9 @@ fn pair_loss(
         return dense::chain_loss(config, unet, frozen, batch, device);
     }
     let b = batch.captions.len();
-    let r = config.resolution;
-    let pixels = Tensor::<Backend, 1>::from_floats(batch.pixels.as_slice(), device).reshape([
-        2 * b,
-        3,
-        r,
-        r,
-    ]);
     let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device)
         .reshape([2 * b, c, h, w]);
-    let latents = frozen.image_space.encode(pixels, posterior);
+    let latents = batch_latents(config, frozen, batch, posterior, [c, h, w], device)?;
     let noise =
         Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
     let noise = Tensor::cat(vec![noise.clone(), noise], 0);
@@ -617,6 +615,87 @@ fn pair_loss(
     })
 }
 
+/// The batch's images → what the U-Net denoises: encoded in one VAE call (as without a cache), or,
+/// with `cache_latents`, sampled from each image's cached posterior, encoding and caching the new ones.
+fn batch_latents(
+    config: &TrainConfig,
+    frozen: &Frozen,
+    batch: &Batch,
+    posterior: Tensor<Backend, 4>,
+    latent_shape: [usize; 3],
+    device: &Device,
+) -> CliResult<Tensor<Backend, 4>> {
+    let r = config.resolution;
+    let pixels = |rows: Vec<&[f32]>| {
+        let n = rows.len();
+        Tensor::<Backend, 1>::from_floats(rows.concat().as_slice(), device).reshape([n, 3, r, r])
+    };
+    let fresh: Vec<usize> = (0..batch.images.len())
+        .filter(|&i| matches!(batch.images[i], ImageInput::Pixels { .. }))
+        .collect();
+    let Some(cache) = &frozen.latent_cache else {
+        let all = batch.images.iter().filter_map(|i| match i {
+            ImageInput::Pixels { pixels, .. } => Some(pixels.as_slice()),
+            ImageInput::Cached(_) => None,
+        });
+        return Ok(frozen.image_space.encode(pixels(all.collect()), posterior));
+    };
+    let mut cached: Vec<Option<CachedLatent>> = batch
+        .images
+        .iter()
+        .map(|i| match i {
+            ImageInput::Cached(c) => Some(c.clone()),
+            ImageInput::Pixels { .. } => None,
+        })
+        .collect();
+    if !fresh.is_empty() {
+        let fresh_pixels = |i: usize| match &batch.images[i] {
+            ImageInput::Pixels { pixels, time_ids } => (pixels.as_slice(), *time_ids),
+            ImageInput::Cached(_) => unreachable!("fresh images have pixels"),
+        };
+        let rows = fresh.iter().map(|&i| fresh_pixels(i).0).collect();
+        let (mean, logvar) = frozen.image_space.moments(pixels(rows));
+        let values = |t: Tensor<Backend, 4>| t.into_data().convert::<f32>().to_vec::<f32>();
+        let (mean, logvar) = (values(mean), values(logvar));
+        let n: usize = latent_shape.iter().product();
+        for (k, &i) in fresh.iter().enumerate() {
+            let (Ok(mean), Ok(logvar)) = (&mean, &logvar) else {
+                return Err(CliError::Runtime(
+                    "cannot read back the VAE posterior".into(),
+                ));
+            };
+            let latent = CachedLatent {
+                mean: mean[k * n..(k + 1) * n].to_vec(),
+                logvar: logvar[k * n..(k + 1) * n].to_vec(),
+                time_ids: fresh_pixels(i).1,
+            };
+            if let Some(entry) = &batch.cache_entries[i] {
+                cache
+                    .write(entry, &latent, latent_shape)
+                    .map_err(CliError::Runtime)?;
+            }
+            cached[i] = Some(latent);
+        }
+    }
+    let cached: Vec<CachedLatent> = cached.into_iter().flatten().collect();
+    let [c, h, w] = latent_shape;
+    let stack = |pick: fn(&CachedLatent) -> &Vec<f32>| {
+        let values: Vec<f32> = cached
+            .iter()
+            .flat_map(|l| pick(l).iter().copied())
+            .collect();
+        Tensor::<Backend, 1>::from_floats(values.as_slice(), device).reshape([
+            cached.len(),
+            c,
+            h,
+            w,
+        ])
+    };
+    Ok(frozen
+        .image_space
+        .sample_posterior(stack(|l| &l.mean), stack(|l| &l.logvar), posterior))
+}
+
 /// Frozen conditioning, lifted onto the autodiff backend for the policy.
 fn to_autodiff(cond: UNetConditioning<Backend>) -> UNetConditioning<AD> {
     UNetConditioning {
@@ -651,6 +730,7 @@ fn evaluate(
                 Selection::Fixed(pairs),
                 latent_shape,
                 frozen.schedule.alphas_cumprod.len(),
+                frozen.latent_cache.as_ref(),
             )?;
             // Validation runs on the main worker alone: its reference point is its own batch's.
             let out = pair_loss(

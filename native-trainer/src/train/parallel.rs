@@ -166,6 +166,7 @@ mod tests {
             Selection::Random(config.batch_size * worker.world),
             s.latent_shape,
             s.frozen.schedule.alphas_cumprod.len(),
+            s.frozen.latent_cache.as_ref(),
         )
         .unwrap()
         .shard(worker.rank, worker.world);
