@@ -425,3 +425,44 @@ fn cached_latents_train_as_fresh_encoding_does_and_a_bad_entry_is_recomputed() {
             .all(|p| popalign_core::tensor_io::read_tensors(p).is_ok())
     );
 }
+
+#[test]
+fn gradient_checkpointing_trains_as_plain_autodiff_does() {
+    let (plain, checkpointed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config_plain = quick_config(plain.path(), "");
+    let config_checkpointed = quick_config(checkpointed.path(), "");
+    let text = std::fs::read_to_string(&config_checkpointed).unwrap();
+    std::fs::write(
+        &config_checkpointed,
+        format!("gradient_checkpointing = true\n{text}"),
+    )
+    .unwrap();
+    for config in [&config_plain, &config_checkpointed] {
+        let output = train(config, false);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let trace = |d: &Path| -> Vec<(f64, f64)> {
+        metrics(d)
+            .iter()
+            .map(|l| {
+                (
+                    l["loss"].as_f64().unwrap(),
+                    l["grad_norm"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (trace(plain.path()), trace(checkpointed.path()));
+    println!("(loss, grad norm) plain {a:?}\n checkpointed {b:?}");
+    assert_eq!(a.len(), 6);
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.0 - y.0).abs() <= 1e-6 * x.0.abs() && (x.1 - y.1).abs() <= 1e-5 * x.1.abs(),
+            "{a:?} vs {b:?}"
+        );
+    }
+}

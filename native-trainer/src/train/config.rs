@@ -50,6 +50,11 @@ pub struct TrainConfig {
     pub resolution: usize,
     #[serde(default = "empty_prompts")]
     pub proportion_empty_prompts: f64,
+    /// Trade compute for memory: burn's balanced checkpointing recomputes memory-bound operations in the
+    /// backward pass instead of keeping their outputs (burn 0.21 offers it for the whole autodiff graph,
+    /// not per block; bench/NOTES.md has what it saves). Not used by `alignprop` (its own note says why).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
     /// Keep each training image's VAE posterior in `<output>/latent-cache/` and sample latents from it,
     /// instead of decoding and encoding the image at every draw (`latent_cache.rs`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

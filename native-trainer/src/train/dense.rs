@@ -16,17 +16,17 @@ use popalign_core::unet::UNet2DConditionModel;
 
 use super::batch::Batch;
 use super::trajectory::Trajectory;
-use super::{AD, Frozen, to_autodiff};
+use super::{Frozen, TrainBackend, to_autodiff};
 use crate::backend::{Backend, Device};
 use crate::error::{CliResult, input};
 
-pub(super) fn chain_loss(
+pub(super) fn chain_loss<A: TrainBackend>(
     config: &super::config::TrainConfig,
-    unet: &UNet2DConditionModel<AD>,
+    unet: &UNet2DConditionModel<A>,
     frozen: &mut Frozen,
     batch: &Batch,
     device: &Device,
-) -> CliResult<ObjectiveOutput<AD>> {
+) -> CliResult<ObjectiveOutput<A>> {
     let b = batch.trajectories.len();
     // Rows of the objective: [preferred_1..B, dispreferred_1..B].
     let chains: Vec<&Trajectory> = batch

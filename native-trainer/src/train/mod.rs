@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -52,6 +53,18 @@ use latent_cache::{CachedLatent, LatentCache};
 use parallel::Worker;
 
 type AD = Autodiff<Backend>;
+
+/// The autodiff backends the preference trainer runs on: plain or checkpointed autodiff over `Backend`.
+pub(crate) trait TrainBackend:
+    AutodiffBackend<InnerBackend = Backend> + burn::tensor::backend::BackendTypes<Device = Device>
+{
+}
+
+impl<T> TrainBackend for T where
+    T: AutodiffBackend<InnerBackend = Backend>
+        + burn::tensor::backend::BackendTypes<Device = Device>
+{
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -113,7 +126,7 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
         return alignprop::train(&config, resume, &devices);
     }
     if world == 1 {
-        return train_worker(&config, resume, &Worker::join(0, 1, devices[0].clone())?);
+        return train_worker_with(&config, resume, &Worker::join(0, 1, devices[0].clone())?);
     }
     let config = &config;
     std::thread::scope(|scope| {
@@ -123,7 +136,7 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
             .map(|(rank, device)| {
                 scope.spawn(move || {
                     let worker = Worker::join(rank, world, device)?;
-                    let result = train_worker(config, resume, &worker);
+                    let result = train_worker_with(config, resume, &worker);
                     worker.leave();
                     result
                 })
@@ -146,12 +159,12 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
 }
 
 /// Everything a worker sets up before its first step.
-struct Setup {
+struct Setup<A: AutodiffBackend> {
     unet_dir: PathBuf,
     latent_shape: [usize; 3],
     frozen: Frozen,
-    unet: UNet2DConditionModel<AD>,
-    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<AD>, AD>,
+    unet: UNet2DConditionModel<A>,
+    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<A>, A>,
     state: TrainState,
     data: PreferenceData,
     validation: Option<(PreferenceData, usize)>,
@@ -241,7 +254,11 @@ fn load_policy<A: AutodiffBackend>(
     })
 }
 
-fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup> {
+fn setup<A: TrainBackend>(
+    config: &TrainConfig,
+    resume: bool,
+    device: &Device,
+) -> CliResult<Setup<A>> {
     let preferences = config
         .preferences
         .as_ref()
@@ -253,7 +270,7 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
         optimizer,
         state,
         reference,
-    } = load_policy::<AD>(config, resume, device)?;
+    } = load_policy::<A>(config, resume, device)?;
     let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
     let variant = config.variant.as_deref();
     let scheduler: SchedulerConfig =
@@ -292,8 +309,17 @@ fn setup(config: &TrainConfig, resume: bool, device: &Device) -> CliResult<Setup
     })
 }
 
+/// [`train_worker`] on plain autodiff, or, with `gradient_checkpointing`, on burn's balanced
+/// checkpointing (memory-bound operations recomputed in the backward pass; the gradients are the same).
+fn train_worker_with(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResult {
+    match config.gradient_checkpointing {
+        true => train_worker::<Autodiff<Backend, BalancedCheckpointing>>(config, resume, worker),
+        false => train_worker::<AD>(config, resume, worker),
+    }
+}
+
 /// One worker's training loop; the main worker (rank 0) also logs, validates and writes checkpoints.
-fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResult {
+fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResult {
     let device = &worker.device;
     let setup = setup(config, resume, device);
     if !worker.all_ok(setup.is_ok())? {
@@ -311,7 +337,7 @@ fn train_worker(config: &TrainConfig, resume: bool, worker: &Worker) -> CliResul
         data,
         validation,
     } = setup?;
-    let validate = |unet: &UNet2DConditionModel<AD>,
+    let validate = |unet: &UNet2DConditionModel<A>,
                     frozen: &mut Frozen|
      -> CliResult<serde_json::Value> {
         let Some((data, draws)) = &validation else {
@@ -527,15 +553,15 @@ fn keep_metrics_before(path: &std::path::Path, step: usize) -> CliResult {
 
 /// Encodes images to latents, noises them (shared `t` and `ε` per pair), runs the policy and the
 /// reference, and evaluates the configured objective.
-fn pair_loss(
+fn pair_loss<A: TrainBackend>(
     config: &TrainConfig,
-    unet: &UNet2DConditionModel<AD>,
+    unet: &UNet2DConditionModel<A>,
     frozen: &mut Frozen,
     batch: &Batch,
     [c, h, w]: [usize; 3],
     device: &Device,
     reduce: &dyn ReferencePointReduce,
-) -> CliResult<ObjectiveOutput<AD>> {
+) -> CliResult<ObjectiveOutput<A>> {
     if config.objective == ObjectiveKind::Dense {
         return dense::chain_loss(config, unet, frozen, batch, device);
     }
@@ -697,7 +723,7 @@ fn batch_latents(
 }
 
 /// Frozen conditioning, lifted onto the autodiff backend for the policy.
-fn to_autodiff(cond: UNetConditioning<Backend>) -> UNetConditioning<AD> {
+fn to_autodiff<A: TrainBackend>(cond: UNetConditioning<Backend>) -> UNetConditioning<A> {
     UNetConditioning {
         encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
         text_embeds: cond.text_embeds.map(Tensor::from_inner),
@@ -706,9 +732,9 @@ fn to_autodiff(cond: UNetConditioning<Backend>) -> UNetConditioning<AD> {
 }
 
 /// Mean loss and implicit accuracy over held-out pairs, `draws` fixed noise/timestep draws each.
-fn evaluate(
+fn evaluate<A: TrainBackend>(
     config: &TrainConfig,
-    unet: &UNet2DConditionModel<AD>,
+    unet: &UNet2DConditionModel<A>,
     frozen: &mut Frozen,
     data: &PreferenceData,
     draws: usize,

@@ -155,7 +155,7 @@ mod tests {
     /// This worker's gradient after the all-reduce, flattened in parameter order, starting from a trained
     /// adapter (fresh adapters give every sample g = 0, where the reference point is 0 whatever the reduce).
     fn gradient(config: &TrainConfig, worker: &Worker) -> Vec<f64> {
-        let mut s = setup(config, false, &worker.device).unwrap();
+        let mut s = setup::<AD>(config, false, &worker.device).unwrap();
         let trained = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/io/lora_trained_by_popalign.safetensors");
         s.unet = trainable(s.unet.load_lora(&trained).unwrap(), true);
