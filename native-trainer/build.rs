@@ -18,7 +18,12 @@ fn main() {
         www.join("style.css").display()
     );
     let pkg = www.join("pkg");
-    if pkg.join("popalign_web_bg.wasm").is_file() && pkg.join("popalign_web.js").is_file() {
+    let files = [
+        "popalign_web_bg.wasm",
+        "popalign_web.js",
+        "popalign_web_wasm.js",
+    ];
+    if files.iter().all(|f| pkg.join(f).is_file()) {
         println!("cargo::rustc-cfg=web_bundle");
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the browser app (web/, crate popalign-web) for wasm32-unknown-unknown in release mode, then, if
-# `wasm-bindgen` is on PATH, writes the `--target web` glue and the wasm module into www/pkg/ (ignored by git).
+# `wasm-bindgen` is on PATH, writes the `--target no-modules` glue (a classic script), the wasm module, and the
+# module as base64 in a classic script (for pages opened from file://) into www/pkg/ (ignored by git).
 #
 #   bash tools/build-web.sh
 #
@@ -31,8 +32,14 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out"
-echo "build-web: wasm-bindgen --target web --no-typescript --out-dir www/pkg"
-wasm-bindgen --target web --no-typescript --out-dir "$out" "$wasm"
+echo "build-web: wasm-bindgen --target no-modules --no-typescript --out-dir www/pkg"
+wasm-bindgen --target no-modules --no-typescript --out-dir "$out" "$wasm"
+# file:// pages may run classic scripts from their folder but not fetch files: the module as a script.
+{
+  printf 'window.POPALIGN_WASM_BASE64 = "'
+  base64 -w0 "$out/popalign_web_bg.wasm"
+  printf '";\n'
+} > "$out/popalign_web_wasm.js"
 
 raw=$(stat -c %s "$out/popalign_web_bg.wasm")
 gz=$(gzip -9 -c "$out/popalign_web_bg.wasm" | wc -c)

@@ -13,7 +13,9 @@ checks, with the SwiftShader WebGPU adapter:
   3. `#/prompt/0` shows the first prompt; its images' "classify in browser" (burn-wgpu) give
      probabilities within 1e-4 of the native ones stored in report.json, for every model's first image;
   4. the overview has a loss and an accuracy chart per trained model;
-  5. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots).
+  5. opened from disk (file://, the unmodified folder), the overview shows the same numbers, the prompt page
+     shows its images, and classifying a shown image says what to do instead of failing silently;
+  6. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots).
 Prints time to interactive and the in-browser classifier latency.
 """
 import base64
@@ -119,6 +121,43 @@ def classify_shown(cdp, session, failures):
               f"{', '.join(f'{t * 1000:.0f} ms' for t in latencies)} (first includes the classifier's upload)")
 
 
+def check_from_disk(report_dir, tmp, shots, failures):
+    """The report folder opened straight from disk: report.js and pkg/popalign_web_wasm.js stand in for the
+    fetches file:// pages may not make."""
+    folder = os.path.join(tmp, "from-disk")
+    shutil.copytree(report_dir, folder)
+    with open(os.path.join(folder, "report.json")) as f:
+        report = json.load(f)
+    url = "file://" + os.path.abspath(folder) + "/explorer.html#/"
+    t0 = time.monotonic()
+    browser = Browser(url, TIMEOUT)
+    with browser as (cdp, session):
+        try:
+            cdp.call("Page.enable", session)
+            cdp.wait_for(session, "document.querySelector('#summary td[data-metric]') !== null",
+                         "the overview from file://", TIMEOUT)
+            print(f"web-e2e: from file://, overview interactive {time.monotonic() - t0:.2f} s after the browser started")
+            check_overview(cdp, session, report, failures)
+            screenshot(cdp, session, os.path.join(shots, "overview-file.png"))
+            cdp.eval(session, "location.hash = '#/prompt/0'")
+            cdp.wait_for(session, "(document.getElementById('prompt-title')||{}).textContent", "the prompt page", TIMEOUT)
+            loaded = cdp.wait_for(session, """(() => { const imgs = [...document.querySelectorAll('#images img')];
+                return imgs.length && imgs.every(i => i.complete) ? imgs.filter(i => i.naturalWidth > 0).length : null })()""",
+                                  "the prompt's images", TIMEOUT)
+            if not loaded:
+                failures.append("from file://: no image of the prompt page loaded")
+            cdp.eval(session, "document.querySelector('#images td.image-cell button.classify').click()")
+            text = cdp.wait_for(session, """(() => { const r = document.querySelector('#images td.image-cell .browser-result');
+                return r && !r.textContent.endsWith('…') ? r.textContent : null })()""", "the classify answer", TIMEOUT)
+            print(f"web-e2e: from file://, {loaded} images shown; classify a shown image: {text}")
+            if "python3 -m http.server" not in text and "max |browser" not in text:
+                failures.append(f"from file://, classifying a shown image gave {text!r}")
+            screenshot(cdp, session, os.path.join(shots, "prompt-file.png"))
+        except Exception:
+            print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
+            raise
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -164,6 +203,7 @@ def main():
             except Exception:
                 print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
                 raise
+        check_from_disk(report_dir, tmp, shots, failures)
     except Exception as e:  # report and fail
         failures.append(f"{type(e).__name__}: {e}")
     finally:

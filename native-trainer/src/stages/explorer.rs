@@ -13,6 +13,10 @@ pub const FILES: &[(&str, &[u8])] = &[
         "pkg/popalign_web_bg.wasm",
         include_bytes!("../../../www/pkg/popalign_web_bg.wasm"),
     ),
+    (
+        "pkg/popalign_web_wasm.js",
+        include_bytes!("../../../www/pkg/popalign_web_wasm.js"),
+    ),
 ];
 
 #[cfg(not(web_bundle))]

@@ -50,8 +50,9 @@ pub fn render(report: &Report, explorer: bool) -> String {
     if explorer {
         html.push_str(
             "<p>Interactive explorer (filters, in-browser classification): <a href=\"explorer.html\">\
-             explorer.html</a>. It reads report.json, which browsers only allow over http: serve this \
-             folder with any static server, for example <code>python3 -m http.server</code>.</p>",
+             explorer.html</a>. It opens from disk too; classifying the report's own images in the browser \
+             needs the folder served over http (any static server, for example <code>python3 -m \
+             http.server</code>), while an image you drop onto the page works either way.</p>",
         );
     }
     html.push_str(&overview(report, &names));

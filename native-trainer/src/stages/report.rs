@@ -312,6 +312,13 @@ fn write_report_folder(out: &Path, models: &[ReportModel], info: RunInfo) -> Cli
     };
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&out.join("report.json"), json.as_bytes())?;
+    // The same text as a classic script, which the explorer reads when opened from disk (file://), where
+    // browsers let a page run scripts from its folder but not fetch files. A JSON string is a JS literal.
+    let script = format!(
+        "window.POPALIGN_REPORT = {};\n",
+        serde_json::to_string(&json).expect("a string serialises")
+    );
+    write_atomic(&out.join("report.js"), script.as_bytes())?;
     let explorer = super::explorer::FILES;
     for (path, contents) in explorer {
         let path = out.join(path);
