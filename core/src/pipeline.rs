@@ -46,6 +46,19 @@ pub struct PromptEmbeds<B: Backend> {
     pub pooled: Option<Tensor<B, 2>>,
 }
 
+impl<B: Backend> PromptEmbeds<B> {
+    /// The embeddings of several prompts as one batch, in order.
+    pub fn concat(embeds: &[&PromptEmbeds<B>]) -> Self {
+        Self {
+            hidden: Tensor::cat(embeds.iter().map(|e| e.hidden.clone()).collect(), 0),
+            pooled: embeds[0]
+                .pooled
+                .as_ref()
+                .map(|_| Tensor::cat(embeds.iter().filter_map(|e| e.pooled.clone()).collect(), 0)),
+        }
+    }
+}
+
 /// One generation request.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -266,12 +279,7 @@ impl<B: Backend> DiffusionPipeline<B> {
         let stack = |pick: fn(&(PromptEmbeds<B>, PromptEmbeds<B>)) -> &PromptEmbeds<B>| {
             let sides: Vec<&PromptEmbeds<B>> =
                 prompts.iter().map(|p| pick(&encoded[p.as_str()])).collect();
-            PromptEmbeds {
-                hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
-                pooled: sides[0].pooled.as_ref().map(|_| {
-                    Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)
-                }),
-            }
+            PromptEmbeds::concat(&sides)
         };
         let factor = self.vae_scale_factor();
         let size = (h * factor, w * factor);

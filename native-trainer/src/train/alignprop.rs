@@ -351,13 +351,7 @@ fn stacked_embeds(
     let stack = |pick: fn(&GuidancePair) -> &PromptEmbeds<Backend>| {
         let sides: Vec<&PromptEmbeds<Backend>> =
             prompts.iter().map(|p| pick(&fixed.embeds[p])).collect();
-        PromptEmbeds {
-            hidden: Tensor::cat(sides.iter().map(|e| e.hidden.clone()).collect(), 0),
-            pooled: sides[0]
-                .pooled
-                .as_ref()
-                .map(|_| Tensor::cat(sides.iter().filter_map(|e| e.pooled.clone()).collect(), 0)),
-        }
+        PromptEmbeds::concat(&sides)
     };
     Ok((stack(|pair| &pair.0), stack(|pair| &pair.1)))
 }

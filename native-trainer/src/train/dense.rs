@@ -62,13 +62,16 @@ pub(super) fn chain_loss<A: TrainBackend>(
         let embeds = frozen.caption(&batch.captions[row % b], device)?;
         positive.extend(std::iter::repeat_n(embeds, m));
     }
-    let positive = stack(positive);
+    let positive = PromptEmbeds::concat(&positive.iter().collect::<Vec<_>>());
     let negative = match frozen.zero_negative {
         true => PromptEmbeds {
             hidden: positive.hidden.zeros_like(),
             pooled: positive.pooled.as_ref().map(|p| p.zeros_like()),
         },
-        false => stack(vec![frozen.caption("", device)?; n]),
+        false => {
+            let empty = frozen.caption("", device)?;
+            PromptEmbeds::concat(&vec![&empty; n])
+        }
     };
     let factor = frozen.image_space.scale_factor();
     let size = (h * factor, w * factor);
@@ -76,26 +79,24 @@ pub(super) fn chain_loss<A: TrainBackend>(
     let cond = guidance_conditioning(&positive, &negative, time_ids);
     let guidance = chains[0].guidance_scale;
 
-    let log_p_ref = match &frozen.reference {
-        Some(reference) => transition_log_density(
-            reference,
-            &scheduler,
-            &cond,
-            x.clone(),
-            x_next.clone(),
-            &steps,
-            guidance,
-        ),
-        None => transition_log_density(
-            &DisableLora::apply(unet.valid()),
-            &scheduler,
-            &cond,
-            x.clone(),
-            x_next.clone(),
-            &steps,
-            guidance,
-        ),
+    // Full fine-tuning keeps a frozen copy; with LoRA the reference is the policy with adapters off.
+    let adapters_off;
+    let reference = match &frozen.reference {
+        Some(copy) => copy,
+        None => {
+            adapters_off = DisableLora::apply(unet.valid());
+            &adapters_off
+        }
     };
+    let log_p_ref = transition_log_density(
+        reference,
+        &scheduler,
+        &cond,
+        x.clone(),
+        x_next.clone(),
+        &steps,
+        guidance,
+    );
     let log_p_theta = transition_log_density(
         unet,
         &scheduler,
@@ -148,14 +149,4 @@ fn chain_scheduler(chains: &[&Trajectory], frozen: &Frozen) -> CliResult<DdimSch
         )));
     }
     Ok(scheduler)
-}
-
-fn stack(embeds: Vec<PromptEmbeds<Backend>>) -> PromptEmbeds<Backend> {
-    PromptEmbeds {
-        hidden: Tensor::cat(embeds.iter().map(|e| e.hidden.clone()).collect(), 0),
-        pooled: embeds[0]
-            .pooled
-            .as_ref()
-            .map(|_| Tensor::cat(embeds.iter().filter_map(|e| e.pooled.clone()).collect(), 0)),
-    }
 }
