@@ -146,6 +146,8 @@ def check_from_disk(report_dir, tmp, shots, failures):
                                   "the prompt's images", TIMEOUT)
             if not loaded:
                 failures.append("from file://: no image of the prompt page loaded")
+            cdp.wait_for(session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
+                         "the WebGPU probe", TIMEOUT)
             cdp.eval(session, "document.querySelector('#images td.image-cell button.classify').click()")
             text = cdp.wait_for(session, """(() => { const r = document.querySelector('#images td.image-cell .browser-result');
                 return r && !r.textContent.endsWith('…') ? r.textContent : null })()""", "the classify answer", TIMEOUT)
