@@ -48,9 +48,18 @@ pub enum ImageInput {
     Cached(CachedLatent),
 }
 
+impl ImageInput {
+    /// The image's SDXL `time_ids` (original size and crop).
+    pub fn time_ids(&self) -> [f32; 6] {
+        match self {
+            Self::Pixels { time_ids, .. } => *time_ids,
+            Self::Cached(cached) => cached.time_ids,
+        }
+    }
+}
+
 struct LoadedImage {
     input: ImageInput,
-    time_ids: [f32; 6],
     entry: Option<PathBuf>,
 }
 
@@ -77,7 +86,6 @@ fn load_pair(
         let entry = cache.map(|c| c.entry(path, flip));
         if let Some(cached) = entry.as_deref().and_then(LatentCache::read) {
             return Ok(LoadedImage {
-                time_ids: cached.time_ids,
                 input: ImageInput::Cached(cached),
                 entry,
             });
@@ -88,7 +96,6 @@ fn load_pair(
                 pixels: image.pixels,
                 time_ids: image.time_ids,
             },
-            time_ids: image.time_ids,
             entry,
         })
     };
@@ -144,7 +151,7 @@ pub fn sample_batch(
             Ok(loaded) => {
                 match loaded {
                     PairData::Images(w, l) => {
-                        time_ids.push(w.time_ids);
+                        time_ids.push(w.input.time_ids());
                         preferred.push(w);
                         dispreferred.push(l);
                     }

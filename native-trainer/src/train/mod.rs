@@ -675,11 +675,13 @@ fn batch_latents(
         })
         .collect();
     if !fresh.is_empty() {
-        let fresh_pixels = |i: usize| match &batch.images[i] {
-            ImageInput::Pixels { pixels, time_ids } => (pixels.as_slice(), *time_ids),
-            ImageInput::Cached(_) => unreachable!("fresh images have pixels"),
-        };
-        let rows = fresh.iter().map(|&i| fresh_pixels(i).0).collect();
+        let rows = fresh
+            .iter()
+            .map(|&i| match &batch.images[i] {
+                ImageInput::Pixels { pixels, .. } => pixels.as_slice(),
+                ImageInput::Cached(_) => unreachable!("fresh images have pixels"),
+            })
+            .collect();
         let (mean, logvar) = frozen.image_space.moments(pixels(rows));
         let values = |t: Tensor<Backend, 4>| t.into_data().convert::<f32>().to_vec::<f32>();
         let (mean, logvar) = (values(mean), values(logvar));
@@ -693,7 +695,7 @@ fn batch_latents(
             let latent = CachedLatent {
                 mean: mean[k * n..(k + 1) * n].to_vec(),
                 logvar: logvar[k * n..(k + 1) * n].to_vec(),
-                time_ids: fresh_pixels(i).1,
+                time_ids: batch.images[i].time_ids(),
             };
             if let Some(entry) = &batch.cache_entries[i] {
                 cache
