@@ -54,13 +54,7 @@ fn measure(
         .into_iter()
         .map(|s| s as usize)
         .collect();
-    let stds: Vec<f64> = steps
-        .iter()
-        .map(|&i| {
-            let (alpha, alpha_prev) = scheduler.alphas(i);
-            scheduler.std(alpha, alpha_prev)
-        })
-        .collect();
+    let stds: Vec<f64> = steps.iter().map(|&i| scheduler.std(i)).collect();
     let std_error = max_abs(&stds, &values(tensor("std")));
 
     // Transition n = r·M + m has the prompt of pair r % B; negatives are zeros (SDXL's

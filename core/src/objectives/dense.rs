@@ -69,14 +69,7 @@ pub fn scheduler_step_weights(gamma: f64, scheduler: &DdimScheduler) -> Vec<f64>
         weights
             .into_iter()
             .enumerate()
-            .map(|(i, w)| {
-                let (alpha, alpha_prev) = scheduler.alphas(i);
-                if scheduler.std(alpha, alpha_prev) > 0.0 {
-                    w
-                } else {
-                    0.0
-                }
-            })
+            .map(|(i, w)| if scheduler.std(i) > 0.0 { w } else { 0.0 })
             .collect(),
     )
 }

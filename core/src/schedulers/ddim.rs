@@ -50,14 +50,7 @@ impl DdimScheduler {
         i: usize,
         sample: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, f64) {
-        let t = self.timesteps[i] as i64;
-        let prev = t - self.step_ratio as i64;
-        let alpha = self.alphas_cumprod[t as usize];
-        let alpha_prev = if prev >= 0 {
-            self.alphas_cumprod[prev as usize]
-        } else {
-            self.final_alpha_cumprod
-        };
+        let (alpha, alpha_prev) = self.alphas(i);
         let beta = 1.0 - alpha;
         let (mut x0, eps) = if self.v_prediction {
             (
@@ -73,14 +66,11 @@ impl DdimScheduler {
         if let Some(range) = self.clip_sample {
             x0 = x0.clamp(-range, range);
         }
-        let variance = (1.0 - alpha_prev) / beta * (1.0 - alpha / alpha_prev);
-        let std = self.eta * variance.sqrt();
+        let std = self.std(i);
         let direction = eps * (1.0 - alpha_prev - std * std).max(0.0).sqrt();
         (x0 * alpha_prev.sqrt() + direction, std)
     }
-}
 
-impl DdimScheduler {
     /// [`Self::step_mean_std`] with its own step index per row (recorded transitions of different steps
     /// evaluated in one U-Net call). Returns the mean `[N, C, h, w]` and one standard deviation per row.
     /// The per-row coefficients enter in the backend's own precision (f64 on an f64 backend).
@@ -92,14 +82,15 @@ impl DdimScheduler {
     ) -> (Tensor<B, 4>, Vec<f64>) {
         let n = steps.len();
         let device = sample.device();
+        let rows: Vec<(f64, f64, f64)> = steps
+            .iter()
+            .map(|&i| {
+                let (alpha, alpha_prev) = self.alphas(i);
+                (alpha, alpha_prev, self.std(i))
+            })
+            .collect();
         let column = |f: &dyn Fn(f64, f64, f64) -> f64| {
-            let values: Vec<f64> = steps
-                .iter()
-                .map(|&i| {
-                    let (alpha, alpha_prev) = self.alphas(i);
-                    f(alpha, alpha_prev, self.std(alpha, alpha_prev))
-                })
-                .collect();
+            let values: Vec<f64> = rows.iter().map(|&(a, p, s)| f(a, p, s)).collect();
             Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device).reshape([n, 1, 1, 1])
         };
         let (mut x0, eps) = if self.v_prediction {
@@ -121,14 +112,7 @@ impl DdimScheduler {
         }
         let mean = x0 * column(&|_, p, _| p.sqrt())
             + eps * column(&|_, p, s| (1.0 - p - s * s).max(0.0).sqrt());
-        let stds = steps
-            .iter()
-            .map(|&i| {
-                let (alpha, alpha_prev) = self.alphas(i);
-                self.std(alpha, alpha_prev)
-            })
-            .collect();
-        (mean, stds)
+        (mean, rows.iter().map(|&(_, _, s)| s).collect())
     }
 
     /// `(ᾱ_t, ᾱ_prev)` of step `i`.
@@ -143,8 +127,9 @@ impl DdimScheduler {
         (self.alphas_cumprod[t as usize], alpha_prev)
     }
 
-    /// σ of a step: η·√((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)).
-    pub fn std(&self, alpha: f64, alpha_prev: f64) -> f64 {
+    /// σ of step `i`: η·√((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)).
+    pub fn std(&self, i: usize) -> f64 {
+        let (alpha, alpha_prev) = self.alphas(i);
         self.eta * ((1.0 - alpha_prev) / (1.0 - alpha) * (1.0 - alpha / alpha_prev)).sqrt()
     }
 }
