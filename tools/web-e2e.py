@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end test of a report folder's browser explorer in real headless Chromium (standard library only).
 
-    python3 tools/web-e2e.py REPORT_DIR [SCREENSHOT_DIR]
+    python3 tools/web-e2e.py REPORT_DIR [SCREENSHOT_DIR] [--faces NATIVE_CSV PHOTO_DIR]
 
 REPORT_DIR is a report folder written by `popalign report` from a binary that embeds the explorer
 (tools/build-web.sh before building it): explorer.html, pkg/, report.json, images/. The test copies it,
@@ -15,9 +15,14 @@ checks, with the SwiftShader WebGPU adapter:
   4. the overview has a loss and an accuracy chart per trained model;
   5. opened from disk (file://, the unmodified folder), the overview shows the same numbers, the prompt page
      shows its images, and classifying a shown image says what to do instead of failing silently;
-  6. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots).
+  6. a screenshot of each view is saved in SCREENSHOT_DIR (default: target/e2e-screenshots);
+  7. with --faces (the report carries the face classifier: `popalign report --face-weights`), each photo of
+     PHOTO_DIR chosen in the drop zone is classified in the browser (MTCNN and the dlib networks on
+     burn-wgpu) with the face found or not as natively, and probabilities within 1e-4 of NATIVE_CSV (what
+     `popalign classify --classifier faces` wrote for the same files), over http and from file://.
 Prints time to interactive and the in-browser classifier latency.
 """
+import csv
 import base64
 import json
 import os
@@ -121,7 +126,57 @@ def classify_shown(cdp, session, failures):
               f"{', '.join(f'{t * 1000:.0f} ms' for t in latencies)} (first includes the classifier's upload)")
 
 
-def check_from_disk(report_dir, tmp, shots, failures):
+def read_native(csv_path):
+    """`popalign classify`'s CSV → {file name: (face found, {axis: probabilities})}."""
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    native = {}
+    for row in rows:
+        axes = {c[:-len("_probs")]: [float(v) for v in row[c].split()]
+                for c in row if c.endswith("_probs") and row[c]}
+        native[os.path.basename(row["file"])] = (row["face_found"] == "true", axes)
+    return native
+
+
+def classify_dropped(cdp, session, faces, failures, where):
+    """Chooses each photo in the drop zone's file input (as a reader would) with the carried face classifier
+    selected, and compares the browser's answer with the native CSV."""
+    csv_path, photo_dir = faces
+    native = read_native(csv_path)
+    cdp.wait_for(session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
+                 "the WebGPU probe", TIMEOUT)
+    selected = cdp.eval(session, "document.getElementById('drop-classifier').selectedOptions[0].textContent")
+    if not selected.startswith("faces"):
+        failures.append(f"{where}: the drop zone's classifier is {selected!r}, not the carried face classifier")
+    latencies = []
+    for name in sorted(native):
+        found, probs = native[name]
+        root = cdp.call("DOM.getDocument", session)["root"]["nodeId"]
+        node = cdp.call("DOM.querySelector", session, nodeId=root, selector="#drop-file")["nodeId"]
+        cdp.call("DOM.setFileInputFiles", session, nodeId=node, files=[os.path.abspath(os.path.join(photo_dir, name))])
+        text = cdp.wait_for(session, f"""(() => {{ const r = document.getElementById('drop-result');
+            return r.textContent.startsWith({json.dumps(name + ':')}) && !r.textContent.endsWith('…') ? r.textContent : null }})()""",
+                            f"the browser's answer for {name}", TIMEOUT)
+        got = cdp.eval(session, "document.getElementById('drop-result').dataset.attributes")
+        ms = cdp.eval(session, "document.getElementById('drop-result').dataset.ms")
+        latencies.append(f"{name} {ms} ms")
+        if not got:
+            failures.append(f"{where}: {name}: {text}")
+            continue
+        got = json.loads(got)
+        if got["face_found"] != found:
+            failures.append(f"{where}: {name}: face found {got['face_found']} in the browser, {found} natively")
+            continue
+        diff = max((abs(b - n) for axis in probs for b, n in zip(got["probabilities"].get(axis, []), probs[axis])),
+                   default=0.0)
+        if set(got["probabilities"]) != set(probs) or diff > TOLERANCE:
+            failures.append(f"{where}: {name}: browser {got['probabilities']}, native {probs}")
+        print(f"web-e2e: {where}: dropped {text} (max |browser − native| {diff:.1e})")
+    print(f"web-e2e: {where}: face classifier in the browser, choose to result: {', '.join(latencies)} "
+          "(the first includes loading the weights)")
+
+
+def check_from_disk(report_dir, tmp, shots, failures, faces):
     """The report folder opened straight from disk: report.js and pkg/popalign_web_wasm.js stand in for the
     fetches file:// pages may not make."""
     folder = os.path.join(tmp, "from-disk")
@@ -155,16 +210,26 @@ def check_from_disk(report_dir, tmp, shots, failures):
             if "python3 -m http.server" not in text and "max |browser" not in text:
                 failures.append(f"from file://, classifying a shown image gave {text!r}")
             screenshot(cdp, session, os.path.join(shots, "prompt-file.png"))
+            if faces:
+                classify_dropped(cdp, session, faces, failures, "file://")
         except Exception:
             print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
             raise
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    faces = None
+    if "--faces" in args:
+        i = args.index("--faces")
+        faces = tuple(args[i + 1:i + 3])
+        del args[i:i + 3]
+        if len(faces) != 2:
+            sys.exit(__doc__)
+    if not args:
         sys.exit(__doc__)
-    report_dir = sys.argv[1]
-    shots = sys.argv[2] if len(sys.argv) > 2 else os.path.join("target", "e2e-screenshots")
+    report_dir = args[0]
+    shots = args[1] if len(args) > 1 else os.path.join("target", "e2e-screenshots")
     if not os.path.isfile(os.path.join(report_dir, "pkg", "popalign_web_bg.wasm")):
         sys.exit(f"web-e2e: {report_dir} has no explorer (build www/pkg with tools/build-web.sh, then popalign)")
     os.makedirs(shots, exist_ok=True)
@@ -202,10 +267,13 @@ def main():
                     failures.append(f"the XSS prompt's page title is {title!r}")
                 check_xss(cdp, session, failures)
                 screenshot(cdp, session, os.path.join(shots, "prompt-xss.png"))
+                if faces:
+                    classify_dropped(cdp, session, faces, failures, "http")
+                    screenshot(cdp, session, os.path.join(shots, "dropped-face.png"))
             except Exception:
                 print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
                 raise
-        check_from_disk(report_dir, tmp, shots, failures)
+        check_from_disk(report_dir, tmp, shots, failures, faces)
     except Exception as e:  # report and fail
         failures.append(f"{type(e).__name__}: {e}")
     finally:

@@ -200,57 +200,94 @@ pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
             return Err(LoadError::Missing { path: file.clone() });
         }
         check_header(file)?;
-        let mut store = SafetensorsStore::from_file(file.clone())
-            .with_from_adapter(
-                PyTorchToBurnAdapter
-                    .chain(CastToFloat(float_dtype::<B>()))
-                    .chain(ScalarAsVector),
-            )
-            .skip_enum_variants(true)
-            .allow_partial(true)
-            .validate(false);
-        for (pattern, replacement) in remaps {
-            store = store.with_key_remapping(*pattern, *replacement);
-        }
-        let result = module
-            .load_from(&mut store)
-            .map_err(|e| LoadError::Safetensors {
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
-        if let Some(error) = result.errors.first() {
-            return Err(apply_error(file, error));
-        }
-        let unused = truly_unused(&result);
-        if let Some(key) = unused.first() {
-            return Err(LoadError::UnexpectedTensor {
-                path: file.clone(),
-                key: key.clone(),
-                more: More(unused.len() - 1),
-            });
-        }
-        let now: std::collections::BTreeSet<String> = result
-            .missing
-            .iter()
-            .map(|(path, _)| path.clone())
-            .filter(|path| !missing_ok(path))
-            .collect();
+        let store = SafetensorsStore::from_file(file.clone());
+        let now;
+        (module, now) = apply_store(module, store, file, remaps, &missing_ok)?;
         missing = Some(match missing {
             None => now,
             Some(before) => before.intersection(&now).cloned().collect(),
         });
         first_missing_file = file.clone();
     }
-    if let Some(missing) = missing
-        && let Some(key) = missing.iter().next()
-    {
-        return Err(LoadError::MissingTensor {
-            path: first_missing_file,
+    missing_error(&first_missing_file, missing.unwrap_or_default())?;
+    Ok(module)
+}
+
+/// [`load_weights`] from a safetensors file already in memory (the browser has no file system); `name`
+/// stands for the file in errors.
+pub fn load_weights_from_bytes<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: M,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<M, LoadError> {
+    let path = PathBuf::from(name);
+    check_header_bytes(&path, &bytes, bytes.len() as u64)?;
+    let store = SafetensorsStore::from_bytes(Some(bytes));
+    let (module, missing) = apply_store(module, store, &path, &[], &|_: &str| false)?;
+    missing_error(&path, missing)?;
+    Ok(module)
+}
+
+/// Applies one safetensors store to `module`: every tensor of the store must be used and fit its shape.
+/// Returns the module and the module tensors the store did not have (except those `missing_ok` allows).
+fn apply_store<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    mut module: M,
+    store: SafetensorsStore,
+    file: &Path,
+    remaps: &[KeyRemap],
+    missing_ok: &dyn Fn(&str) -> bool,
+) -> Result<(M, std::collections::BTreeSet<String>), LoadError> {
+    let mut store = store
+        .with_from_adapter(
+            PyTorchToBurnAdapter
+                .chain(CastToFloat(float_dtype::<B>()))
+                .chain(ScalarAsVector),
+        )
+        .skip_enum_variants(true)
+        .allow_partial(true)
+        .validate(false);
+    for (pattern, replacement) in remaps {
+        store = store.with_key_remapping(*pattern, *replacement);
+    }
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| LoadError::Safetensors {
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    if let Some(error) = result.errors.first() {
+        return Err(apply_error(file, error));
+    }
+    let unused = truly_unused(&result);
+    if let Some(key) = unused.first() {
+        return Err(LoadError::UnexpectedTensor {
+            path: file.to_path_buf(),
             key: key.clone(),
-            more: More(missing.len() - 1),
+            more: More(unused.len() - 1),
         });
     }
-    Ok(module)
+    let missing = result
+        .missing
+        .iter()
+        .map(|(path, _)| path.clone())
+        .filter(|path| !missing_ok(path))
+        .collect();
+    Ok((module, missing))
+}
+
+/// The error for module tensors no file provided, naming the first.
+fn missing_error(
+    file: &Path,
+    missing: std::collections::BTreeSet<String>,
+) -> Result<(), LoadError> {
+    match missing.iter().next() {
+        Some(key) => Err(LoadError::MissingTensor {
+            path: file.to_path_buf(),
+            key: key.clone(),
+            more: More(missing.len() - 1),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// burn-store lists a file key as unused when it was matched through an alternative name (norm
@@ -286,30 +323,51 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
 /// file holds every byte the header promises, so a truncated or corrupt file is reported as such.
 fn check_header(file: &Path) -> Result<(), LoadError> {
     use std::io::Read;
-    let bad = |message: String| LoadError::Safetensors {
-        path: file.to_path_buf(),
-        message,
-    };
     let io = |e: std::io::Error| LoadError::Io {
         path: file.to_path_buf(),
         message: e.to_string(),
     };
     let mut handle = std::fs::File::open(file).map_err(io)?;
     let file_len = handle.metadata().map_err(io)?.len();
-    let mut len_bytes = [0u8; 8];
-    handle
-        .read_exact(&mut len_bytes)
-        .map_err(|_| bad("shorter than the 8-byte header length".into()))?;
+    // The 8-byte length, then as much of the header as it announces (capped: a corrupt length must not
+    // make us read the whole file); check_header_bytes judges what was read.
+    let mut start = vec![0u8; 8];
+    if handle.read_exact(&mut start).is_ok() {
+        let announced = u64::from_le_bytes(start[..8].try_into().expect("8 bytes"));
+        let mut header = Vec::new();
+        handle
+            .take(announced.min(100_000_000))
+            .read_to_end(&mut header)
+            .map_err(io)?;
+        start.extend(header);
+    } else {
+        start.clear();
+    }
+    check_header_bytes(file, &start, file_len)
+}
+
+/// [`check_header`] on the start of a safetensors file (at least its header) whose full length is
+/// `file_len`.
+fn check_header_bytes(file: &Path, start: &[u8], file_len: u64) -> Result<(), LoadError> {
+    let bad = |message: String| LoadError::Safetensors {
+        path: file.to_path_buf(),
+        message,
+    };
+    let len_bytes: [u8; 8] = start
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("shorter than the 8-byte header length".into()))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > file_len.saturating_sub(8) || header_len > 100_000_000 {
         return Err(bad(format!(
             "header length {header_len} does not fit the {file_len}-byte file"
         )));
     }
-    let mut header = vec![0u8; header_len as usize];
-    handle.read_exact(&mut header).map_err(io)?;
+    let header = start
+        .get(8..8 + header_len as usize)
+        .ok_or_else(|| bad("the header is cut short".into()))?;
     let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| bad(format!("invalid header: {e}")))?;
+        serde_json::from_slice(header).map_err(|e| bad(format!("invalid header: {e}")))?;
     let data_end = header
         .values()
         .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())

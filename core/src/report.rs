@@ -67,7 +67,27 @@ pub struct Report {
     /// Per trained model, its loss and implicit accuracy per step (`train/metrics.jsonl` of its run).
     #[serde(default)]
     pub training: Vec<TrainingCurve>,
+    /// Classifiers whose weights the folder carries, so the explorer can run them on a dropped image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_classifiers: Vec<CarriedClassifier>,
 }
+
+/// A classifier shipped inside the report folder (`popalign report --face-weights DIR`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedClassifier {
+    /// [`FACES`]: MTCNN, then the dlib gender network (and the age network where `files` has it) on the
+    /// largest face, as `popalign classify --classifier faces` runs them.
+    pub kind: String,
+    /// The weight files, relative to the report folder (`classifiers/faces/mtcnn.safetensors`, …). Each
+    /// also exists as `<file>.js`, a classic script that stores its bytes as base64 in
+    /// `window.POPALIGN_WEIGHTS[<file>]`, for pages opened from disk, which may not fetch.
+    pub files: Vec<String>,
+    /// The axes it reads, classes in output order.
+    pub axes: Vec<crate::classify::AxisSpec>,
+}
+
+/// [`CarriedClassifier::kind`] of MTCNN plus the dlib networks.
+pub const FACES: &str = "faces";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCurve {

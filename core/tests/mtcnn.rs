@@ -395,3 +395,52 @@ fn nms_follows_torchvision_and_facenet_min() {
     assert_eq!(nms_min(&nested, &[0.8, 0.9], 0.7), vec![1]);
     assert!(nms_min(&[], &[], 0.7).is_empty());
 }
+
+/// The browser loads the weights from bytes: the same detections as from the file, and the same errors,
+/// naming the name it was given.
+#[test]
+fn weights_from_bytes_detect_alike_and_name_errors() {
+    let bytes = std::fs::read(dir().join("mtcnn.safetensors")).unwrap();
+    let from_bytes = Mtcnn::<B>::from_bytes("carried/mtcnn.safetensors", bytes.clone(), &device())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (faces, counts) = from_bytes.detect_counted(photo("astronaut.png"));
+    assert_eq!(
+        (faces, counts),
+        mtcnn().detect_counted(photo("astronaut.png"))
+    );
+
+    let truncated = Mtcnn::<B>::from_bytes(
+        "carried/mtcnn.safetensors",
+        bytes[..1000].to_vec(),
+        &device(),
+    );
+    let err = truncated.map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("carried/mtcnn.safetensors: ") && err.contains("truncated"),
+        "{err}"
+    );
+
+    let mut missing = tensors("mtcnn.safetensors");
+    missing.remove("pnet.conv1.bias");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("missing.safetensors");
+    write_tensors(&file, &missing).unwrap();
+    let err = Mtcnn::<B>::from_bytes("m.safetensors", std::fs::read(&file).unwrap(), &device())
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("m.safetensors") && err.contains("`pnet.conv1.bias`"),
+        "{err}"
+    );
+}
+
+/// The asynchronous detector (the browser's path) gives what the blocking one gives.
+#[test]
+fn asynchronous_detection_matches() {
+    let detector = mtcnn();
+    let faces =
+        futures_lite::future::block_on(detector.detect_async(photo("grace_hopper.png"))).unwrap();
+    assert_eq!(faces, detector.detect(photo("grace_hopper.png")));
+    assert_eq!(faces.len(), 1);
+}

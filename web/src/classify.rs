@@ -8,6 +8,7 @@ use burn::backend::wgpu::WgpuDevice;
 use burn::prelude::*;
 use leptos::prelude::*;
 use popalign_core::classify::{Attributes, unit_rgb_planes};
+use popalign_core::report::CarriedClassifier;
 use popalign_core::toy::classifier::readings;
 use popalign_core::toy::world::SIZE;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -43,7 +44,7 @@ pub async fn classify_bytes(bytes: &[u8]) -> Result<Attributes, String> {
         .attributes())
 }
 
-async fn read_back<const D: usize>(t: Tensor<Wgpu, D>) -> Result<TensorData, String> {
+pub(crate) async fn read_back<const D: usize>(t: Tensor<Wgpu, D>) -> Result<TensorData, String> {
     t.into_data_async()
         .await
         .map_err(|e| format!("WebGPU readback failed: {e:?}"))
@@ -80,10 +81,10 @@ pub fn max_difference(
     Ok(max)
 }
 
-/// `gender: tall 0.0006 · wide 0.9994; race: …`, or that no figure was found.
+/// `gender: tall 0.0006 · wide 0.9994; race: …`, or that no figure (the toy world's face) was found.
 fn describe(attributes: &Attributes, classes: &BTreeMap<String, Vec<String>>) -> String {
     if !attributes.face_found {
-        return "no figure found".into();
+        return "no figure or face found".into();
     }
     attributes
         .probabilities
@@ -155,49 +156,120 @@ fn gpu_ready_with(probe: Option<ReadSignal<Probe>>) -> Result<(), String> {
     }
 }
 
-/// Drop an image file (or choose one) to classify it in the browser.
-#[component]
-pub fn DropZone() -> impl IntoView {
-    let (result, set_result) = signal(String::new());
-    let probe = use_context::<ReadSignal<Probe>>();
-    let classes: BTreeMap<String, Vec<String>> = BTreeMap::from([
-        (
-            "gender".to_string(),
-            TOY.shapes.iter().map(|v| v.label.to_string()).collect(),
-        ),
-        (
-            "race".to_string(),
-            TOY.colours
+/// Which classifier reads a dropped image: the toy world's, or a face classifier the report carries.
+#[derive(Clone, Debug, PartialEq)]
+enum DropClassifier {
+    Toy,
+    Carried(CarriedClassifier),
+}
+
+impl DropClassifier {
+    fn classes(&self) -> BTreeMap<String, Vec<String>> {
+        match self {
+            DropClassifier::Toy => BTreeMap::from([
+                (
+                    "gender".to_string(),
+                    TOY.shapes.iter().map(|v| v.label.to_string()).collect(),
+                ),
+                (
+                    "race".to_string(),
+                    TOY.colours
+                        .iter()
+                        .map(|c| c.value.label.to_string())
+                        .collect(),
+                ),
+            ]),
+            DropClassifier::Carried(c) => c
+                .axes
                 .iter()
-                .map(|c| c.value.label.to_string())
+                .map(|a| (a.name.clone(), a.classes.clone()))
                 .collect(),
-        ),
-    ]);
+        }
+    }
+
+    async fn classify(&self, bytes: &[u8]) -> Result<Attributes, String> {
+        match self {
+            DropClassifier::Toy => classify_bytes(bytes).await,
+            DropClassifier::Carried(c) => {
+                crate::faces::FaceClassifier::shared(c)
+                    .await?
+                    .classify(bytes)
+                    .await
+            }
+        }
+    }
+}
+
+/// Drop an image file (or choose one) to classify it in the browser, with the toy classifier or, where the
+/// report carries one, the face classifier (the default then). The result line carries the probabilities
+/// as JSON (`data-attributes`) and the time taken (`data-ms`).
+#[component]
+pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
+    let (result, set_result) = signal((String::new(), String::new(), String::new()));
+    let (chosen, set_chosen) = signal(None::<usize>);
+    let probe = use_context::<ReadSignal<Probe>>();
+    // `None`: the first carried classifier, else the toy one; `Some(0)`: toy; `Some(i)`: carried i − 1.
+    let classifier = move || {
+        let carried = carried.get();
+        match chosen
+            .get()
+            .unwrap_or(if carried.is_empty() { 0 } else { 1 })
+        {
+            0 => DropClassifier::Toy,
+            i => carried
+                .get(i - 1)
+                .cloned()
+                .map_or(DropClassifier::Toy, DropClassifier::Carried),
+        }
+    };
     let take = move |file: Option<web_sys::File>| {
         let Some(file) = file else { return };
         if let Err(why) = gpu_ready_with(probe) {
-            set_result.set(why);
+            set_result.set((why, String::new(), String::new()));
             return;
         }
-        let classes = classes.clone();
+        let classifier = classifier();
         let name = file.name();
-        set_result.set(format!("{name}: classifying…"));
+        set_result.set((
+            format!("{name}: classifying…"),
+            String::new(),
+            String::new(),
+        ));
         leptos::task::spawn_local(async move {
+            let start = js_sys::Date::now();
             let outcome = async {
                 let buffer = JsFuture::from(file.array_buffer())
                     .await
                     .map_err(|e| js_err(&name, e))?;
                 let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-                classify_bytes(&bytes).await
+                classifier.classify(&bytes).await
             }
             .await;
+            let ms = format!("{:.0}", js_sys::Date::now() - start);
             set_result.set(match outcome {
-                Ok(a) => format!("{name}: {}", describe(&a, &classes)),
-                Err(why) => format!("{name}: {why}"),
+                Ok(a) => (
+                    format!("{name}: {}", describe(&a, &classifier.classes())),
+                    serde_json::to_string(&a).unwrap_or_default(),
+                    ms,
+                ),
+                Err(why) => (format!("{name}: {why}"), String::new(), ms),
             });
         });
     };
     let take_drop = take.clone();
+    let options = move || {
+        let mut names = vec!["the toy figure classifier".to_string()];
+        names.extend(carried.get().iter().map(|c| {
+            let axes: Vec<&str> = c.axes.iter().map(|a| a.name.as_str()).collect();
+            format!("{}: MTCNN, then {}", c.kind, axes.join(" and "))
+        }));
+        let selected = if carried.get().is_empty() { 0 } else { 1 };
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| view! { <option value=i.to_string() selected=chosen.get().unwrap_or(selected) == i>{n}</option> })
+            .collect_view()
+    };
     view! {
         <section id="drop" class="dropzone"
             on:dragover=|ev: web_sys::DragEvent| ev.prevent_default()
@@ -205,13 +277,19 @@ pub fn DropZone() -> impl IntoView {
                 ev.prevent_default();
                 take_drop(ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)));
             }>
-            <p>"Drop a toy-world image here, or choose one, to classify it in your browser: "
-                <input type="file" accept="image/*" on:change=move |ev| {
+            <p>"Drop an image here, or choose one, to classify it in your browser with "
+                <select id="drop-classifier" on:change=move |ev| set_chosen.set(event_target_value(&ev).parse().ok())>
+                    {options}
+                </select>
+                ": "
+                <input id="drop-file" type="file" accept="image/*" on:change=move |ev| {
                     let input: Option<web_sys::HtmlInputElement> = ev.target().and_then(|t| t.dyn_into().ok());
                     take(input.and_then(|i| i.files()).and_then(|f| f.get(0)));
                 } />
             </p>
-            <p id="drop-result" class="status">{result}</p>
+            <p id="drop-result" class="status" data-attributes=move || result.get().1 data-ms=move || result.get().2>
+                {move || result.get().0}
+            </p>
         </section>
     }
 }

@@ -10,6 +10,7 @@
 
 mod charts;
 mod classify;
+mod faces;
 mod fetch;
 mod format;
 mod gpu;
@@ -87,7 +88,10 @@ fn App() -> impl IntoView {
                 <p class="version">"popalign-web " {WEB_VERSION} " · core " {popalign_core::VERSION}</p>
             </header>
             {body}
-            <classify::DropZone />
+            <classify::DropZone carried=Signal::derive(move || match report.get() {
+                Loaded::Ok(r) => r.carried_classifiers.clone(),
+                _ => Vec::new(),
+            }) />
             <footer>
                 <p id="webgpu" class=move || probe.with(Probe::class)>{move || probe.with(Probe::message)}</p>
             </footer>

@@ -17,14 +17,26 @@ pub struct DetectedFaces<B: Backend> {
 }
 
 impl<B: Backend> DetectedFaces<B> {
-    /// The first face's chip of one `[3, H, W]` image in [0, 1], as `[1, 3, S, S]` in [0, 1].
-    fn first_face_chip(&self, image: Tensor<B, 3>) -> Option<Tensor<B, 4>> {
+    /// The first face's chip of one `[3, H, W]` image in [0, 1], as `[1, 3, S, S]` in [0, 1], or `None`
+    /// without a face. Reads back asynchronously, so the browser runs it on burn-wgpu; the heads' outputs
+    /// are then read back by the caller.
+    pub async fn first_face_chip(
+        detector: &Mtcnn<B>,
+        image: Tensor<B, 3>,
+    ) -> Result<Option<Tensor<B, 4>>, String> {
         // MTCNN works on 0..255 byte values; rounding undoes the /255 of `unit_rgb_planes` exactly.
         let bytes = (image * 255.0).round();
-        let face = self.detector.detect(bytes.clone()).into_iter().next()?;
+        let Some(face) = detector
+            .detect_async(bytes.clone())
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
         // The crop comes standardised as facenet-pytorch's `(x − 127.5) / 128`; the heads take [0, 1].
-        let chip = self.detector.extract(bytes, &face)?;
-        Some(((chip * 128.0 + 127.5) / 255.0).unsqueeze())
+        let chip = detector.extract_async(bytes, &face).await?;
+        Ok(chip.map(|chip| ((chip * 128.0 + 127.5) / 255.0).unsqueeze()))
     }
 }
 
@@ -42,7 +54,10 @@ impl<B: Backend> AttributeClassifier<B> for DetectedFaces<B> {
         (0..n)
             .map(|i| {
                 let image = images.clone().slice([i..i + 1]).squeeze_dim(0);
-                match self.first_face_chip(image) {
+                let chip =
+                    futures_lite::future::block_on(Self::first_face_chip(&self.detector, image))
+                        .unwrap_or_else(|e| panic!("MTCNN: {e}"));
+                match chip {
                     Some(chip) => self.heads.classify(chip).remove(0),
                     None => Attributes {
                         face_found: false,

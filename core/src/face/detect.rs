@@ -64,18 +64,19 @@ pub fn pyramid_scales(height: usize, width: usize, min_face_size: f64, factor: f
     scales
 }
 
-pub(crate) fn detect<B: Backend>(
+/// The faces of one image and the stage counts; fails only where the backend cannot read a result back.
+pub(crate) async fn detect<B: Backend>(
     nets: &MtcnnNets<B>,
     config: &MtcnnConfig,
     image: Tensor<B, 3>,
-) -> (Vec<Face>, StageCounts) {
+) -> Result<(Vec<Face>, StageCounts), String> {
     let [_, height, width] = image.dims();
     let mut counts = StageCounts::default();
     let scales = pyramid_scales(height, width, config.min_face_size, config.factor);
     // No level for an image shorter than min_face_size (facenet-pytorch raises there). Stopping here
     // also keeps empty images away from reshapes that not every backend accepts.
     if scales.is_empty() {
-        return (Vec::new(), counts);
+        return Ok((Vec::new(), counts));
     }
     let image: Tensor<B, 4> = to_rgb(image).unsqueeze();
     // torch compares float32 probabilities with a Python float after casting it to float32.
@@ -91,8 +92,8 @@ pub(crate) fn detect<B: Backend>(
         let level = normalise(adaptive_avg_pool2d(image.clone(), size));
         let out = nets.pnet.forward(level);
         let [_, _, oh, ow] = out.prob.dims();
-        let prob = host(out.prob);
-        let reg = host(out.reg);
+        let prob = host(out.prob).await?;
+        let reg = host(out.reg).await?;
         let level_candidates =
             generate_boxes(&prob[oh * ow..], &reg, oh, ow, scale as f32, thresholds[0]);
         let pick = nms_of(&level_candidates, 0.5);
@@ -115,13 +116,13 @@ pub(crate) fn detect<B: Backend>(
     let (candidates, windows) = with_windows(candidates, width, height);
     counts.rnet_inputs = candidates.len();
     if candidates.is_empty() {
-        return (Vec::new(), counts);
+        return Ok((Vec::new(), counts));
     }
     let mut passed = Vec::new();
     for (chunk, chunk_windows) in candidates.chunks(CHUNK).zip(windows.chunks(CHUNK)) {
         let out = nets.rnet.forward(crops(&image, chunk_windows, 24));
-        let prob = host(out.prob);
-        let reg = host(out.reg);
+        let prob = host(out.prob).await?;
+        let reg = host(out.reg).await?;
         for (k, c) in chunk.iter().enumerate() {
             let score = prob[2 * k + 1];
             if score > thresholds[1] {
@@ -143,14 +144,14 @@ pub(crate) fn detect<B: Backend>(
     let (candidates, windows) = with_windows(candidates, width, height);
     counts.onet_inputs = candidates.len();
     if candidates.is_empty() {
-        return (Vec::new(), counts);
+        return Ok((Vec::new(), counts));
     }
     let mut faces = Vec::new();
     for (chunk, chunk_windows) in candidates.chunks(CHUNK).zip(windows.chunks(CHUNK)) {
         let out = nets.onet.forward(crops(&image, chunk_windows, 48));
-        let prob = host(out.prob);
-        let reg = host(out.reg);
-        let marks = host(out.landmarks);
+        let prob = host(out.prob).await?;
+        let reg = host(out.reg).await?;
+        let marks = host(out.landmarks).await?;
         for (k, c) in chunk.iter().enumerate() {
             let score = prob[2 * k + 1];
             if score <= thresholds[2] {
@@ -179,7 +180,7 @@ pub(crate) fn detect<B: Backend>(
         let area = |f: &Face| (f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1]);
         faces.sort_by(|a, b| area(b).total_cmp(&area(a)));
     }
-    (faces, counts)
+    Ok((faces, counts))
 }
 
 /// `(x − 127.5)·0.0078125`, MTCNN's input normalisation.
@@ -188,11 +189,15 @@ fn normalise<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// A tensor's values on the host, as f32.
-fn host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f32> {
-    x.into_data()
+pub(crate) async fn host<B: Backend, const D: usize>(x: Tensor<B, D>) -> Result<Vec<f32>, String> {
+    let data = x
+        .into_data_async()
+        .await
+        .map_err(|e| format!("reading a result back from the device failed: {e:?}"))?;
+    Ok(data
         .convert::<f32>()
         .to_vec::<f32>()
-        .expect("f32 after convert")
+        .expect("f32 after convert"))
 }
 
 /// facenet-pytorch's `generateBoundingBox`: cells of one PNet map (`prob` = face channel, `[h, w]`;

@@ -11,8 +11,8 @@
 //! pyramid and the crops are burn `adaptive_avg_pool2d` (= torch `interpolate(mode="area")`); the box
 //! bookkeeping between stages ([`detect`], [`nms`]) runs on the host in f32, following facenet-pytorch
 //! operation by operation, because its floors and truncations decide which pixels the next stage sees.
-//! Each stage reads its results back synchronously (`into_data`), so on wasm the detector needs a
-//! backend that can do that (ndarray); burn-wgpu in the browser cannot.
+//! Each stage reads its results back before the next; [`Mtcnn::detect_async`] does it asynchronously,
+//! as burn-wgpu in the browser requires, and [`Mtcnn::detect`] blocks on that.
 //!
 //! Checkpoint keys are `pnet.*`, `rnet.*`, `onet.*` followed by facenet-pytorch's own state-dict keys
 //! (`conv1.weight`, `prelu1.weight`, `dense4.weight`, …); the module fields carry the same names, so
@@ -157,6 +157,15 @@ impl<B: Backend> Mtcnn<B> {
         })
     }
 
+    /// [`Self::load`] from the bytes of `mtcnn.safetensors` (the browser); `name` stands for the file in
+    /// errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, device: &B::Device) -> Result<Self, LoadError> {
+        Ok(Self {
+            nets: load::load_weights_from_bytes(MtcnnNets::new(device), name, bytes)?,
+            config: MtcnnConfig::default(),
+        })
+    }
+
     /// The same networks with other settings.
     pub fn with_config(self, config: MtcnnConfig) -> Result<Self, String> {
         config.validate()?;
@@ -172,22 +181,40 @@ impl<B: Backend> Mtcnn<B> {
 
     /// [`Self::detect`], with how many candidates reached and passed RNet and ONet.
     pub fn detect_counted(&self, image: Tensor<B, 3>) -> (Vec<Face>, StageCounts) {
-        detect::detect(&self.nets, &self.config, image)
+        futures_lite::future::block_on(detect::detect(&self.nets, &self.config, image))
+            .unwrap_or_else(|e| panic!("MTCNN: {e}"))
+    }
+
+    /// [`Self::detect`] reading each stage's results back asynchronously: what a backend that cannot
+    /// block (burn-wgpu in the browser) needs.
+    pub async fn detect_async(&self, image: Tensor<B, 3>) -> Result<Vec<Face>, String> {
+        Ok(detect::detect(&self.nets, &self.config, image).await?.0)
     }
 
     /// The standardised `[3, image_size, image_size]` crop of `face` (see [`extract`]), or `None` when
     /// the box holds no pixel of the image. Reads the image back from the device.
     pub fn extract(&self, image: Tensor<B, 3>, face: &Face) -> Option<Tensor<B, 3>> {
+        futures_lite::future::block_on(self.extract_async(image, face))
+            .unwrap_or_else(|e| panic!("MTCNN: {e}"))
+    }
+
+    /// [`Self::extract`] reading the image back asynchronously (see [`Self::detect_async`]).
+    pub async fn extract_async(
+        &self,
+        image: Tensor<B, 3>,
+        face: &Face,
+    ) -> Result<Option<Tensor<B, 3>>, String> {
         let device = image.device();
         let [_, h, w] = image.dims();
         if h == 0 || w == 0 {
-            return None;
+            return Ok(None);
         }
-        let image = to_rgb(image);
-        let planes = image.into_data().convert::<f32>().to_vec::<f32>().ok()?;
+        let planes = detect::host(to_rgb(image)).await?;
         let size = self.config.image_size;
-        let crop = extract::extract_face(&planes, h, w, face.bbox, size, self.config.margin)?;
-        Some(Tensor::<B, 1>::from_floats(crop.as_slice(), &device).reshape([3, size, size]))
+        let crop = extract::extract_face(&planes, h, w, face.bbox, size, self.config.margin);
+        Ok(crop.map(|crop| {
+            Tensor::<B, 1>::from_floats(crop.as_slice(), &device).reshape([3, size, size])
+        }))
     }
 }
 

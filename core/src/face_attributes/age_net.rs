@@ -88,6 +88,16 @@ impl<B: Backend> AgeNet<B> {
         load::load_weights(Self::new(config, device), &[file.to_path_buf()], &[])
     }
 
+    /// [`Self::load`] from the file's bytes (the browser); `name` stands for the file in errors.
+    pub fn from_bytes(
+        name: &str,
+        bytes: Vec<u8>,
+        config: AgeNetConfig,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        load::load_weights_from_bytes(Self::new(config, device), name, bytes)
+    }
+
     /// Normalised chips `[N, 3, 64, 64]` (see [`super::normalize`]) → logits `[N, 81]`.
     pub fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let [n, _, h, w] = x.dims();

@@ -70,6 +70,11 @@ impl<B: Backend> GenderNet<B> {
         load::load_weights(Self::new(device), &[file.to_path_buf()], &[])
     }
 
+    /// [`Self::load`] from the file's bytes (the browser); `name` stands for the file in errors.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, device: &B::Device) -> Result<Self, LoadError> {
+        load::load_weights_from_bytes(Self::new(device), name, bytes)
+    }
+
     /// Normalised chips `[N, 3, 32, 32]` (see [`super::normalize`]) → logits `[N, 2]`, `[female, male]`.
     pub fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let [n, _, h, w] = x.dims();

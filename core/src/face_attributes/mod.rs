@@ -271,6 +271,27 @@ impl<B: Backend> DlibGender<B> {
             gender: GenderNet::load(&dir.join("gender.safetensors"), device)?,
         })
     }
+
+    /// Chips `[N, 3, H, W]` in [0, 1] → the network's probabilities `[N, 2]`, still on the device.
+    pub fn probability_tensor(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.gender
+            .probabilities(normalize(images, GENDER_CHIP_SIZE))
+    }
+
+    /// The data of [`Self::probability_tensor`] → one result per chip (axis `gender`).
+    pub fn attributes(gender: TensorData) -> Vec<Attributes> {
+        let values: Vec<f64> = gender.iter::<f64>().collect();
+        values
+            .chunks(2)
+            .map(|g| Attributes {
+                face_found: true,
+                probabilities: BTreeMap::from([(
+                    "gender".to_string(),
+                    project_gender_order(g).to_vec(),
+                )]),
+            })
+            .collect()
+    }
 }
 
 impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
@@ -283,20 +304,6 @@ impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
     }
 
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes> {
-        let p = self
-            .gender
-            .probabilities(normalize(images, GENDER_CHIP_SIZE))
-            .into_data();
-        let values: Vec<f64> = p.iter::<f64>().collect();
-        values
-            .chunks(2)
-            .map(|g| Attributes {
-                face_found: true,
-                probabilities: BTreeMap::from([(
-                    "gender".to_string(),
-                    project_gender_order(g).to_vec(),
-                )]),
-            })
-            .collect()
+        Self::attributes(self.probability_tensor(images).into_data())
     }
 }

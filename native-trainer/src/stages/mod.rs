@@ -1,6 +1,7 @@
 //! The pipeline's stages over one run directory (design §1): `popalign run` executes those a `run.toml`
 //! lists, and `popalign demo` runs them all on the toy world.
 
+pub mod carried;
 pub mod classify;
 pub mod config;
 pub mod demo;

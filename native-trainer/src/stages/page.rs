@@ -308,6 +308,7 @@ mod tests {
             models: vec![],
             table: attack.into(),
             training: vec![],
+            carried_classifiers: vec![],
             images: vec![ImageSlot {
                 prompt: attack.into(),
                 name: "a'b.png".into(),

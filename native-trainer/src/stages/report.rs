@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use popalign_core::classify::AxisSpec;
 use popalign_core::report::{
-    ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SlotImage, TrainingCurve,
+    CarriedClassifier, ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SlotImage, TrainingCurve,
 };
 
 use super::classify::{AttributeRow, read_rows};
@@ -33,10 +33,14 @@ pub struct Args {
     /// The report folder to write.
     #[arg(long)]
     out: PathBuf,
+    /// Carry MTCNN and the dlib gender (and age) networks from this folder (the `--weights` of `popalign
+    /// classify --classifier faces`), so the explorer classifies photos dropped onto it in the browser.
+    #[arg(long, value_name = "DIR")]
+    face_weights: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let report = report_for_runs(&args.runs, &args.out)?;
+    let report = report_for_runs(&args.runs, &args.out, args.face_weights.as_deref())?;
     println!("{}", report.table);
     eprintln!("report written to {}", args.out.display());
     Ok(())
@@ -118,8 +122,12 @@ fn read_training(path: &Path, model: &str) -> CliResult<Option<TrainingCurve>> {
     }))
 }
 
-/// Writes the report of `runs` into `out` and returns it.
-pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
+/// Writes the report of `runs` into `out` and returns it; `face_weights` as `--face-weights`.
+pub fn report_for_runs(
+    runs: &[PathBuf],
+    out: &Path,
+    face_weights: Option<&Path>,
+) -> CliResult<Report> {
     let runs: Vec<EvaluatedRun> = runs
         .iter()
         .map(|dir| EvaluatedRun::read(dir))
@@ -172,6 +180,11 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path) -> CliResult<Report> {
         config_hash: hashes.join("+"),
         objective: "popalign".into(),
         training,
+        carried: face_weights
+            .map(|dir| super::carried::carry_faces(dir, out))
+            .transpose()?
+            .into_iter()
+            .collect(),
     };
     write_report_folder(out, &models, info)
 }
@@ -181,6 +194,7 @@ struct RunInfo {
     config_hash: String,
     objective: String,
     training: Vec<TrainingCurve>,
+    carried: Vec<CarriedClassifier>,
 }
 
 /// The comparison table printed on stdout: one column per model.
@@ -313,6 +327,7 @@ fn write_report_folder(out: &Path, models: &[ReportModel], info: RunInfo) -> Cli
         models: summaries,
         images,
         training: info.training,
+        carried_classifiers: info.carried,
     };
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&out.join("report.json"), json.as_bytes())?;

@@ -397,7 +397,8 @@ impl<'a> Run<'a> {
 
     /// `report/` from the evaluation summaries, and the comparison table on stdout.
     fn report(&self) -> CliResult {
-        let report = super::report::report_for_runs(&[self.dir.clone()], &self.path("report"))?;
+        let report =
+            super::report::report_for_runs(&[self.dir.clone()], &self.path("report"), None)?;
         println!("{}", report.table);
         Ok(())
     }

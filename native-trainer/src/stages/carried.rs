@@ -1,0 +1,95 @@
+//! Classifier weights a report folder carries (`popalign report --face-weights DIR`), so its explorer can
+//! classify a photo the reader drops onto the page with the same networks `popalign classify` runs.
+//!
+//! The files are copied under `classifiers/<kind>/`, and each also as `<file>.js`, a classic script that puts
+//! its bytes, base64-encoded, in `window.POPALIGN_WEIGHTS[<file>]`: opened from disk (file://) the page may
+//! run scripts from its folder but not fetch files.
+
+use std::path::Path;
+
+use base64::Engine;
+use popalign_core::classify::AxisSpec;
+use popalign_core::face::WEIGHTS_FILE;
+use popalign_core::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
+use popalign_core::report::{CarriedClassifier, FACES};
+
+use super::images::{runtime, write_atomic};
+use crate::error::{CliResult, input};
+
+/// Copies MTCNN and the dlib gender network (and the age network where `dir` has `age.safetensors`) from
+/// `dir` into `out/classifiers/faces/`, as `popalign classify --classifier faces --weights DIR` reads them.
+pub fn carry_faces(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
+    let mut names = vec![WEIGHTS_FILE, "gender.safetensors"];
+    let mut axes = vec![AxisSpec::new("gender", &GENDER_CLASSES)];
+    if dir.join("age.safetensors").exists() {
+        names.push("age.safetensors");
+        axes.push(AxisSpec::new("age", &AGE_BAND_CLASSES));
+    }
+    let mut files = Vec::new();
+    for name in names {
+        let source = dir.join(name);
+        let bytes = std::fs::read(&source).map_err(|e| {
+            input(format!(
+                "{}: {e} (--face-weights needs mtcnn.safetensors and gender.safetensors)",
+                source.display()
+            ))
+        })?;
+        let file = format!("classifiers/{FACES}/{name}");
+        let target = out.join(&file);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+        }
+        write_atomic(&target, &bytes)?;
+        write_atomic(
+            &out.join(format!("{file}.js")),
+            weights_script(&file, &bytes).as_bytes(),
+        )?;
+        files.push(file);
+    }
+    Ok(CarriedClassifier {
+        kind: FACES.into(),
+        files,
+        axes,
+    })
+}
+
+/// `window.POPALIGN_WEIGHTS[<file>] = "<base64>"`, the form a page opened from disk can load.
+pub fn weights_script(file: &str, bytes: &[u8]) -> String {
+    let key = serde_json::to_string(file).expect("a string serialises");
+    format!(
+        "(window.POPALIGN_WEIGHTS = window.POPALIGN_WEIGHTS || {{}})[{key}] = \"{}\";\n",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carries_the_faces_weights_and_their_scripts() {
+        let weights = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(weights.path().join("mtcnn.safetensors"), b"m").unwrap();
+        let err = carry_faces(weights.path(), out.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gender.safetensors"), "{err}");
+        std::fs::write(weights.path().join("gender.safetensors"), b"\x00\xffg").unwrap();
+        let carried = carry_faces(weights.path(), out.path()).unwrap();
+        assert_eq!(carried.files.len(), 2, "no age network in the folder");
+        assert_eq!(carried.axes.len(), 1);
+        let script =
+            std::fs::read_to_string(out.path().join("classifiers/faces/gender.safetensors.js"))
+                .unwrap();
+        assert_eq!(
+            script,
+            "(window.POPALIGN_WEIGHTS = window.POPALIGN_WEIGHTS || {})\
+             [\"classifiers/faces/gender.safetensors\"] = \"AP9n\";\n"
+        );
+        std::fs::write(weights.path().join("age.safetensors"), b"a").unwrap();
+        let carried = carry_faces(weights.path(), out.path()).unwrap();
+        assert_eq!(carried.files[2], "classifiers/faces/age.safetensors");
+        assert_eq!(carried.axes[1].name, "age");
+    }
+}
