@@ -12,11 +12,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
-wasm="$target_dir/wasm32-unknown-unknown/release/popalign_web.wasm"
+wasm="$target_dir/wasm32-unknown-unknown/wasm/popalign_web.wasm"
 out="$repo/www/pkg"
 
-echo "build-web: cargo build -p popalign-web --target wasm32-unknown-unknown --release"
-cargo build -p popalign-web --target wasm32-unknown-unknown --release
+echo "build-web: cargo build -p popalign-web --target wasm32-unknown-unknown --profile wasm"
+cargo build -p popalign-web --target wasm32-unknown-unknown --profile wasm
 
 if ! command -v wasm-bindgen >/dev/null 2>&1; then
   echo "build-web: wasm-bindgen not on PATH; skipped the bindgen step (built $wasm only)"
