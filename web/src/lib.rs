@@ -4,7 +4,8 @@
 //! (`wasm-bindgen --target web`). The page loads `report.json` from its own folder (schema in
 //! `popalign_core::report`) and shows the overview (`#/`) or one prompt (`#/prompt/N`). Everything from the
 //! report is rendered as text nodes by Leptos, never as HTML. The toy classifier re-runs in the browser on
-//! WebGPU, on shown images or on a dropped file.
+//! WebGPU, on shown images or on a dropped file; a report that carries the face classifier (MTCNN and the dlib
+//! networks, `faces.rs`) runs it on dropped photos.
 //!
 //! The crate also builds natively (so `cargo test --workspace` covers it); only the pure helpers are tested there.
 
