@@ -208,19 +208,20 @@ pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
     let (result, set_result) = signal((String::new(), String::new(), String::new()));
     let (chosen, set_chosen) = signal(None::<usize>);
     let probe = use_context::<ReadSignal<Probe>>();
-    // `None`: the first carried classifier, else the toy one; `Some(0)`: toy; `Some(i)`: carried i − 1.
-    let classifier = move || {
-        let carried = carried.get();
-        match chosen
+    // Menu index: 0 the toy classifier, i the carried classifier i − 1; until the reader chooses, the
+    // first carried one where there is one.
+    let selected = move || {
+        chosen
             .get()
-            .unwrap_or(if carried.is_empty() { 0 } else { 1 })
-        {
-            0 => DropClassifier::Toy,
-            i => carried
-                .get(i - 1)
-                .cloned()
-                .map_or(DropClassifier::Toy, DropClassifier::Carried),
-        }
+            .unwrap_or(if carried.with(Vec::is_empty) { 0 } else { 1 })
+    };
+    let classifier = move || match selected() {
+        0 => DropClassifier::Toy,
+        i => carried
+            .get()
+            .get(i - 1)
+            .cloned()
+            .map_or(DropClassifier::Toy, DropClassifier::Carried),
     };
     let take = move |file: Option<web_sys::File>| {
         let Some(file) = file else { return };
@@ -263,11 +264,10 @@ pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
             let axes: Vec<&str> = c.axes.iter().map(|a| a.name.as_str()).collect();
             format!("{}: MTCNN, then {}", c.kind, axes.join(" and "))
         }));
-        let selected = if carried.get().is_empty() { 0 } else { 1 };
         names
             .into_iter()
             .enumerate()
-            .map(|(i, n)| view! { <option value=i.to_string() selected=chosen.get().unwrap_or(selected) == i>{n}</option> })
+            .map(|(i, n)| view! { <option value=i.to_string() selected=selected() == i>{n}</option> })
             .collect_view()
     };
     view! {

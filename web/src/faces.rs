@@ -10,7 +10,7 @@ use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
 use burn::prelude::*;
 use popalign_core::classify::detected::DetectedFaces;
-use popalign_core::classify::{Attributes, unit_rgb_planes};
+use popalign_core::classify::{Attributes, MAX_SIDE, unit_rgb_planes};
 use popalign_core::face::Mtcnn;
 use popalign_core::face_attributes::{
     AgeBands, AgeNet, AgeNetConfig, DlibAgeGender, DlibGender, GenderNet,
@@ -22,10 +22,6 @@ use wasm_bindgen_futures::JsFuture;
 use crate::classify::read_back;
 use crate::fetch;
 use crate::gpu::js_err;
-
-/// Longest side an image is classified at, as natively (`stages::classify::MAX_SIDE` of the trainer):
-/// larger images are downscaled first with the same filter, so both sides see the same pixels.
-const MAX_SIDE: u32 = 2048;
 
 enum Heads {
     Gender(DlibGender<Wgpu>),

@@ -39,6 +39,11 @@ pub struct Attributes {
     pub probabilities: BTreeMap<String, Vec<f64>>,
 }
 
+/// Longest side an image is classified at; larger images are downscaled first (triangle filter, aspect kept),
+/// so a 12000×12000 photo costs what a 2048×2048 one does. The CLI and the browser both decode through this
+/// limit, so they classify the same pixels.
+pub const MAX_SIDE: u32 = 2048;
+
 /// Interleaved 8-bit RGB (`image::RgbImage`'s buffer) → `[3, H, W]` values in [0, 1], the input every
 /// classifier takes; the CLI and the browser both convert through here so they see the same numbers.
 pub fn unit_rgb_planes(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax, unit_rgb_planes};
+use popalign_core::classify::{AttributeClassifier, AxisSpec, MAX_SIDE, argmax, unit_rgb_planes};
 use serde::{Deserialize, Serialize};
 
 use super::images::{read_manifest, runtime, write_atomic};
@@ -124,10 +124,6 @@ pub fn classify_entries(
     }
     Ok(rows)
 }
-
-/// Longest side an image is classified at; larger images are downscaled first (triangle filter, aspect
-/// kept), so a 12000×12000 photo costs what a 2048×2048 one does.
-pub const MAX_SIDE: u32 = 2048;
 
 /// An image file → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded, downscaled to
 /// [`MAX_SIDE`]), or why not. Decoding refuses images over 20000 px a side or 2 GiB of pixels, so a
