@@ -72,11 +72,13 @@ pub struct Report {
     pub carried_classifiers: Vec<CarriedClassifier>,
 }
 
-/// A classifier shipped inside the report folder (`popalign report --face-weights DIR`).
+/// A classifier shipped inside the report folder (`popalign report --face-weights DIR`, `--clip-weights
+/// DIR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarriedClassifier {
     /// [`FACES`]: MTCNN, then the dlib gender network (and the age network where `files` has it) on the
-    /// largest face, as `popalign classify --classifier faces` runs them.
+    /// largest face, as `popalign classify --classifier faces` runs them. [`CLIP`]: the zero-shot
+    /// classifier of `popalign classify --classifier clip`, as `classify::clip_zero_shot` carries it.
     pub kind: String,
     /// The weight files, relative to the report folder (`classifiers/faces/mtcnn.safetensors`, …). Each
     /// also exists as `<file>.js`, a classic script that stores its bytes as base64 in
@@ -88,6 +90,8 @@ pub struct CarriedClassifier {
 
 /// [`CarriedClassifier::kind`] of MTCNN plus the dlib networks.
 pub const FACES: &str = "faces";
+/// [`CarriedClassifier::kind`] of CLIP zero-shot.
+pub const CLIP: &str = "clip";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCurve {

@@ -20,7 +20,15 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, TensorData>, LoadErr
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| LoadError::Safetensors {
+    tensors_from_bytes(path, &bytes)
+}
+
+/// Every tensor of a safetensors file already in memory; `path` names it in errors.
+pub fn tensors_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<BTreeMap<String, TensorData>, LoadError> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| LoadError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -65,6 +73,17 @@ fn decode<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 
 /// Writes f32 tensors to a safetensors file (through a temporary name, then renamed).
 pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Result<(), String> {
+    let serialized = tensors_to_bytes(tensors, None)?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, serialized).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// f32 tensors (and optional string metadata) → the bytes of a safetensors file.
+pub fn tensors_to_bytes(
+    tensors: &BTreeMap<String, TensorData>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
     let mut buffers = Vec::new();
     for (name, data) in tensors {
         let data = data.clone().convert_dtype(DType::F32);
@@ -80,8 +99,5 @@ pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Res
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let serialized = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, serialized).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
 }

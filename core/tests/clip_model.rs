@@ -11,7 +11,9 @@ use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use popalign_core::classify::clip_zero_shot::{ClipZeroShot, ZeroShotAxis, default_axes};
+use popalign_core::classify::clip_zero_shot::{
+    CARRIED_CONFIG, CARRIED_PROMPTS, CARRIED_VISION, ClipZeroShot, ZeroShotAxis, default_axes,
+};
 use popalign_core::classify::{AttributeClassifier, Attributes};
 use popalign_core::clip::{
     ClipModel, ClipVisionModel, images_to_pixel_values, read_clip_config, read_vision_config,
@@ -307,6 +309,77 @@ fn zero_shot_refuses_prompts_that_do_not_pair_with_classes() {
         template.prompts,
         ["a photo of a young person", "a photo of a old person"]
     );
+}
+
+/// The files a report carries, read back: the same probabilities to the bit, through the blocking and the
+/// asynchronous read-back alike, and the carried tower loads as a `CLIPVisionModelWithProjection` folder.
+#[test]
+fn carried_zero_shot_classifies_as_the_full_model() {
+    let classifier = zero_shot();
+    let clip_config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap())
+            .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let files: BTreeMap<&str, Vec<u8>> = classifier
+        .carried_files(&clip_config, scratch.path())
+        .unwrap()
+        .into_iter()
+        .collect();
+    let carried = |files: &BTreeMap<&str, Vec<u8>>| {
+        ClipZeroShot::<B>::from_carried(
+            "classifiers/clip",
+            &files[CARRIED_CONFIG],
+            files[CARRIED_VISION].clone(),
+            &files[CARRIED_PROMPTS],
+            &device(),
+        )
+    };
+    let loaded = carried(&files).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.axes(), classifier.axes());
+    let images = float::<4>(&inputs()["zero_shot_images"]);
+    let expected = classifier.classify(images.clone());
+    assert_eq!(
+        loaded.classify(images.clone()),
+        expected,
+        "blocking read-back"
+    );
+    let read_async = futures_lite::future::block_on(loaded.classify_async(images)).unwrap();
+    assert_eq!(read_async, expected, "asynchronous read-back");
+
+    // transformers' layout: the config and the weights as a `CLIPVisionModelWithProjection` folder.
+    let folder = scratch.path().join("vision");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), &files[CARRIED_CONFIG]).unwrap();
+    std::fs::write(folder.join("model.safetensors"), &files[CARRIED_VISION]).unwrap();
+    let tower = ClipVisionModel::<B>::from_dir(&folder, None, &device()).unwrap();
+    assert!(tower.visual_projection.is_some());
+
+    // Damaged files name what is wrong.
+    let mut no_race = files.clone();
+    let mut tensors = popalign_core::tensor_io::tensors_from_bytes(
+        Path::new(CARRIED_PROMPTS),
+        &files[CARRIED_PROMPTS],
+    )
+    .unwrap();
+    tensors.remove("text_embeds.race");
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&files[CARRIED_PROMPTS]).unwrap();
+    no_race.insert(
+        CARRIED_PROMPTS,
+        popalign_core::tensor_io::tensors_to_bytes(&tensors, metadata.metadata().clone()).unwrap(),
+    );
+    let error = carried(&no_race).err().expect("must fail").to_string();
+    assert!(
+        error.contains("classifiers/clip/zero_shot.safetensors")
+            && error.contains("text_embeds.race"),
+        "{error}"
+    );
+    let mut no_projection = files.clone();
+    no_projection.insert(CARRIED_CONFIG, br#"{"hidden_size": 16}"#.to_vec());
+    let error = carried(&no_projection)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(error.contains("classifiers/clip/config.json"), "{error}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -8,7 +8,7 @@ use burn::backend::wgpu::WgpuDevice;
 use burn::prelude::*;
 use leptos::prelude::*;
 use popalign_core::classify::{Attributes, unit_rgb_planes};
-use popalign_core::report::CarriedClassifier;
+use popalign_core::report::{CLIP, CarriedClassifier};
 use popalign_core::toy::classifier::readings;
 use popalign_core::toy::world::SIZE;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -156,7 +156,7 @@ fn gpu_ready_with(probe: Option<ReadSignal<Probe>>) -> Result<(), String> {
     }
 }
 
-/// Which classifier reads a dropped image: the toy world's, or a face classifier the report carries.
+/// Which classifier reads a dropped image: the toy world's, or one the report carries (faces, CLIP).
 #[derive(Clone, Debug, PartialEq)]
 enum DropClassifier {
     Toy,
@@ -190,6 +190,9 @@ impl DropClassifier {
     async fn classify(&self, bytes: &[u8]) -> Result<Attributes, String> {
         match self {
             DropClassifier::Toy => classify_bytes(bytes).await,
+            DropClassifier::Carried(c) if c.kind == CLIP => {
+                crate::clip::classify(&*crate::clip::shared(c).await?, bytes).await
+            }
             DropClassifier::Carried(c) => {
                 crate::faces::FaceClassifier::shared(c)
                     .await?
@@ -201,7 +204,7 @@ impl DropClassifier {
 }
 
 /// Drop an image file (or choose one) to classify it in the browser, with the toy classifier or, where the
-/// report carries one, the face classifier (the default then). The result line carries the probabilities
+/// report carries any, a carried classifier (the first is the default then). The result line carries the probabilities
 /// as JSON (`data-attributes`) and the time taken (`data-ms`).
 #[component]
 pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
@@ -261,8 +264,16 @@ pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
     let options = move || {
         let mut names = vec!["the toy figure classifier".to_string()];
         names.extend(carried.get().iter().map(|c| {
-            let axes: Vec<&str> = c.axes.iter().map(|a| a.name.as_str()).collect();
-            format!("{}: MTCNN, then {}", c.kind, axes.join(" and "))
+            let axes = c
+                .axes
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ");
+            match c.kind.as_str() {
+                CLIP => format!("clip: zero-shot {axes} on the whole image"),
+                kind => format!("{kind}: MTCNN, then {axes}"),
+            }
         }));
         names
             .into_iter()

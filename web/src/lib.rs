@@ -9,8 +9,10 @@
 //!
 //! The crate also builds natively (so `cargo test --workspace` covers it); only the pure helpers are tested there.
 
+mod carried;
 mod charts;
 mod classify;
+mod clip;
 mod faces;
 mod fetch;
 mod format;

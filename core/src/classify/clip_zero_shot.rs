@@ -9,21 +9,38 @@
 //! floating point, so float images differ from the byte-rounded reference by at most a byte level. Every image
 //! counts as a face (`face_found = true`): finding the face is [`super::detected::DetectedFaces`]' job
 //! when this classifier reads face crops.
+//!
+//! Once the prompts are embedded only the image side is needed, so a report carries just that
+//! ([`ClipZeroShot::carried_files`], read back by [`ClipZeroShot::from_carried`]): [`CARRIED_CONFIG`] and
+//! [`CARRIED_VISION`] as transformers' `CLIPVisionModelWithProjection` saves them, and [`CARRIED_PROMPTS`]
+//! with `logit_scale`, each axis's unit prompt embeddings (`text_embeds.<axis>`) and the axes as JSON metadata.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
+use serde_json::Value;
 
 use super::{AttributeClassifier, Attributes, AxisSpec};
-use crate::clip::{ClipModel, images_to_pixel_values, token_ids, unit_rows};
+use crate::clip::config::check_hidden_act;
+use crate::clip::{
+    ClipModel, ClipVisionConfig, ClipVisionModel, images_to_pixel_values, token_ids, unit_rows,
+};
 use crate::face_attributes::{GENDER_CLASSES, RACE_CLASSES};
 use crate::load::{self, LoadError};
+use crate::tensor_io::{tensors_from_bytes, tensors_to_bytes};
 use crate::tokenizer::ClipTokenizer;
 
+/// The carried vision tower's `config.json`: a `CLIPVisionConfig` of a `CLIPVisionModelWithProjection`.
+pub const CARRIED_CONFIG: &str = "config.json";
+/// The carried vision tower's weights: `vision_model.*` and `visual_projection.weight`.
+pub const CARRIED_VISION: &str = "vision.safetensors";
+/// `logit_scale`, `text_embeds.<axis>` (`[classes, E]`, unit rows) and the axes (`axes` metadata, JSON).
+pub const CARRIED_PROMPTS: &str = "zero_shot.safetensors";
+
 /// One axis to classify: its classes, in output order, and one prompt per class.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ZeroShotAxis {
     pub name: String,
     pub classes: Vec<String>,
@@ -93,14 +110,19 @@ struct EncodedAxis<B: Backend> {
 }
 
 pub struct ClipZeroShot<B: Backend> {
-    pub model: ClipModel<B>,
+    /// The model's image side (`vision_model`, `visual_projection`); the text tower was needed only to embed
+    /// the prompts.
+    pub vision: ClipVisionModel<B>,
+    /// The checkpoint's `logit_scale` (its exponential scales the cosines), `[1]`.
+    logit_scale: Tensor<B, 1>,
     /// Recorded with the results; [`Self::from_dir`] puts the model folder's name in it.
     pub name: String,
     axes: Vec<EncodedAxis<B>>,
 }
 
 impl<B: Backend> ClipZeroShot<B> {
-    /// Embeds every axis's prompts with `model`'s text tower, tokenized by `tokenizer`.
+    /// Embeds every axis's prompts with `model`'s text tower, tokenized by `tokenizer`, and keeps the
+    /// image side of `model`.
     pub fn new(
         model: ClipModel<B>,
         tokenizer: &ClipTokenizer,
@@ -123,7 +145,11 @@ impl<B: Backend> ClipZeroShot<B> {
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
-            model,
+            logit_scale: model.logit_scale.val(),
+            vision: ClipVisionModel {
+                vision_model: model.vision_model,
+                visual_projection: Some(model.visual_projection),
+            },
             name: "clip-zero-shot".into(),
             axes: encoded,
         })
@@ -150,14 +176,19 @@ impl<B: Backend> ClipZeroShot<B> {
 
     /// The square input size of the vision tower.
     pub fn image_size(&self) -> usize {
-        self.model.vision_model.embeddings.image_size
+        self.vision.vision_model.embeddings.image_size
     }
 
     /// Normalised pixel values `[N, 3, S, S]` → per axis (in construction order) its name and the
     /// `[N, classes]` probabilities, still on the device.
     pub fn probability_tensors(&self, pixel_values: Tensor<B, 4>) -> Vec<(String, Tensor<B, 2>)> {
-        let unit_image_embeds = unit_rows(self.model.image_embeds(pixel_values));
-        let scale = self.model.logit_scale_exp();
+        let image_embeds = self
+            .vision
+            .forward(pixel_values)
+            .image_embeds
+            .expect("the zero-shot vision tower has its projection");
+        let unit_image_embeds = unit_rows(image_embeds);
+        let scale = self.logit_scale.clone().exp().reshape([1, 1]);
         self.axes
             .iter()
             .map(|axis| {
@@ -173,21 +204,199 @@ impl<B: Backend> ClipZeroShot<B> {
     /// per image.
     pub fn classify_pixel_values(&self, pixel_values: Tensor<B, 4>) -> Vec<Attributes> {
         let n = pixel_values.dims()[0];
-        let mut results: Vec<Attributes> = (0..n)
-            .map(|_| Attributes {
-                face_found: true,
-                probabilities: BTreeMap::new(),
-            })
+        let read: Vec<(String, TensorData)> = self
+            .probability_tensors(pixel_values)
+            .into_iter()
+            .map(|(name, p)| (name, p.into_data()))
             .collect();
-        for (name, probabilities) in self.probability_tensors(pixel_values) {
-            let k = probabilities.dims()[1];
-            let values: Vec<f64> = probabilities.into_data().iter::<f64>().collect();
-            for (result, row) in results.iter_mut().zip(values.chunks(k)) {
-                result.probabilities.insert(name.clone(), row.to_vec());
-            }
-        }
-        results
+        attributes_of(n, read)
     }
+
+    /// [`AttributeClassifier::classify`] reading the probabilities back asynchronously, as a browser must.
+    pub async fn classify_async(&self, images: Tensor<B, 4>) -> Result<Vec<Attributes>, String> {
+        let n = images.dims()[0];
+        let pixel_values = images_to_pixel_values(images, self.image_size());
+        let mut read = Vec::new();
+        for (name, p) in self.probability_tensors(pixel_values) {
+            let data = p
+                .into_data_async()
+                .await
+                .map_err(|e| format!("reading back the {name} probabilities: {e:?}"))?;
+            read.push((name, data));
+        }
+        Ok(attributes_of(n, read))
+    }
+
+    /// The files a report carries for this classifier (names as [`CARRIED_CONFIG`], [`CARRIED_VISION`],
+    /// [`CARRIED_PROMPTS`]) and their bytes; `clip_config` is the `config.json` of the `CLIPModel` folder
+    /// the classifier was loaded from. The weights are written to `scratch` on the way (burn-store saves
+    /// to files).
+    pub fn carried_files(
+        &self,
+        clip_config: &Value,
+        scratch: &Path,
+    ) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+        let config = carried_vision_config(clip_config)?;
+        let vision_file = scratch.join(CARRIED_VISION);
+        load::save_weights(&self.vision, &vision_file, |_, _| true, &[])?;
+        let vision =
+            std::fs::read(&vision_file).map_err(|e| format!("{}: {e}", vision_file.display()))?;
+        let _ = std::fs::remove_file(&vision_file);
+        let mut tensors = BTreeMap::from([("logit_scale".to_string(), self.logit_scale.to_data())]);
+        for axis in &self.axes {
+            let key = format!("text_embeds.{}", axis.spec.name);
+            tensors.insert(key, axis.unit_text_embeds.to_data());
+        }
+        let specs: Vec<&ZeroShotAxis> = self.axes.iter().map(|a| &a.spec).collect();
+        let axes = serde_json::to_string(&specs).map_err(|e| e.to_string())?;
+        let prompts = tensors_to_bytes(&tensors, Some(HashMap::from([("axes".into(), axes)])))?;
+        let config = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+        Ok(vec![
+            (CARRIED_CONFIG, config),
+            (CARRIED_VISION, vision),
+            (CARRIED_PROMPTS, prompts),
+        ])
+    }
+
+    /// The classifier from the bytes of the files [`Self::carried_files`] wrote; `dir` names their folder
+    /// in errors.
+    pub fn from_carried(
+        dir: &str,
+        config: &[u8],
+        vision: Vec<u8>,
+        prompts: &[u8],
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let path = |file: &str| PathBuf::from(format!("{dir}/{file}"));
+        let config_path = path(CARRIED_CONFIG);
+        let config: ClipVisionConfig =
+            serde_json::from_slice(config).map_err(|e| LoadError::Config {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
+        check_hidden_act(&config.hidden_act, &config_path)?;
+        if !config.with_projection() {
+            return Err(LoadError::Unsupported {
+                path: config_path,
+                message: "not a CLIPVisionModelWithProjection".into(),
+            });
+        }
+        let vision = load::load_weights_from_bytes(
+            ClipVisionModel::new(&config, device),
+            &path(CARRIED_VISION).to_string_lossy(),
+            vision,
+        )?;
+        let (logit_scale, axes) = read_prompts(&path(CARRIED_PROMPTS), prompts, device)?;
+        Ok(Self {
+            vision,
+            logit_scale,
+            name: format!("clip-zero-shot:{dir}"),
+            axes,
+        })
+    }
+}
+
+/// Per axis its name and `[N, classes]` probabilities read back → one result per image.
+fn attributes_of(n: usize, read: Vec<(String, TensorData)>) -> Vec<Attributes> {
+    let mut results: Vec<Attributes> = (0..n)
+        .map(|_| Attributes {
+            face_found: true,
+            probabilities: BTreeMap::new(),
+        })
+        .collect();
+    for (name, data) in read {
+        let k = data.shape.get(1).copied().unwrap_or(1);
+        let values: Vec<f64> = data.iter::<f64>().collect();
+        for (result, row) in results.iter_mut().zip(values.chunks(k)) {
+            result.probabilities.insert(name.clone(), row.to_vec());
+        }
+    }
+    results
+}
+
+/// A `CLIPModel`'s `config.json` → the `CLIPVisionConfig` of its image side as a
+/// `CLIPVisionModelWithProjection` (the model's `projection_dim`, that architecture).
+pub fn carried_vision_config(clip_config: &Value) -> Result<Value, String> {
+    let mut vision = clip_config
+        .get("vision_config")
+        .cloned()
+        .ok_or("the CLIP config has no vision_config")?;
+    let projection_dim = clip_config
+        .get("projection_dim")
+        .cloned()
+        .ok_or("the CLIP config has no projection_dim")?;
+    let fields = vision
+        .as_object_mut()
+        .ok_or("vision_config is not an object")?;
+    fields.insert("projection_dim".into(), projection_dim);
+    fields.insert(
+        "architectures".into(),
+        serde_json::json!(["CLIPVisionModelWithProjection"]),
+    );
+    Ok(vision)
+}
+
+/// [`CARRIED_PROMPTS`]' bytes → `logit_scale` and the encoded axes, each checked against the metadata.
+fn read_prompts<B: Backend>(
+    path: &Path,
+    bytes: &[u8],
+    device: &B::Device,
+) -> Result<(Tensor<B, 1>, Vec<EncodedAxis<B>>), LoadError> {
+    let invalid = |message: String| LoadError::Config {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, metadata) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| LoadError::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let axes_json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("axes"))
+        .ok_or_else(|| invalid("no `axes` metadata".into()))?;
+    let specs: Vec<ZeroShotAxis> =
+        serde_json::from_str(axes_json).map_err(|e| invalid(format!("`axes` metadata: {e}")))?;
+    let mut tensors = tensors_from_bytes(path, bytes)?;
+    let mut take = |key: &str| {
+        tensors.remove(key).ok_or_else(|| LoadError::MissingTensor {
+            path: path.to_path_buf(),
+            key: key.into(),
+            more: load::More(0),
+        })
+    };
+    let scale = take("logit_scale")?.to_vec::<f32>().unwrap_or_default();
+    let [scale] = scale[..] else {
+        return Err(LoadError::Tensor {
+            path: path.to_path_buf(),
+            key: "logit_scale".into(),
+            message: format!("{} values, expected one", scale.len()),
+        });
+    };
+    let logit_scale = Tensor::from_floats([scale], device);
+    let mut axes = Vec::new();
+    for spec in specs {
+        spec.validate().map_err(invalid)?;
+        let key = format!("text_embeds.{}", spec.name);
+        let data = take(&key)?;
+        if data.shape.len() != 2 || data.shape[0] != spec.classes.len() {
+            return Err(LoadError::Tensor {
+                path: path.to_path_buf(),
+                key,
+                message: format!(
+                    "shape {:?}, expected [{}, E] (one row per class)",
+                    data.shape,
+                    spec.classes.len()
+                ),
+            });
+        }
+        axes.push(EncodedAxis {
+            spec,
+            unit_text_embeds: Tensor::from_data(data, device),
+        });
+    }
+    Ok((logit_scale, axes))
 }
 
 impl<B: Backend> AttributeClassifier<B> for ClipZeroShot<B> {

@@ -57,6 +57,29 @@ pub fn unit_rgb_planes(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {
     data
 }
 
+/// An image file's bytes → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded, downscaled to
+/// [`MAX_SIDE`]), its width and its height, or why not. The CLI and the browser both decode through here.
+/// Decoding refuses images over 20000 px a side or 2 GiB of pixels, so a hostile header cannot exhaust memory.
+pub fn decode_unit_rgb(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), String> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(20_000);
+    limits.max_image_height = Some(20_000);
+    limits.max_alloc = Some(2 << 30);
+    reader.limits(limits);
+    let mut image = reader
+        .decode()
+        .map_err(|e| e.to_string().trim().to_string())?;
+    if image.width().max(image.height()) > MAX_SIDE {
+        image = image.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle);
+    }
+    let rgb = image.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    Ok((unit_rgb_planes(rgb.as_raw(), w, h), w, h))
+}
+
 pub trait AttributeClassifier<B: Backend> {
     /// Recorded in `attributes/<set>.csv` so results from different classifiers are never mixed up.
     fn name(&self) -> String;

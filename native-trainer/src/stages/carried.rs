@@ -1,5 +1,6 @@
-//! Classifier weights a report folder carries (`popalign report --face-weights DIR`), so its explorer can
-//! classify a photo the reader drops onto the page with the same networks `popalign classify` runs.
+//! Classifier weights a report folder carries (`popalign report --face-weights DIR`, `--clip-weights DIR`),
+//! so its explorer can classify a photo the reader drops onto the page with the same networks `popalign
+//! classify` runs.
 //!
 //! The files are copied under `classifiers/<kind>/`, and each also as `<file>.js`, a classic script that puts
 //! its bytes, base64-encoded, in `window.POPALIGN_WEIGHTS[<file>]`: opened from disk (file://) the page may
@@ -8,12 +9,14 @@
 use std::path::Path;
 
 use base64::Engine;
-use popalign_core::classify::AxisSpec;
+use popalign_core::classify::clip_zero_shot::{ClipZeroShot, default_axes};
+use popalign_core::classify::{AttributeClassifier, AxisSpec};
 use popalign_core::face::WEIGHTS_FILE;
 use popalign_core::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
-use popalign_core::report::{CarriedClassifier, FACES};
+use popalign_core::report::{CLIP, CarriedClassifier, FACES};
 
 use super::images::{runtime, write_atomic};
+use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
 
 /// Copies MTCNN and the dlib gender network (and the age network where `dir` has `age.safetensors`) from
@@ -34,16 +37,7 @@ pub fn carry_faces(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
                 source.display()
             ))
         })?;
-        let file = format!("classifiers/{FACES}/{name}");
-        let target = out.join(&file);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
-        }
-        write_atomic(&target, &bytes)?;
-        write_atomic(
-            &out.join(format!("{file}.js")),
-            weights_script(&file, &bytes).as_bytes(),
-        )?;
+        let file = carry_file(out, FACES, name, &bytes)?;
         files.push(file);
     }
     Ok(CarriedClassifier {
@@ -51,6 +45,45 @@ pub fn carry_faces(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
         files,
         axes,
     })
+}
+
+/// The CLIP zero-shot classifier of `popalign classify --classifier clip --weights DIR`, carried as its
+/// image side and the prompt embeddings computed here (`popalign_core::classify::clip_zero_shot`), into
+/// `out/classifiers/clip/`.
+pub fn carry_clip(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
+    let classifier = ClipZeroShot::<B>::from_dir(dir, default_axes(), &device())?;
+    let config_path = dir.join("config.json");
+    let config: serde_json::Value = popalign_core::load::read_config(&config_path)?;
+    let scratch = out.join("classifiers").join(CLIP);
+    std::fs::create_dir_all(&scratch).map_err(|e| runtime(&scratch, e))?;
+    let mut files = Vec::new();
+    for (name, bytes) in classifier
+        .carried_files(&config, &scratch)
+        .map_err(|e| input(format!("{}: {e}", dir.display())))?
+    {
+        files.push(carry_file(out, CLIP, name, &bytes)?);
+    }
+    Ok(CarriedClassifier {
+        kind: CLIP.into(),
+        files,
+        axes: classifier.axes(),
+    })
+}
+
+/// Writes `bytes` as `classifiers/<kind>/<name>` in `out`, and its `.js` script beside it; returns the
+/// path relative to `out`.
+fn carry_file(out: &Path, kind: &str, name: &str, bytes: &[u8]) -> CliResult<String> {
+    let file = format!("classifiers/{kind}/{name}");
+    let target = out.join(&file);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
+    }
+    write_atomic(&target, bytes)?;
+    write_atomic(
+        &out.join(format!("{file}.js")),
+        weights_script(&file, bytes).as_bytes(),
+    )?;
+    Ok(file)
 }
 
 /// `window.POPALIGN_WEIGHTS[<file>] = "<base64>"`, the form a page opened from disk can load.

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use popalign_core::classify::{AttributeClassifier, AxisSpec, MAX_SIDE, argmax, unit_rgb_planes};
+use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
 use serde::{Deserialize, Serialize};
 
 use super::images::{read_manifest, runtime, write_atomic};
@@ -125,28 +125,12 @@ pub fn classify_entries(
     Ok(rows)
 }
 
-/// An image file → `[3, H, W]` values in [0, 1] (alpha dropped, grayscale expanded, downscaled to
-/// [`MAX_SIDE`]), or why not. Decoding refuses images over 20000 px a side or 2 GiB of pixels, so a
-/// hostile header cannot exhaust memory.
+/// An image file → `[3, H, W]` values in [0, 1] as [`decode_unit_rgb`] gives them, or why not (naming the file).
 pub fn load_unit_rgb(path: &Path) -> Result<(Vec<f32>, usize, usize), String> {
-    let failed =
-        |e: &dyn std::fmt::Display| format!("{}: {}", path.display(), e.to_string().trim());
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| failed(&e))?
-        .with_guessed_format()
-        .map_err(|e| failed(&e))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(20_000);
-    limits.max_image_height = Some(20_000);
-    limits.max_alloc = Some(2 << 30);
-    reader.limits(limits);
-    let mut image = reader.decode().map_err(|e| failed(&e))?;
-    if image.width().max(image.height()) > MAX_SIDE {
-        image = image.resize(MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle);
-    }
-    let rgb = image.to_rgb8();
-    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    Ok((unit_rgb_planes(rgb.as_raw(), w, h), w, h))
+    std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| decode_unit_rgb(&bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn header(axes: &[AxisSpec]) -> Vec<String> {

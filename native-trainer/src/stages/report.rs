@@ -37,10 +37,18 @@ pub struct Args {
     /// classify --classifier faces`), so the explorer classifies photos dropped onto it in the browser.
     #[arg(long, value_name = "DIR")]
     face_weights: Option<PathBuf>,
+    /// Carry the CLIP zero-shot classifier of this `CLIPModel` folder (the `--weights` of `popalign
+    /// classify --classifier clip`): its vision tower and the prompt embeddings, computed here.
+    #[arg(long, value_name = "DIR")]
+    clip_weights: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let report = report_for_runs(&args.runs, &args.out, args.face_weights.as_deref())?;
+    let carry = Carry {
+        faces: args.face_weights,
+        clip: args.clip_weights,
+    };
+    let report = report_for_runs(&args.runs, &args.out, &carry)?;
     println!("{}", report.table);
     eprintln!("report written to {}", args.out.display());
     Ok(())
@@ -122,12 +130,29 @@ fn read_training(path: &Path, model: &str) -> CliResult<Option<TrainingCurve>> {
     }))
 }
 
-/// Writes the report of `runs` into `out` and returns it; `face_weights` as `--face-weights`.
-pub fn report_for_runs(
-    runs: &[PathBuf],
-    out: &Path,
-    face_weights: Option<&Path>,
-) -> CliResult<Report> {
+/// The classifiers a report carries: the folders of `--face-weights` and `--clip-weights`.
+#[derive(Default)]
+pub struct Carry {
+    pub faces: Option<PathBuf>,
+    pub clip: Option<PathBuf>,
+}
+
+impl Carry {
+    fn write(&self, out: &Path) -> CliResult<Vec<CarriedClassifier>> {
+        let faces = self
+            .faces
+            .as_deref()
+            .map(|dir| super::carried::carry_faces(dir, out));
+        let clip = self
+            .clip
+            .as_deref()
+            .map(|dir| super::carried::carry_clip(dir, out));
+        faces.into_iter().chain(clip).collect()
+    }
+}
+
+/// Writes the report of `runs` into `out` and returns it, carrying the classifiers of `carry`.
+pub fn report_for_runs(runs: &[PathBuf], out: &Path, carry: &Carry) -> CliResult<Report> {
     let runs: Vec<EvaluatedRun> = runs
         .iter()
         .map(|dir| EvaluatedRun::read(dir))
@@ -180,11 +205,7 @@ pub fn report_for_runs(
         config_hash: hashes.join("+"),
         objective: "popalign".into(),
         training,
-        carried: face_weights
-            .map(|dir| super::carried::carry_faces(dir, out))
-            .transpose()?
-            .into_iter()
-            .collect(),
+        carried: carry.write(out)?,
     };
     write_report_folder(out, &models, info)
 }

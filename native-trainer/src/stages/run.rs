@@ -397,8 +397,11 @@ impl<'a> Run<'a> {
 
     /// `report/` from the evaluation summaries, and the comparison table on stdout.
     fn report(&self) -> CliResult {
-        let report =
-            super::report::report_for_runs(&[self.dir.clone()], &self.path("report"), None)?;
+        let report = super::report::report_for_runs(
+            &[self.dir.clone()],
+            &self.path("report"),
+            &Default::default(),
+        )?;
         println!("{}", report.table);
         Ok(())
     }
