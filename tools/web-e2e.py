@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end test of a report folder's browser explorer in real headless Chromium (standard library only).
 
-    python3 tools/web-e2e.py REPORT_DIR [SCREENSHOT_DIR] [--faces NATIVE_CSV PHOTO_DIR]
+    python3 tools/web-e2e.py REPORT_DIR [SCREENSHOT_DIR] [--faces NATIVE_CSV PHOTO_DIR] [--clip NATIVE_CSV PHOTO_DIR]
 
 REPORT_DIR is a report folder written by `popalign report` from a binary that embeds the explorer
 (tools/build-web.sh before building it): explorer.html, pkg/, report.json, images/. The test copies it,
@@ -19,7 +19,10 @@ checks, with the SwiftShader WebGPU adapter:
   7. with --faces (the report carries the face classifier: `popalign report --face-weights`), each photo of
      PHOTO_DIR chosen in the drop zone is classified in the browser (MTCNN and the dlib networks on
      burn-wgpu) with the face found or not as natively, and probabilities within 1e-4 of NATIVE_CSV (what
-     `popalign classify --classifier faces` wrote for the same files), over http and from file://.
+     `popalign classify --classifier faces` wrote for the same files), over http and from file://; the
+     drop zone's menu starts on the first classifier the report carries;
+  8. with --clip (the report also carries CLIP zero-shot: `popalign report --clip-weights`), the same with
+     the CLIP classifier chosen in the menu, against `popalign classify --classifier clip`.
 Prints time to interactive and the in-browser classifier latency.
 """
 import csv
@@ -138,21 +141,27 @@ def read_native(csv_path):
     return native
 
 
-def classify_dropped(cdp, session, faces, failures, where):
-    """Chooses each photo in the drop zone's file input (as a reader would) with the carried face classifier
-    selected, and compares the browser's answer with the native CSV."""
-    csv_path, photo_dir = faces
+def classify_dropped(cdp, session, check, failures, where):
+    """Chooses the carried classifier `kind` in the drop zone's menu, then each photo in its file input (as a
+    reader would), and compares the browser's answer with the native CSV."""
+    kind, csv_path, photo_dir = check
     native = read_native(csv_path)
     cdp.wait_for(session, "(document.getElementById('webgpu')||{}).textContent?.startsWith('WebGPU: ok')",
                  "the WebGPU probe", TIMEOUT)
-    selected = cdp.eval(session, "document.getElementById('drop-classifier').selectedOptions[0].textContent")
-    if not selected.startswith("faces"):
-        failures.append(f"{where}: the drop zone's classifier is {selected!r}, not the carried face classifier")
+    chosen = cdp.eval(session, f"""(() => {{ const s = document.getElementById('drop-classifier');
+        const o = [...s.options].find(o => o.textContent.startsWith({json.dumps(kind + ':')}));
+        if (!o) return false;
+        s.value = o.value; s.dispatchEvent(new Event('change')); return true }})()""")
+    if not chosen:
+        failures.append(f"{where}: the drop zone offers no {kind} classifier")
+        return
     latencies = []
     for name in sorted(native):
         found, probs = native[name]
         root = cdp.call("DOM.getDocument", session)["root"]["nodeId"]
         node = cdp.call("DOM.querySelector", session, nodeId=root, selector="#drop-file")["nodeId"]
+        # The same file twice in a row fires no change event: clear the input first.
+        cdp.eval(session, "document.getElementById('drop-file').value = ''")
         cdp.call("DOM.setFileInputFiles", session, nodeId=node, files=[os.path.abspath(os.path.join(photo_dir, name))])
         text = cdp.wait_for(session, f"""(() => {{ const r = document.getElementById('drop-result');
             return r.textContent.startsWith({json.dumps(name + ':')}) && !r.textContent.endsWith('…') ? r.textContent : null }})()""",
@@ -161,22 +170,33 @@ def classify_dropped(cdp, session, faces, failures, where):
         ms = cdp.eval(session, "document.getElementById('drop-result').dataset.ms")
         latencies.append(f"{name} {ms} ms")
         if not got:
-            failures.append(f"{where}: {name}: {text}")
+            failures.append(f"{where}: {kind}: {name}: {text}")
             continue
         got = json.loads(got)
         if got["face_found"] != found:
-            failures.append(f"{where}: {name}: face found {got['face_found']} in the browser, {found} natively")
+            failures.append(f"{where}: {kind}: {name}: face found {got['face_found']} in the browser, {found} natively")
             continue
         diff = max((abs(b - n) for axis in probs for b, n in zip(got["probabilities"].get(axis, []), probs[axis])),
                    default=0.0)
         if set(got["probabilities"]) != set(probs) or diff > TOLERANCE:
-            failures.append(f"{where}: {name}: browser {got['probabilities']}, native {probs}")
-        print(f"web-e2e: {where}: dropped {text} (max |browser − native| {diff:.1e})")
-    print(f"web-e2e: {where}: face classifier in the browser, choose to result: {', '.join(latencies)} "
+            failures.append(f"{where}: {kind}: {name}: browser {got['probabilities']}, native {probs}")
+        print(f"web-e2e: {where}: {kind}: dropped {text} (max |browser − native| {diff:.1e})")
+    print(f"web-e2e: {where}: {kind} classifier in the browser, choose to result: {', '.join(latencies)} "
           "(the first includes loading the weights)")
 
 
-def check_from_disk(report_dir, tmp, shots, failures, faces):
+def classify_all_dropped(cdp, session, checks, failures, where):
+    """The menu starts on the first carried classifier; then every --faces / --clip check."""
+    if not checks:
+        return
+    selected = cdp.eval(session, "document.getElementById('drop-classifier').selectedOptions[0].textContent")
+    if not selected.startswith(checks[0][0] + ":"):
+        failures.append(f"{where}: the drop zone starts on {selected!r}, not the first carried classifier")
+    for check in checks:
+        classify_dropped(cdp, session, check, failures, where)
+
+
+def check_from_disk(report_dir, tmp, shots, failures, checks):
     """The report folder opened straight from disk: report.js and pkg/popalign_web_wasm.js stand in for the
     fetches file:// pages may not make."""
     folder = os.path.join(tmp, "from-disk")
@@ -210,8 +230,7 @@ def check_from_disk(report_dir, tmp, shots, failures, faces):
             if "python3 -m http.server" not in text and "max |browser" not in text:
                 failures.append(f"from file://, classifying a shown image gave {text!r}")
             screenshot(cdp, session, os.path.join(shots, "prompt-file.png"))
-            if faces:
-                classify_dropped(cdp, session, faces, failures, "file://")
+            classify_all_dropped(cdp, session, checks, failures, "file://")
         except Exception:
             print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
             raise
@@ -219,13 +238,15 @@ def check_from_disk(report_dir, tmp, shots, failures, faces):
 
 def main():
     args = sys.argv[1:]
-    faces = None
-    if "--faces" in args:
-        i = args.index("--faces")
-        faces = tuple(args[i + 1:i + 3])
-        del args[i:i + 3]
-        if len(faces) != 2:
-            sys.exit(__doc__)
+    checks = []  # (carried kind, native CSV, photo folder), in the order the report carries them
+    for kind in ("faces", "clip"):
+        if f"--{kind}" in args:
+            i = args.index(f"--{kind}")
+            check = (kind, *args[i + 1:i + 3])
+            del args[i:i + 3]
+            if len(check) != 3:
+                sys.exit(__doc__)
+            checks.append(check)
     if not args:
         sys.exit(__doc__)
     report_dir = args[0]
@@ -267,13 +288,13 @@ def main():
                     failures.append(f"the XSS prompt's page title is {title!r}")
                 check_xss(cdp, session, failures)
                 screenshot(cdp, session, os.path.join(shots, "prompt-xss.png"))
-                if faces:
-                    classify_dropped(cdp, session, faces, failures, "http")
-                    screenshot(cdp, session, os.path.join(shots, "dropped-face.png"))
+                classify_all_dropped(cdp, session, checks, failures, "http")
+                if checks:
+                    screenshot(cdp, session, os.path.join(shots, "dropped.png"))
             except Exception:
                 print("--- browser log ---\n" + browser.log_tail(), file=sys.stderr)
                 raise
-        check_from_disk(report_dir, tmp, shots, failures, faces)
+        check_from_disk(report_dir, tmp, shots, failures, checks)
     except Exception as e:  # report and fail
         failures.append(f"{type(e).__name__}: {e}")
     finally:

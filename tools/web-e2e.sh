@@ -20,13 +20,23 @@ cp tools/e2e-run.toml "$run/run.toml"
 t=$SECONDS
 "$target_dir/debug/popalign" run --config "$run/run.toml"
 echo "web-e2e: toy run in $((SECONDS - t))s"
-# The report again, now carrying the face classifier (MTCNN and the real dlib gender network), and the
-# native classification of the MTCNN test photos that the browser's must reproduce.
+# The report again, now carrying the face classifier (MTCNN and the real dlib gender network) and CLIP
+# zero-shot (the tiny random CLIP with its 1000-token tokenizer), and the native classifications of the
+# MTCNN test photos that the browser's must reproduce.
 faces="$run/face-weights"
 mkdir -p "$faces"
 cp fixtures/mtcnn/mtcnn.safetensors fixtures/age-gender/gender.safetensors "$faces/"
-"$target_dir/debug/popalign" report --runs "$run" --out "$run/report" --face-weights "$faces" > /dev/null
-"$target_dir/debug/popalign" classify --images fixtures/mtcnn --classifier faces --weights "$faces" \
-  --out "$run/faces.csv" > /dev/null
+clip="$run/clip-weights"
+mkdir -p "$clip"
+cp fixtures/clip-tiny/* "$clip/"
+cp -r fixtures/tiny-sdxl/tokenizer "$clip/tokenizer"
+"$target_dir/debug/popalign" report --runs "$run" --out "$run/report" --face-weights "$faces" \
+  --clip-weights "$clip" > /dev/null
+for kind in faces clip; do
+  weights="$faces"
+  [[ $kind == clip ]] && weights="$clip"
+  "$target_dir/debug/popalign" classify --images fixtures/mtcnn --classifier "$kind" --weights "$weights" \
+    --out "$run/$kind.csv" > /dev/null
+done
 python3 tools/web-e2e.py "$run/report" "${CI_LOG_DIR:-$target_dir/ci-logs}/screenshots" \
-  --faces "$run/faces.csv" fixtures/mtcnn
+  --faces "$run/faces.csv" fixtures/mtcnn --clip "$run/clip.csv" fixtures/mtcnn

@@ -125,4 +125,52 @@ mod tests {
         assert_eq!(carried.files[2], "classifiers/faces/age.safetensors");
         assert_eq!(carried.axes[1].name, "age");
     }
+
+    #[test]
+    fn carries_the_clip_zero_shot_classifier() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        let clip = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for file in ["config.json", "model.safetensors"] {
+            std::fs::copy(
+                fixtures.join("clip-tiny").join(file),
+                clip.path().join(file),
+            )
+            .unwrap();
+        }
+        let err = carry_clip(clip.path(), out.path()).unwrap_err().to_string();
+        assert!(err.contains("vocab.json"), "no tokenizer: {err}");
+        let tokenizer = clip.path().join("tokenizer");
+        std::fs::create_dir(&tokenizer).unwrap();
+        for entry in std::fs::read_dir(fixtures.join("tiny-sdxl/tokenizer")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), tokenizer.join(entry.file_name())).unwrap();
+        }
+        let carried = carry_clip(clip.path(), out.path()).unwrap();
+        assert_eq!(carried.kind, CLIP);
+        assert_eq!(
+            carried.files,
+            [
+                "classifiers/clip/config.json",
+                "classifiers/clip/vision.safetensors",
+                "classifiers/clip/zero_shot.safetensors"
+            ]
+        );
+        let axes: Vec<&str> = carried.axes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(axes, ["gender", "race"]);
+        for file in &carried.files {
+            assert!(out.path().join(format!("{file}.js")).is_file(), "{file}.js");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(out.path().join("classifiers/clip"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                !carried
+                    .files
+                    .iter()
+                    .any(|f| f.ends_with(n.trim_end_matches(".js")))
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+    }
 }
