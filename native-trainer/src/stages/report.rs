@@ -360,6 +360,13 @@ fn write_report_folder(out: &Path, models: &[ReportModel], info: RunInfo) -> Cli
     );
     write_atomic(&out.join("report.js"), script.as_bytes())?;
     let explorer = super::explorer::FILES;
+    if explorer.is_empty() {
+        eprintln!(
+            "note: {} has the static page (index.html) but no explorer.html: this popalign was built without \
+             the browser bundle; run `bash tools/build-web.sh`, build again and re-run to add it",
+            out.display()
+        );
+    }
     for (path, contents) in explorer {
         let path = out.join(path);
         if let Some(parent) = path.parent() {
