@@ -10,6 +10,7 @@ pub mod nn;
 pub mod objectives;
 pub mod open_clip;
 pub mod pipeline;
+pub mod precision;
 pub mod preferences;
 pub mod prompts;
 pub mod report;

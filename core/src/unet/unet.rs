@@ -192,7 +192,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
         timesteps: Tensor<B, 1>,
         cond: &UNetConditioning<B>,
     ) -> Tensor<B, 4> {
-        let temb = self.embed_time(timesteps, cond);
+        let temb = self.embed_time(timesteps, cond, sample.dtype());
         let context = &cond.encoder_hidden_states;
         let mut x = crate::nn::conv::apply(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
@@ -208,13 +208,21 @@ impl<B: Backend> UNet2DConditionModel<B> {
         crate::nn::conv::apply(&self.conv_out, silu(self.conv_norm_out.forward(x)))
     }
 
-    fn embed_time(&self, timesteps: Tensor<B, 1>, cond: &UNetConditioning<B>) -> Tensor<B, 2> {
+    /// The sinusoidal features are computed in the timesteps' precision and then cast to the sample's
+    /// (`dtype`), as diffusers does: a bf16 timestep could not even hold 999.
+    fn embed_time(
+        &self,
+        timesteps: Tensor<B, 1>,
+        cond: &UNetConditioning<B>,
+        dtype: burn::tensor::DType,
+    ) -> Tensor<B, 2> {
         let features = timestep_features(
             timesteps,
             self.time_proj_dim,
             self.flip_sin_to_cos,
             self.freq_shift,
-        );
+        )
+        .cast(dtype);
         let emb = self.time_embedding.forward(features);
         let Some(add_embedding) = &self.add_embedding else {
             return emb;
@@ -231,7 +239,8 @@ impl<B: Backend> UNet2DConditionModel<B> {
             self.flip_sin_to_cos,
             self.freq_shift,
         )
-        .reshape([batch, n_ids * self.add_time_proj_dim]);
+        .reshape([batch, n_ids * self.add_time_proj_dim])
+        .cast(dtype);
         emb + add_embedding.forward(Tensor::cat(vec![text_embeds.clone(), time_features], 1))
     }
 

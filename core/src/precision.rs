@@ -1,0 +1,45 @@
+//! Mixed precision as diffusers trains with `--mixed_precision bf16`: the weights the optimizer updates stay in
+//! f32 (the master copy) and a bf16 copy of the module runs the forward pass; frozen weights can be stored in
+//! bf16 outright. The cast is an autodiff op, so the loss's gradient reaches the f32 masters in f32.
+//!
+//! The U-Net keeps timesteps in f32 and casts their sinusoidal features to the sample's dtype, as diffusers
+//! does. Only backends with bf16 tensors run it (CUDA, and burn-flex on the CPU); ndarray has none.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+
+/// The compute precision of a training run (`precision` in `train.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in the backend's float type.
+    #[default]
+    F32,
+    /// Forward and backward in bf16, f32 master weights and optimizer state.
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+/// The module with every float parameter cast to `dtype`, keeping the parameter ids (so gradients computed
+/// through the copy are found on the original by `GradientsParams::from_grads`).
+pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut CastParams(dtype))
+}
+
+struct CastParams(FloatDType);
+
+impl<B: Backend> ModuleMapper<B> for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.0), mapper)
+    }
+}
