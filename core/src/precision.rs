@@ -29,6 +29,33 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// The module as the forward pass sees it: itself in f32, a bf16 copy (of the same parameter ids)
+    /// in bf16.
+    pub fn module<B: Backend, M: Module<B>>(self, module: M) -> M {
+        match self {
+            Precision::F32 => module,
+            Precision::Bf16 => cast_params(module, FloatDType::BF16),
+        }
+    }
+
+    /// A forward input in this precision.
+    pub fn input<B: Backend, const D: usize>(self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Precision::F32 => tensor,
+            Precision::Bf16 => tensor.cast(FloatDType::BF16),
+        }
+    }
+
+    /// A forward output back in f32, where losses are taken.
+    pub fn output<B: Backend, const D: usize>(self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Precision::F32 => tensor,
+            Precision::Bf16 => tensor.cast(FloatDType::F32),
+        }
+    }
+}
+
 /// The module with every float parameter cast to `dtype`, keeping the parameter ids (so gradients computed
 /// through the copy are found on the original by `GradientsParams::from_grads`).
 pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {

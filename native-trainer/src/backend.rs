@@ -1,4 +1,5 @@
-//! The burn backend this binary was built for: `cuda` if enabled, else `wgpu`, else `ndarray` (CPU).
+//! The burn backend this binary was built for: `cuda` if enabled, else `wgpu`, else `flex` (CPU, with bf16),
+//! else `ndarray` (CPU).
 
 #[cfg(feature = "cuda")]
 pub type Backend = burn::backend::Cuda;
@@ -6,8 +7,22 @@ pub type Backend = burn::backend::Cuda;
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 pub type Backend = burn::backend::Wgpu;
 
-#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+#[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
+pub type Backend = burn::backend::Flex;
+
+#[cfg(not(any(feature = "wgpu", feature = "cuda", feature = "flex")))]
 pub type Backend = burn::backend::NdArray;
+
+/// The backend's name, for messages.
+pub const NAME: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else if cfg!(feature = "wgpu") {
+    "wgpu"
+} else if cfg!(feature = "flex") {
+    "flex"
+} else {
+    "ndarray"
+};
 
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 
@@ -16,7 +31,7 @@ pub fn device() -> Device {
 }
 
 /// A device named as users write it: `cuda:N` (cuda build), `wgpu:N` or `wgpu` (wgpu build), `cpu`
-/// (ndarray build; several `cpu` entries make several workers sharing the CPU).
+/// (ndarray and flex builds; several `cpu` entries make several workers sharing the CPU).
 pub fn parse_device(name: &str) -> Result<Device, String> {
     let index = |prefix: &str| -> Option<usize> { name.strip_prefix(prefix)?.parse().ok() };
     #[cfg(feature = "cuda")]

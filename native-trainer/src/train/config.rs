@@ -8,6 +8,7 @@ use popalign_core::objectives::ObjectiveKind;
 use popalign_core::objectives::alignprop::{RewardSpec, Truncation};
 use popalign_core::objectives::dense::DenseConfig;
 use popalign_core::objectives::popalign::PopAlignConfig;
+use popalign_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 
 use super::alignprop::REWARDS;
@@ -59,6 +60,12 @@ pub struct TrainConfig {
     /// instead of decoding and encoding the image at every draw (`latent_cache.rs`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_latents: bool,
+    /// `"bf16"`: mixed precision as diffusers' `--mixed_precision bf16`: the U-Nets run forward and
+    /// backward in bf16 while the trained weights and the optimizer state stay f32 (`popalign_core::precision`);
+    /// the frozen reference copy of full fine-tuning is kept in bf16. Needs a backend with bf16 tensors
+    /// (the `cuda` build, or `flex` on the CPU); the preference objectives only.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     #[serde(default = "yes")]
     pub random_flip: bool,
     /// Draw training timesteps from `[lo, hi)` only (default: all of the scheduler's). High timesteps
@@ -102,6 +109,10 @@ pub struct ValidationConfig {
     /// Noise/timestep draws per pair (the implicit reward is a noisy estimate).
     #[serde(default = "four")]
     pub draws: usize,
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 fn four() -> usize {
@@ -265,6 +276,17 @@ impl TrainConfig {
             || !dense.coefficient.is_finite()
         {
             return Err("[dense] needs steps_per_update ≥ 1, 0 < gamma ≤ 1, log_ratio_clip > 0 and a finite coefficient".into());
+        }
+        if self.precision == Precision::Bf16
+            && matches!(
+                self.objective,
+                ObjectiveKind::Dense | ObjectiveKind::Alignprop
+            )
+        {
+            return Err(
+                "precision = \"bf16\" is supported for popalign, popalign-pairwise, dpo and sft"
+                    .into(),
+            );
         }
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());

@@ -24,6 +24,7 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::load::{component_dir, read_config};
@@ -38,6 +39,7 @@ use popalign_core::objectives::{
 };
 use popalign_core::pipeline::ModelIndex;
 use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
+use popalign_core::precision::Precision;
 use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use popalign_core::vae::ImageSpace;
@@ -122,6 +124,16 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
     }
     let devices = config.parsed_devices()?;
     let world = devices.len();
+    if config.precision == Precision::Bf16
+        && !<Backend as burn::tensor::backend::Backend>::supports_dtype(&devices[0], DType::BF16)
+    {
+        return Err(input(format!(
+            "{}: precision = \"bf16\" needs a backend with bf16 tensors, and this popalign runs on {} \
+             (build it with --features cuda, or --features flex for the CPU)",
+            config_path.display(),
+            crate::backend::NAME
+        )));
+    }
     if config.objective == ObjectiveKind::Alignprop {
         return alignprop::train(&config, resume, &devices);
     }
@@ -204,7 +216,10 @@ fn load_policy<A: AutodiffBackend>(
         params::materialize(&unet);
         unet
     };
-    let reference = config.lora.is_none().then(|| unet.valid());
+    let reference = config
+        .lora
+        .is_none()
+        .then(|| config.precision.module(unet.valid()));
     let lora = config.lora.is_some();
     let mut unet = trainable(unet, lora);
     let mut optimizer = AdamWConfig::new()
@@ -614,18 +629,31 @@ fn pair_loss<A: TrainBackend>(
         device,
     );
 
+    // Mixed precision: the U-Nets see the sample and the text in bf16 (timesteps and time_ids stay f32),
+    // the policy through a bf16 copy of its f32 weights; the errors are taken in f32.
+    let precision = config.precision;
+    let x_t = precision.input(x_t);
+    let cond = UNetConditioning {
+        encoder_hidden_states: precision.input(cond.encoder_hidden_states),
+        text_embeds: cond.text_embeds.map(|t| precision.input(t)),
+        time_ids: cond.time_ids,
+    };
     let reference_out = match &frozen.reference {
         Some(reference) => reference.forward(x_t.clone(), t.clone(), &cond),
-        None => DisableLora::apply(unet.valid()).forward(x_t.clone(), t.clone(), &cond),
+        None => precision.module(DisableLora::apply(unet.valid())).forward(
+            x_t.clone(),
+            t.clone(),
+            &cond,
+        ),
     };
-    let e_ref = per_sample_mse(reference_out, noise.clone());
-    let out = unet.forward(
+    let e_ref = per_sample_mse(precision.output(reference_out), noise.clone());
+    let out = precision.module(unet.clone()).forward(
         Tensor::from_inner(x_t),
         Tensor::from_inner(t),
         &to_autodiff(cond),
     );
     let errors = PairErrors {
-        e_theta: per_sample_mse(out, Tensor::from_inner(noise)),
+        e_theta: per_sample_mse(precision.output(out), Tensor::from_inner(noise)),
         e_ref: Tensor::from_inner(e_ref),
     };
     Ok(match config.objective {
