@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
-/// A compute precision. (`popalign train` does not take one yet: its CPU backend, ndarray, has no bf16.)
+/// The compute precision of a training run (`precision` in `train.toml`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
