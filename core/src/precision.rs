@@ -27,9 +27,7 @@ impl Precision {
             Precision::Bf16 => FloatDType::BF16,
         }
     }
-}
 
-impl Precision {
     /// The module as the forward pass sees it: itself in f32, a bf16 copy (of the same parameter ids)
     /// in bf16.
     pub fn module<B: Backend, M: Module<B>>(self, module: M) -> M {
