@@ -161,3 +161,90 @@ fn master_gradient<const D: usize>(
     );
     values(if transpose { g.transpose() } else { g })
 }
+
+/// With LoRA, the frozen base is stored in bf16 (half its bytes) while the adapters stay f32 masters; the
+/// forward is the one a per-step cast of everything gives, bit for bit, and the adapters' gradients are f32.
+#[test]
+fn lora_base_is_stored_in_bf16_and_adapters_stay_f32() {
+    use burn::module::{ModuleVisitor, Param};
+    use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
+
+    /// Bytes of the parameters that take a gradient and of those that do not.
+    #[derive(Default)]
+    struct Bytes {
+        trained: usize,
+        frozen: usize,
+        trained_dtypes: Vec<DType>,
+    }
+    impl ModuleVisitor<A> for Bytes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            let t = param.val();
+            let bytes = t.shape().num_elements() * t.dtype().size();
+            if t.is_require_grad() {
+                self.trained += bytes;
+                self.trained_dtypes.push(t.dtype());
+            } else {
+                self.frozen += bytes;
+            }
+        }
+    }
+    let bytes = |unet: &UNet2DConditionModel<A>| {
+        let mut b = Bytes::default();
+        unet.visit(&mut b);
+        b
+    };
+
+    <A as Backend>::seed(&Default::default(), 3);
+    let lora = LoraConfig::new(4, 4.0);
+    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
+        &fixtures().join("tiny-sdxl/unet"),
+        None,
+        Some(&lora),
+        &Default::default(),
+    )
+    .unwrap();
+    // Non-zero adapters, so the forward depends on them.
+    let unet = unet.map(&mut Perturb);
+    let unet = TrainOnlyLora::apply(unet);
+    let stored = Precision::Bf16.store_frozen(unet.clone());
+    let (before, after) = (bytes(&unet), bytes(&stored));
+    println!(
+        "frozen base: {} bytes in f32, {} in bf16; adapters {} bytes in both",
+        before.frozen, after.frozen, after.trained
+    );
+    assert_eq!(after.frozen * 2, before.frozen, "the base is halved");
+    assert_eq!(after.trained, before.trained, "the adapters are untouched");
+    assert!(after.trained_dtypes.iter().all(|d| *d == DType::F32));
+
+    let cast_each_step = values(forward(&unet, Precision::Bf16));
+    let out = forward(&stored, Precision::Bf16);
+    assert_eq!(values(out.clone()), cast_each_step, "same bf16 forward");
+    let mut grads = out.powf_scalar(2.0).mean().backward();
+    let to_q = &stored.down_blocks[1].attentions[0].transformer_blocks[0]
+        .attn1
+        .to_q;
+    let g = to_q
+        .lora_B
+        .as_ref()
+        .unwrap()
+        .weight
+        .val()
+        .grad_remove(&mut grads);
+    assert_eq!(g.expect("a gradient on the adapter").dtype(), DType::F32);
+    assert!(
+        to_q.weight.val().grad_remove(&mut grads).is_none(),
+        "the frozen base takes no gradient"
+    );
+}
+
+/// Shifts every float parameter a little (LoRA's B starts at zero).
+struct Perturb;
+
+impl burn::module::ModuleMapper<A> for Perturb {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<A, D>>,
+    ) -> burn::module::Param<Tensor<A, D>> {
+        param.map(|t| (t.clone() + t.ones_like() * 0.01).detach())
+    }
+}

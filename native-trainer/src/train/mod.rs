@@ -262,7 +262,8 @@ fn load_policy<A: AutodiffBackend>(
     }
     Ok(Policy {
         unet_dir,
-        unet,
+        // With LoRA in bf16 the frozen base lives in bf16 (full fine-tuning has nothing frozen here).
+        unet: config.precision.store_frozen(unet),
         optimizer,
         state,
         reference,
