@@ -9,6 +9,8 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
+use crate::unet::UNetConditioning;
+
 /// The compute precision of a training run (`precision` in `train.toml`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +57,15 @@ impl Precision {
         match self {
             Precision::F32 => tensor,
             Precision::Bf16 => tensor.cast(FloatDType::BF16),
+        }
+    }
+
+    /// The U-Net's text conditioning in this precision (`time_ids` stay f32, like timesteps).
+    pub fn conditioning<B: Backend>(self, cond: UNetConditioning<B>) -> UNetConditioning<B> {
+        UNetConditioning {
+            encoder_hidden_states: self.input(cond.encoder_hidden_states),
+            text_embeds: cond.text_embeds.map(|t| self.input(t)),
+            time_ids: cond.time_ids,
         }
     }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
 use common::{fixtures, io};
@@ -246,5 +247,106 @@ impl burn::module::ModuleMapper<A> for Perturb {
         param: burn::module::Param<Tensor<A, D>>,
     ) -> burn::module::Param<Tensor<A, D>> {
         param.map(|t| (t.clone() + t.ones_like() * 0.01).detach())
+    }
+}
+
+/// Dense-reward DPO's log-densities `log π(x_next | x, c)` of the tiny SDXL U-Net + LoRA (policy) and of the
+/// same U-Net with adapters off (reference), with the U-Net in bf16, on the recorded transitions of
+/// `dense_unet_f64` (CFG 5): how far they and their log-ratio lie from the float64 goldens, ours against
+/// PyTorch's bf16 run (tools/fixtures/make_bf16.py), with the same 1.5× bar. The density's 1/(2σ²) magnifies
+/// the U-Net's bf16 error, most at the last step (σ smallest).
+#[test]
+fn bf16_dense_log_densities_are_as_close_as_pytorchs() {
+    use common::lora_unet::lora_unet;
+    use popalign_core::nn::lora::DisableLora;
+    use popalign_core::objectives::dense::transition_log_density;
+    use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning};
+    use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
+
+    let golden = io("dense_unet_f64");
+    let torch_bf16 = io("dense_unet_bf16");
+    let device = Default::default();
+    let f32_tensor = |name: &str| golden[name].clone().convert::<f32>();
+    let [rows, m]: [usize; 2] = golden["steps"].shape.as_slice().try_into().unwrap();
+    let steps: Vec<usize> = golden["steps"]
+        .clone()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|s| s as usize)
+        .collect();
+    // Transition n = r·M + m has the prompt of pair r % 2; negatives are zeros.
+    let pair_of: Vec<i64> = (0..rows * m).map(|n| ((n / m) % 2) as i64).collect();
+    let pair_of = Tensor::<F, 1, Int>::from_ints(pair_of.as_slice(), &device);
+    let per_row = |name: &str| {
+        Tensor::<F, 2>::from_data(f32_tensor(name), &device).select(0, pair_of.clone())
+    };
+    let hidden = Tensor::<F, 3>::from_data(f32_tensor("encoder_hidden_states"), &device)
+        .select(0, pair_of.clone());
+    let (pooled, time_ids) = (per_row("text_embeds"), per_row("time_ids"));
+    let negative = PromptEmbeds {
+        hidden: hidden.zeros_like(),
+        pooled: Some(pooled.zeros_like()),
+    };
+    let positive = PromptEmbeds {
+        hidden,
+        pooled: Some(pooled),
+    };
+    let cond = guidance_conditioning(&positive, &negative, time_ids);
+    let x = Tensor::<F, 4>::from_data(f32_tensor("x"), &device);
+    let x_next = Tensor::<F, 4>::from_data(f32_tensor("x_next"), &device);
+    let config: SchedulerConfig = popalign_core::load::read_config(
+        &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
+    )
+    .unwrap();
+    let scheduler = DdimScheduler::new(&config, 4, 1.0);
+
+    let policy = lora_unet::<A>(&device).valid();
+    let reference = DisableLora::apply(policy.clone());
+    let log_densities = |precision: Precision| {
+        [&policy, &reference].map(|unet| {
+            values(transition_log_density(
+                unet,
+                precision,
+                &scheduler,
+                &cond,
+                x.clone(),
+                x_next.clone(),
+                &steps,
+                5.0,
+            ))
+        })
+    };
+    let exact = ["log_p_theta", "log_p_ref"]
+        .map(|k| values(Tensor::<F, 2>::from_data(f32_tensor(k), &device)));
+    let torch = ["log_p_theta", "log_p_ref"].map(|k| torch_bf16[k].to_vec::<f32>().unwrap());
+    let ratio = |[theta, reference]: &[Vec<f32>; 2]| -> Vec<f32> {
+        theta.iter().zip(reference).map(|(a, b)| a - b).collect()
+    };
+    let f32_run = log_densities(Precision::F32);
+    let ours = log_densities(Precision::Bf16);
+    let f32_error = max_abs(&f32_run[0], &exact[0]).max(max_abs(&f32_run[1], &exact[1]));
+    println!("f32 on flex: log-densities off float64 by {f32_error:.2e}");
+    assert!(f32_error <= 1e-4, "f32 log-densities {f32_error}");
+    let mut checks = vec![];
+    for (i, name) in ["policy", "reference"].iter().enumerate() {
+        checks.push((
+            *name,
+            max_abs(&ours[i], &exact[i]),
+            max_abs(&torch[i], &exact[i]),
+        ));
+    }
+    checks.push((
+        "log-ratio",
+        max_abs(&ratio(&ours), &ratio(&exact)),
+        max_abs(&ratio(&torch), &ratio(&exact)),
+    ));
+    for (name, ours, torch) in checks {
+        println!("bf16 {name}: off float64 by {ours:.3e} (ours), {torch:.3e} (PyTorch's)");
+        assert!(
+            ours <= 1.5 * torch,
+            "{name}: bf16 error {ours} against PyTorch's {torch}"
+        );
     }
 }

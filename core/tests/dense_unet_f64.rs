@@ -22,6 +22,7 @@ use common::{fixtures, io};
 use popalign_core::nn::lora::DisableLora;
 use popalign_core::objectives::dense::{DenseConfig, dense_loss, transition_log_density};
 use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning};
+use popalign_core::precision::Precision;
 use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
 
 type A = Autodiff<NdArray<f64>>;
@@ -83,6 +84,7 @@ fn measure(
     let log_densities = || {
         let policy = transition_log_density(
             &unet,
+            Precision::F32,
             scheduler,
             &cond,
             x.clone(),
@@ -93,6 +95,7 @@ fn measure(
         .reshape([rows, m]);
         let reference = transition_log_density(
             &DisableLora::apply(unet.clone()),
+            Precision::F32,
             scheduler,
             &cond,
             x.clone(),

@@ -82,16 +82,39 @@ fn assert_chain_ends_in_its_image(png: &Path) {
     assert!(timesteps.windows(2).all(|w| w[0] > w[1]), "noisiest first");
 }
 
-#[test]
-fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_held_out_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path();
+/// Generates the toy populations with their chains in `run` and splits the pairs into `train.jsonl` and
+/// `held-out.jsonl` (8 pairs); returns the training lines.
+fn populations_with_chains(run: &Path) -> Vec<String> {
     std::fs::write(run.join("run.toml"), RUN).unwrap();
     ok(popalign()
         .args(["run", "--config"])
         .arg(run.join("run.toml"))
         .output()
         .unwrap());
+    let pairs = std::fs::read_to_string(run.join("preferences.jsonl")).unwrap();
+    let lines: Vec<String> = pairs.lines().map(String::from).collect();
+    let (train, held_out) = lines.split_at(lines.len() - 8);
+    std::fs::write(run.join("train.jsonl"), train.join("\n")).unwrap();
+    std::fs::write(run.join("held-out.jsonl"), held_out.join("\n")).unwrap();
+    train.to_vec()
+}
+
+/// The dense training config: full fine-tuning, one sampled step per chain, held-out validation.
+fn dense_config(run: &Path, steps: usize, extra: &str) -> String {
+    format!(
+        "{extra}model = {:?}\npreferences = \"train.jsonl\"\noutput = \"out\"\nobjective = \"dense\"\nseed = 0\n\
+         steps = {steps}\nbatch_size = 4\nlearning_rate = 5e-6\ncheckpoint_every = 15\nresolution = 16\n\
+         [dense]\nlog_ratio_clip = 0.01\nsteps_per_update = 1\n\
+         [validation]\npreferences = \"held-out.jsonl\"\ndraws = 2\n",
+        run.join("model")
+    )
+}
+
+#[test]
+fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    let train = populations_with_chains(run);
 
     for set in ["neutral", "specific"] {
         let images = pngs(&run.join("images").join(set));
@@ -109,32 +132,18 @@ fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_he
         "evaluation images need no chains"
     );
 
-    let pairs = std::fs::read_to_string(run.join("preferences.jsonl")).unwrap();
-    let lines: Vec<&str> = pairs.lines().collect();
-    let (train, held_out) = lines.split_at(lines.len() - 8);
-    std::fs::write(run.join("train.jsonl"), train.join("\n")).unwrap();
-    std::fs::write(run.join("held-out.jsonl"), held_out.join("\n")).unwrap();
     // The official clip (1e-4 on the per-element mean log-ratio) saturates within a few steps on the
     // toy's 16×16 pixels; a wider band lets the held-out logits keep moving over a short run. At a
     // learning rate of 1e-4 every logit reaches −C·clip on both sides within a few steps, and a loss of
     // exactly ln 2 says so.
-    let config = format!(
-        "model = {:?}\npreferences = \"train.jsonl\"\noutput = \"out\"\nobjective = \"dense\"\nseed = 0\n\
-         steps = 30\nbatch_size = 4\nlearning_rate = 5e-6\ncheckpoint_every = 15\nresolution = 16\n\
-         [dense]\nlog_ratio_clip = 0.01\nsteps_per_update = 1\n\
-         [validation]\npreferences = \"held-out.jsonl\"\ndraws = 2\n",
-        run.join("model")
-    );
-    std::fs::write(run.join("dense.toml"), config).unwrap();
+    std::fs::write(run.join("dense.toml"), dense_config(run, 30, "")).unwrap();
     ok(popalign()
         .args(["train", "--config"])
         .arg(run.join("dense.toml"))
         .output()
         .unwrap());
-    let held_out: Vec<(f64, f64)> = std::fs::read_to_string(run.join("out/metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let held_out: Vec<(f64, f64)> = metric_lines(&run.join("out"))
+        .iter()
         .filter_map(|l| Some((l.get("val_loss")?.as_f64()?, l["val_accuracy"].as_f64()?)))
         .collect();
     println!("dense held-out (loss, implicit accuracy) at steps 0, 15, 30: {held_out:?}");
@@ -149,7 +158,7 @@ fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_he
     );
 
     // A pair whose chain is missing is named, with what to do about it.
-    let first = serde_json::from_str::<serde_json::Value>(train[0]).unwrap();
+    let first = serde_json::from_str::<serde_json::Value>(&train[0]).unwrap();
     let missing = run
         .join(first["preferred"].as_str().unwrap())
         .with_extension("trajectory.safetensors");
@@ -172,4 +181,62 @@ fn chains_are_recorded_with_the_training_images_and_dense_training_lowers_the_he
             && stderr.contains("trajectories = true"),
         "{stderr}"
     );
+}
+
+/// The `metrics.jsonl` lines of a training output.
+fn metric_lines(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Dense training in bf16 (burn-flex, the CPU backend with bf16 tensors), full fine-tuning with its frozen
+/// copy in bf16. At step 0 the policy and its reference tie exactly in both precisions (training and
+/// held-out loss ln 2): the reference runs the policy's own autodiff ops. After that bf16 departs from f32
+/// (printed, not bounded): one update flips the bf16 rounding of some weights, and the density's 1/(2σ²)
+/// carries that past the log-ratio clip. The saved U-Net is f32.
+#[cfg(feature = "flex")]
+#[test]
+fn dense_trains_in_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    populations_with_chains(run);
+    let mut traces = Vec::new();
+    for (name, extra) in [("f32", ""), ("bf16", "precision = \"bf16\"\n")] {
+        let config = dense_config(run, 4, extra).replace("\"out\"", &format!("\"out-{name}\""));
+        let file = run.join(format!("{name}.toml"));
+        std::fs::write(&file, config).unwrap();
+        ok(popalign()
+            .args(["train", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap());
+        let lines = metric_lines(&run.join(format!("out-{name}")));
+        let losses = ["loss", "val_loss"].map(|key| {
+            lines
+                .iter()
+                .filter_map(|l| l.get(key)?.as_f64())
+                .collect::<Vec<_>>()
+        });
+        traces.push(losses.concat());
+    }
+    println!(
+        "dense losses (4 steps, then held-out at steps 0 and 4), f32 {:?}\n bf16 {:?}",
+        traces[0], traces[1]
+    );
+    for trace in &traces {
+        assert_eq!(trace.len(), 6);
+        assert!(trace.iter().all(|l| l.is_finite()), "{traces:?}");
+        for step_0 in [trace[0], trace[4]] {
+            assert!((step_0 - std::f64::consts::LN_2).abs() < 1e-6, "{traces:?}");
+        }
+    }
+    let saved = read_tensors(&run.join("out-bf16/step-4/unet/diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    assert!(!saved.is_empty());
+    for (name, tensor) in &saved {
+        assert_eq!(tensor.dtype, burn::tensor::DType::F32, "{name}");
+    }
 }

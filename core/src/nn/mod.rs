@@ -12,6 +12,7 @@ use burn::nn::{
     GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
 
 /// `nn.Linear(d_in, d_out, bias)`.
 pub fn linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {
@@ -50,6 +51,23 @@ pub fn group_norm<B: Backend>(
 /// `nn.LayerNorm(dim, eps)`.
 pub fn layer_norm<B: Backend>(dim: usize, eps: f64, device: &B::Device) -> LayerNorm<B> {
     LayerNormConfig::new(dim).with_epsilon(eps).init(device)
+}
+
+/// A normalisation computed in f32 whatever the input's dtype, and returned in that dtype. PyTorch's bf16
+/// kernels (and CUDA autocast) do the same: a mean and a variance over hundreds of elements lose too much in
+/// bf16's 8-bit mantissa. f32 and f64 inputs run as they are.
+pub fn normalize_in_f32<B: Backend, const D: usize, M: Module<B>>(
+    norm: &M,
+    x: Tensor<B, D>,
+    forward: fn(&M, Tensor<B, D>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
+    let half = match x.dtype() {
+        DType::BF16 => FloatDType::BF16,
+        DType::F16 => FloatDType::F16,
+        _ => return forward(norm, x),
+    };
+    let norm = crate::precision::cast_params(norm.clone(), FloatDType::F32);
+    forward(&norm, x.cast(FloatDType::F32)).cast(half)
 }
 
 /// Splits `[B, L, H*D]` into heads `[B, H, L, D]`.

@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
 
-use super::{conv, conv2d, group_norm, linear};
+use super::{conv, conv2d, group_norm, linear, normalize_in_f32};
 
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D<B: Backend> {
@@ -39,11 +39,17 @@ impl<B: Backend> ResnetBlock2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, temb: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
-        let mut h = conv::apply(&self.conv1, silu(self.norm1.forward(x.clone())));
+        let mut h = conv::apply(
+            &self.conv1,
+            silu(normalize_in_f32(&self.norm1, x.clone(), GroupNorm::forward)),
+        );
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             h = h + proj.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]);
         }
-        h = conv::apply(&self.conv2, silu(self.norm2.forward(h)));
+        h = conv::apply(
+            &self.conv2,
+            silu(normalize_in_f32(&self.norm2, h, GroupNorm::forward)),
+        );
         let shortcut = match &self.conv_shortcut {
             Some(shortcut) => conv::apply(shortcut, x),
             None => x,

@@ -15,6 +15,7 @@
 use burn::prelude::*;
 
 use super::{Diagnostics, ObjectiveOutput, softplus, to_vec};
+use crate::precision::Precision;
 use crate::schedulers::DdimScheduler;
 use crate::schedulers::ddim::gaussian_log_density;
 use crate::unet::{UNet2DConditionModel, UNetConditioning};
@@ -149,9 +150,12 @@ fn trajectory_logits<B: Backend>(
 
 /// `log π(x_next | x, c)` per row `[N]` of recorded DDIM transitions from step `steps[n]`, under guidance
 /// `s`: one U-Net call on `[x; x]` with `cond` from [`crate::pipeline::guidance_conditioning`] (negatives
-/// first), `ε̂ = ε_u + s·(ε_c − ε_u)`, the DDIM mean, and the Gaussian log-density of `x_next`.
+/// first), `ε̂ = ε_u + s·(ε_c − ε_u)`, the DDIM mean, and the Gaussian log-density of `x_next`. The U-Net runs
+/// in `precision` ([`Precision::module`]); the guidance and the density are taken in f32.
+#[allow(clippy::too_many_arguments)]
 pub fn transition_log_density<B: Backend>(
     unet: &UNet2DConditionModel<B>,
+    precision: Precision,
     scheduler: &DdimScheduler,
     cond: &UNetConditioning<B>,
     x: Tensor<B, 4>,
@@ -165,11 +169,12 @@ pub fn transition_log_density<B: Backend>(
         .chain(steps)
         .map(|&i| scheduler.timesteps[i] as f32)
         .collect();
-    let out = unet.forward(
-        Tensor::cat(vec![x.clone(), x.clone()], 0),
+    let out = precision.module(unet.clone()).forward(
+        precision.input(Tensor::cat(vec![x.clone(), x.clone()], 0)),
         Tensor::from_floats(t.as_slice(), &device),
-        cond,
+        &precision.conditioning(cond.clone()),
     );
+    let out = precision.output(out);
     let [uncond, text] = out
         .chunk(2, 0)
         .try_into()

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::nn::attention::Attention;
 use crate::nn::lora::{Linear, LoraConfig};
-use crate::nn::{conv2d, from_tokens, group_norm, layer_norm, to_tokens};
+use crate::nn::{conv2d, from_tokens, group_norm, layer_norm, normalize_in_f32, to_tokens};
 
 /// `proj_in` / `proj_out`: a linear layer in SDXL, a 1×1 convolution in SD 1.5.
 #[derive(Module, Debug)]
@@ -107,7 +107,7 @@ impl<B: Backend> Transformer2DModel<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>, context: Tensor<B, 3>) -> Tensor<B, 4> {
         let [_, _, h, w] = x.dims();
-        let normed = self.norm.forward(x.clone());
+        let normed = normalize_in_f32(&self.norm, x.clone(), GroupNorm::forward);
         let mut tokens = match &self.proj_in {
             Projection::Linear(proj) => proj.forward(to_tokens(normed)),
             Projection::Conv(conv) => to_tokens(crate::nn::conv::apply(conv, normed)),
@@ -125,9 +125,19 @@ impl<B: Backend> Transformer2DModel<B> {
 
 impl<B: Backend> BasicTransformerBlock<B> {
     pub fn forward(&self, x: Tensor<B, 3>, context: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn1.forward(self.norm1.forward(x), None);
-        let x = x.clone() + self.attn2.forward(self.norm2.forward(x), Some(context));
-        x.clone() + self.ff.forward(self.norm3.forward(x))
+        let x = x.clone()
+            + self
+                .attn1
+                .forward(normalize_in_f32(&self.norm1, x, LayerNorm::forward), None);
+        let x = x.clone()
+            + self.attn2.forward(
+                normalize_in_f32(&self.norm2, x, LayerNorm::forward),
+                Some(context),
+            );
+        x.clone()
+            + self
+                .ff
+                .forward(normalize_in_f32(&self.norm3, x, LayerNorm::forward))
     }
 }
 

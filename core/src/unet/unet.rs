@@ -205,7 +205,14 @@ impl<B: Backend> UNet2DConditionModel<B> {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &temb, context);
         }
-        crate::nn::conv::apply(&self.conv_out, silu(self.conv_norm_out.forward(x)))
+        crate::nn::conv::apply(
+            &self.conv_out,
+            silu(crate::nn::normalize_in_f32(
+                &self.conv_norm_out,
+                x,
+                GroupNorm::forward,
+            )),
+        )
     }
 
     /// The sinusoidal features are computed in the timesteps' precision and then cast to the sample's

@@ -277,14 +277,9 @@ impl TrainConfig {
         {
             return Err("[dense] needs steps_per_update ≥ 1, 0 < gamma ≤ 1, log_ratio_clip > 0 and a finite coefficient".into());
         }
-        if self.precision == Precision::Bf16
-            && matches!(
-                self.objective,
-                ObjectiveKind::Dense | ObjectiveKind::Alignprop
-            )
-        {
+        if self.precision == Precision::Bf16 && self.objective == ObjectiveKind::Alignprop {
             return Err(
-                "precision = \"bf16\" is supported for popalign, popalign-pairwise, dpo and sft"
+                "precision = \"bf16\" is supported for popalign, popalign-pairwise, dpo, sft and dense"
                     .into(),
             );
         }

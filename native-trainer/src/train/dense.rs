@@ -3,9 +3,7 @@
 //! from the discounted weights; the preferred and the dispreferred chain are evaluated at the same steps,
 //! under the pair's caption and the guidance the chains were sampled with, by the policy and the reference.
 
-use burn::module::AutodiffModule;
 use burn::prelude::*;
-use popalign_core::nn::lora::DisableLora;
 use popalign_core::objectives::ObjectiveOutput;
 use popalign_core::objectives::dense::{
     dense_objective, sample_steps, scheduler_step_weights, transition_log_density,
@@ -79,36 +77,32 @@ pub(super) fn chain_loss<A: TrainBackend>(
     let cond = guidance_conditioning(&positive, &negative, time_ids);
     let guidance = chains[0].guidance_scale;
 
-    // Full fine-tuning keeps a frozen copy; with LoRA the reference is the policy with adapters off.
-    let adapters_off;
-    let reference = match &frozen.reference {
-        Some(copy) => copy,
-        None => {
-            adapters_off = DisableLora::apply(unet.valid());
-            &adapters_off
-        }
-    };
+    let cond = to_autodiff(cond);
+    let (x, x_next) = (Tensor::<A, 4>::from_inner(x), Tensor::from_inner(x_next));
     let log_p_ref = transition_log_density(
-        reference,
+        &super::reference_unet(frozen, unet),
+        config.precision,
         &scheduler,
         &cond,
         x.clone(),
         x_next.clone(),
         &steps,
         guidance,
-    );
+    )
+    .detach();
     let log_p_theta = transition_log_density(
         unet,
+        config.precision,
         &scheduler,
-        &to_autodiff(cond),
-        Tensor::from_inner(x),
-        Tensor::from_inner(x_next),
+        &cond,
+        x,
+        x_next,
         &steps,
         guidance,
     );
     Ok(dense_objective(
         log_p_theta.reshape([2 * b, m]),
-        Tensor::from_inner(log_p_ref.reshape([2 * b, m])),
+        log_p_ref.reshape([2 * b, m]),
         &config.dense,
     ))
 }

@@ -633,29 +633,18 @@ fn pair_loss<A: TrainBackend>(
     // Mixed precision: the U-Nets see the sample and the text in bf16 (timesteps and time_ids stay f32),
     // the policy through a bf16 copy of its f32 weights; the errors are taken in f32.
     let precision = config.precision;
-    let x_t = precision.input(x_t);
-    let cond = UNetConditioning {
-        encoder_hidden_states: precision.input(cond.encoder_hidden_states),
-        text_embeds: cond.text_embeds.map(|t| precision.input(t)),
-        time_ids: cond.time_ids,
-    };
-    let reference_out = match &frozen.reference {
-        Some(reference) => reference.forward(x_t.clone(), t.clone(), &cond),
-        None => precision.module(DisableLora::apply(unet.valid())).forward(
-            x_t.clone(),
-            t.clone(),
-            &cond,
-        ),
-    };
-    let e_ref = per_sample_mse(precision.output(reference_out), noise.clone());
-    let out = precision.module(unet.clone()).forward(
-        Tensor::from_inner(x_t),
-        Tensor::from_inner(t),
-        &to_autodiff(cond),
-    );
+    let x_t = Tensor::<A, 4>::from_inner(precision.input(x_t));
+    let cond = to_autodiff(precision.conditioning(cond));
+    let (t, noise) = (Tensor::from_inner(t), Tensor::from_inner(noise));
+    let reference_out =
+        precision
+            .module(reference_unet(frozen, unet))
+            .forward(x_t.clone(), t.clone(), &cond);
+    let e_ref = per_sample_mse(precision.output(reference_out), noise.clone()).detach();
+    let out = precision.module(unet.clone()).forward(x_t, t, &cond);
     let errors = PairErrors {
-        e_theta: per_sample_mse(precision.output(out), Tensor::from_inner(noise)),
-        e_ref: Tensor::from_inner(e_ref),
+        e_theta: per_sample_mse(precision.output(out), noise),
+        e_ref,
     };
     Ok(match config.objective {
         ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, reduce),
@@ -754,6 +743,21 @@ fn batch_latents(
 }
 
 /// Frozen conditioning, lifted onto the autodiff backend for the policy.
+/// The reference U-Net on the policy's autodiff backend, taking no gradient: full fine-tuning's frozen copy,
+/// or the policy with its adapters off. It runs the policy's own autodiff ops rather than the inner
+/// backend's: a backend may fuse an op on its inner side only (burn-flex's attention), and that alone kept
+/// the two from tying at step 0 (in bf16 by more than the dense objective's log-ratio clip).
+fn reference_unet<A: TrainBackend>(
+    frozen: &Frozen,
+    unet: &UNet2DConditionModel<A>,
+) -> UNet2DConditionModel<A> {
+    match &frozen.reference {
+        Some(copy) => UNet2DConditionModel::from_inner(copy.clone()),
+        None => DisableLora::apply(unet.clone()),
+    }
+    .no_grad()
+}
+
 fn to_autodiff<A: TrainBackend>(cond: UNetConditioning<Backend>) -> UNetConditioning<A> {
     UNetConditioning {
         encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
