@@ -36,7 +36,7 @@ t_all=$SECONDS
 step build-web   bash tools/build-web.sh
 step test        cargo test --workspace
 # bf16 mixed precision needs a backend with bf16 tensors: the trainer on burn-flex (CPU).
-step test-flex   cargo test -p popalign-trainer --features flex --test train --test dense bf16
+step test-flex   cargo test -p popalign-trainer --features flex --test train --test dense --test alignprop bf16
 step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
 step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
 step web-e2e     bash tools/web-e2e.sh

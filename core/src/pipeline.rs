@@ -8,6 +8,7 @@ use burn::tensor::Distribution;
 
 use crate::clip::{ClipTextModel, ClipTextOutput};
 use crate::load::{self, LoadError};
+use crate::precision::Precision;
 use crate::schedulers::{Sampler, SchedulerConfig};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{UNet2DConditionModel, UNetConditioning};
@@ -162,7 +163,16 @@ impl<B: Backend> DiffusionPipeline<B> {
     ) -> Tensor<B, 4> {
         let cond = guidance_conditioning(positive, negative, time_ids);
         for i in 0..sampler.timesteps().len() {
-            latents = guided_step(&self.unet, &cond, latents, sampler, i, guidance_scale, None);
+            latents = guided_step(
+                Precision::F32,
+                &self.unet,
+                &cond,
+                latents,
+                sampler,
+                i,
+                guidance_scale,
+                None,
+            );
             progress(i);
         }
         latents
@@ -241,6 +251,7 @@ impl<B: Backend> DiffusionPipeline<B> {
                 .expect("the chain starts with the noise")
                 .clone();
             let next = guided_step(
+                Precision::F32,
                 &self.unet,
                 &cond,
                 latents,
@@ -380,7 +391,11 @@ pub fn guidance_conditioning<B: Backend>(
 
 /// One guided sampler step `i`: `ε̂ = ε_u + s·(ε_c − ε_u)` from one U-Net call on the doubled batch
 /// (`cond` from [`guidance_conditioning`]), then the sampler's update. `noise` feeds stochastic samplers.
+/// The U-Net and `cond` come in `precision` (cast once by the caller); the latents, the guidance and the
+/// sampler's update stay f32.
+#[allow(clippy::too_many_arguments)]
 pub fn guided_step<B: Backend>(
+    precision: Precision,
     unet: &UNet2DConditionModel<B>,
     cond: &UNetConditioning<B>,
     latents: Tensor<B, 4>,
@@ -393,7 +408,7 @@ pub fn guided_step<B: Backend>(
         sampler.scale_model_input(Tensor::cat(vec![latents.clone(), latents.clone()], 0), i);
     let t = sampler.timesteps()[i];
     let timesteps = Tensor::<B, 1>::full([input.dims()[0]], t as f32, &input.device());
-    let out = unet.forward(input, timesteps, cond);
+    let out = precision.output(unet.forward(precision.input(input), timesteps, cond));
     let [uncond, text] = out
         .chunk(2, 0)
         .try_into()

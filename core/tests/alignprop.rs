@@ -11,22 +11,12 @@ mod common;
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::{Autodiff, NdArray};
-use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use common::lora_unet::{lora_grads, max_abs, relative, values};
-use common::{fixtures, io};
-use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
-use popalign_core::objectives::alignprop::{
-    DifferentiableReward, PixelMeanReward, RewardLossMode, RewardSpec, Trajectory, Truncation,
-    alignprop_loss, sample_truncated,
-};
-use popalign_core::pipeline::PromptEmbeds;
-use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
-use popalign_core::unet::UNet2DConditionModel;
-use popalign_core::vae::ImageSpace;
-
-const STEPS: usize = 3;
-const GUIDANCE: f64 = 5.0;
+use common::alignprop_run::run_alignprop;
+use common::io;
+use common::lora_unet::{max_abs, relative, values};
+use popalign_core::objectives::alignprop::Truncation;
+use popalign_core::precision::Precision;
 
 /// Measured errors of one run: latents max abs, rewards max abs, loss relative, gradients
 /// max |Δ| / max |golden| over all 272 LoRA tensors.
@@ -38,91 +28,15 @@ struct Errors {
     grads: f64,
 }
 
-fn mixture() -> Vec<RewardSpec> {
-    let spec = |weight, loss, target| RewardSpec {
-        name: "pixel-mean".into(),
-        weight,
-        loss,
-        target,
-        model: None,
-        clip_model: None,
-    };
-    vec![
-        spec(0.7, RewardLossMode::AbsTarget, Some(10.0)),
-        spec(0.3, RewardLossMode::OneMinus, None),
-    ]
-}
-
 fn run<A: AutodiffBackend>(k: usize) -> Errors {
-    let device = Default::default();
     let golden = io("alignprop");
-    let inner = |name: &str| golden[name].clone();
-    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
-        &fixtures().join("tiny-sdxl/unet"),
-        None,
-        Some(&LoraConfig::new(2, 2.0)),
-        &device,
-    )
-    .unwrap()
-    .load_lora(&fixtures().join("io/lora_tiny.safetensors"))
-    .unwrap();
-    let unet = TrainOnlyLora::apply(unet);
-    let image_space =
-        ImageSpace::<A>::from_root(&fixtures().join("tiny-sdxl"), false, None, &device)
-            .unwrap()
-            .no_grad();
-    let scheduler_config: SchedulerConfig = popalign_core::load::read_config(
-        &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
-    )
-    .unwrap();
-    let scheduler = DdimScheduler::new(&scheduler_config, STEPS, 0.0);
-    let embeds = |side: &str| PromptEmbeds::<A::InnerBackend> {
-        hidden: Tensor::from_data(inner(&format!("{side}_hidden")), &device),
-        pooled: Some(Tensor::from_data(inner(&format!("{side}_pooled")), &device)),
-    };
-    let (positive, negative) = (embeds("positive"), embeds("negative"));
-    let trajectory = Trajectory {
-        positive: &positive,
-        negative: &negative,
-        time_ids: Tensor::from_data(inner("time_ids"), &device),
-        noise: Tensor::from_data(inner("noise"), &device),
-        scheduler: &scheduler,
-        guidance_scale: GUIDANCE,
-        first_grad_step: Truncation::Fixed.first_grad_step(STEPS, k, &mut || unreachable!()),
-    };
-    let latents = sample_truncated(&unet, &trajectory, &mut |_| None);
-    let latents_err = max_abs(
-        &values(latents.to_data()),
-        &values(inner(&format!("k{k}_latents"))),
-    );
-    let rewards: Vec<(RewardSpec, Box<dyn DifferentiableReward<A>>)> = mixture()
-        .into_iter()
-        .map(|s| (s, Box::new(PixelMeanReward::default()) as _))
-        .collect();
-    let prompts = vec![String::new(); 2];
-    let images = image_space.decode_to_unit(latents.clone());
-    let r = PixelMeanReward::default().reward(images, &prompts);
-    let rewards_err = max_abs(
-        &values(r.to_data()),
-        &values(inner(&format!("k{k}_reward"))),
-    );
-    let out = alignprop_loss(&image_space, latents, &prompts, &rewards);
-    let loss = relative(
-        &values(out.loss.to_data()),
-        &values(inner(&format!("k{k}_loss"))),
-    );
-    let grads = lora_grads(&unet, &out.loss.backward());
-    assert_eq!(grads.len(), 272, "one gradient per LoRA tensor");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for (key, grad) in grads {
-        ours.extend(grad);
-        theirs.extend(values(inner(&format!("k{k}_grad.{key}"))));
-    }
+    let expected = |name: &str| values(golden[&format!("k{k}_{name}")].clone());
+    let ours = run_alignprop::<A>(k, Precision::F32);
     Errors {
-        latents: latents_err,
-        rewards: rewards_err,
-        loss,
-        grads: relative(&ours, &theirs),
+        latents: max_abs(&ours.latents, &expected("latents")),
+        rewards: max_abs(&ours.rewards, &expected("reward")),
+        loss: relative(&[ours.loss], &expected("loss")),
+        grads: relative(&ours.grads, &ours.golden_grads("alignprop", k)),
     }
 }
 

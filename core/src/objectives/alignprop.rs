@@ -30,6 +30,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::pipeline::{PromptEmbeds, guidance_conditioning, guided_step};
+use crate::precision::Precision;
 use crate::schedulers::DdimScheduler;
 use crate::unet::UNet2DConditionModel;
 use crate::vae::ImageSpace;
@@ -153,6 +154,8 @@ pub struct Trajectory<'a, B: Backend> {
     pub guidance_scale: f64,
     /// `t_b`: steps `i ≥ t_b` keep their gradient.
     pub first_grad_step: usize,
+    /// The U-Net's compute precision ([`Precision`]); latents, decoding and rewards stay f32.
+    pub precision: Precision,
 }
 
 /// Runs the sampler: steps before `t_b` off the tape, the rest on it. `step_noise(i)` gives the DDIM η > 0
@@ -170,12 +173,17 @@ pub fn sample_truncated<A: AutodiffBackend>(
         trajectory.time_ids.clone(),
     );
     let scheduler = trajectory.scheduler;
+    let precision = trajectory.precision;
+    // One cast for the whole trajectory: in bf16 each step's graph then shares one bf16 copy of the weights.
+    let unet = &precision.module(unet.clone());
+    let cond = precision.conditioning(cond);
     let mut latents = trajectory.noise.clone();
     if t_b > 0 {
         let frozen = unet.valid();
         for i in 0..t_b {
             let noise = step_noise(i);
             latents = guided_step(
+                precision,
                 &frozen,
                 &cond,
                 latents,
@@ -195,6 +203,7 @@ pub fn sample_truncated<A: AutodiffBackend>(
     for i in t_b..steps {
         let noise = step_noise(i).map(Tensor::from_inner);
         latents = guided_step(
+            precision,
             unet,
             &cond,
             latents,

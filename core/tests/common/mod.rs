@@ -70,4 +70,5 @@ pub fn assert_close<const D: usize>(
         "{label}: max abs error {error:.3e} > {tolerance:.0e}"
     );
 }
+pub mod alignprop_run;
 pub mod lora_unet;

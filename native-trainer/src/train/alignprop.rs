@@ -314,6 +314,7 @@ fn micro_batch_loss(
         scheduler: &fixed.scheduler,
         guidance_scale: ap.guidance_scale,
         first_grad_step,
+        precision: config.precision,
     };
     let eta = ap.eta;
     let latents = sample_truncated(unet, &trajectory, &mut |_| {

@@ -62,8 +62,8 @@ pub struct TrainConfig {
     pub cache_latents: bool,
     /// `"bf16"`: mixed precision as diffusers' `--mixed_precision bf16`: the U-Nets run forward and
     /// backward in bf16 while the trained weights and the optimizer state stay f32 (`popalign_core::precision`);
-    /// the frozen reference copy of full fine-tuning is kept in bf16. Needs a backend with bf16 tensors
-    /// (the `cuda` build, or `flex` on the CPU); the preference objectives only.
+    /// frozen weights (full fine-tuning's reference copy, a LoRA run's base U-Net) are stored in bf16.
+    /// Needs a backend with bf16 tensors (the `cuda` build, or `flex` on the CPU). Every objective.
     #[serde(default, skip_serializing_if = "is_f32")]
     pub precision: Precision,
     #[serde(default = "yes")]
@@ -276,12 +276,6 @@ impl TrainConfig {
             || !dense.coefficient.is_finite()
         {
             return Err("[dense] needs steps_per_update ≥ 1, 0 < gamma ≤ 1, log_ratio_clip > 0 and a finite coefficient".into());
-        }
-        if self.precision == Precision::Bf16 && self.objective == ObjectiveKind::Alignprop {
-            return Err(
-                "precision = \"bf16\" is supported for popalign, popalign-pairwise, dpo, sft and dense"
-                    .into(),
-            );
         }
         if self.resolution == 0 || self.resolution % 8 != 0 {
             return Err("resolution must be a positive multiple of 8".into());
