@@ -258,45 +258,22 @@ impl burn::module::ModuleMapper<A> for Perturb {
 /// the U-Net's bf16 error, most at the last step (σ smallest).
 #[test]
 fn bf16_dense_log_densities_are_as_close_as_pytorchs() {
+    use common::dense_transitions::{Transitions, transitions};
     use common::lora_unet::lora_unet;
     use popalign_core::nn::lora::DisableLora;
     use popalign_core::objectives::dense::transition_log_density;
-    use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning};
     use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
 
     let golden = io("dense_unet_f64");
     let torch_bf16 = io("dense_unet_bf16");
     let device = Default::default();
-    let f32_tensor = |name: &str| golden[name].clone().convert::<f32>();
-    let [rows, m]: [usize; 2] = golden["steps"].shape.as_slice().try_into().unwrap();
-    let steps: Vec<usize> = golden["steps"]
-        .clone()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|s| s as usize)
-        .collect();
-    // Transition n = r·M + m has the prompt of pair r % 2; negatives are zeros.
-    let pair_of: Vec<i64> = (0..rows * m).map(|n| ((n / m) % 2) as i64).collect();
-    let pair_of = Tensor::<F, 1, Int>::from_ints(pair_of.as_slice(), &device);
-    let per_row = |name: &str| {
-        Tensor::<F, 2>::from_data(f32_tensor(name), &device).select(0, pair_of.clone())
-    };
-    let hidden = Tensor::<F, 3>::from_data(f32_tensor("encoder_hidden_states"), &device)
-        .select(0, pair_of.clone());
-    let (pooled, time_ids) = (per_row("text_embeds"), per_row("time_ids"));
-    let negative = PromptEmbeds {
-        hidden: hidden.zeros_like(),
-        pooled: Some(pooled.zeros_like()),
-    };
-    let positive = PromptEmbeds {
-        hidden,
-        pooled: Some(pooled),
-    };
-    let cond = guidance_conditioning(&positive, &negative, time_ids);
-    let x = Tensor::<F, 4>::from_data(f32_tensor("x"), &device);
-    let x_next = Tensor::<F, 4>::from_data(f32_tensor("x_next"), &device);
+    let Transitions {
+        steps,
+        cond,
+        x,
+        x_next,
+        ..
+    } = transitions::<F>(&golden);
     let config: SchedulerConfig = popalign_core::load::read_config(
         &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
     )
@@ -320,7 +297,7 @@ fn bf16_dense_log_densities_are_as_close_as_pytorchs() {
         })
     };
     let exact = ["log_p_theta", "log_p_ref"]
-        .map(|k| values(Tensor::<F, 2>::from_data(f32_tensor(k), &device)));
+        .map(|k| golden[k].clone().convert::<f32>().to_vec::<f32>().unwrap());
     let torch = ["log_p_theta", "log_p_ref"].map(|k| torch_bf16[k].to_vec::<f32>().unwrap());
     let ratio = |[theta, reference]: &[Vec<f32>; 2]| -> Vec<f32> {
         theta.iter().zip(reference).map(|(a, b)| a - b).collect()

@@ -15,19 +15,17 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::prelude::*;
 use burn::tensor::TensorData;
+use common::dense_transitions::{Transitions, transitions};
 use common::lora_unet::{grad_errors, lora_grads, lora_unet, max_abs, relative, values};
 use common::{fixtures, io};
 use popalign_core::nn::lora::DisableLora;
 use popalign_core::objectives::dense::{DenseConfig, dense_loss, transition_log_density};
-use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning};
 use popalign_core::precision::Precision;
 use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
 
 type A = Autodiff<NdArray<f64>>;
 
-const PAIRS: usize = 2;
 const GUIDANCE: f64 = 5.0;
 
 fn ints(data: &TensorData) -> Vec<i64> {
@@ -49,35 +47,16 @@ fn measure(
 ) -> Measured {
     let device = Default::default();
     let tensor = |name: &str| golden[name].clone();
-    let [rows, m]: [usize; 2] = tensor("steps").shape.as_slice().try_into().unwrap();
-    assert_eq!(rows, 2 * PAIRS);
-    let steps: Vec<usize> = ints(&tensor("steps"))
-        .into_iter()
-        .map(|s| s as usize)
-        .collect();
+    let Transitions {
+        rows,
+        m,
+        steps,
+        cond,
+        x,
+        x_next,
+    } = transitions::<A>(golden);
     let stds: Vec<f64> = steps.iter().map(|&i| scheduler.std(i)).collect();
     let std_error = max_abs(&stds, &values(tensor("std")));
-
-    // Transition n = r·M + m has the prompt of pair r % B; negatives are zeros (SDXL's
-    // force_zeros_for_empty_prompt), time_ids the same on both halves.
-    let pair_of: Vec<i64> = (0..rows * m).map(|n| ((n / m) % PAIRS) as i64).collect();
-    let pair_of = Tensor::<A, 1, Int>::from_ints(pair_of.as_slice(), &device);
-    let hidden = Tensor::<A, 3>::from_data(tensor("encoder_hidden_states"), &device)
-        .select(0, pair_of.clone());
-    let pooled =
-        Tensor::<A, 2>::from_data(tensor("text_embeds"), &device).select(0, pair_of.clone());
-    let time_ids = Tensor::<A, 2>::from_data(tensor("time_ids"), &device).select(0, pair_of);
-    let negative = PromptEmbeds {
-        hidden: hidden.zeros_like(),
-        pooled: Some(pooled.zeros_like()),
-    };
-    let positive = PromptEmbeds {
-        hidden,
-        pooled: Some(pooled),
-    };
-    let cond = guidance_conditioning(&positive, &negative, time_ids);
-    let x = Tensor::<A, 4>::from_data(tensor("x"), &device);
-    let x_next = Tensor::<A, 4>::from_data(tensor("x_next"), &device);
 
     let unet = lora_unet::<A>(&device);
     // One forward per loss: a backward pass consumes its graph.

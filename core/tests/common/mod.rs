@@ -71,4 +71,5 @@ pub fn assert_close<const D: usize>(
     );
 }
 pub mod alignprop_run;
+pub mod dense_transitions;
 pub mod lora_unet;
