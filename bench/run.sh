@@ -8,7 +8,8 @@
 # Environment: PYTHON (a Python with torch + diffusers; default /work/venv/bin/python if present, else python3),
 # ITERS (timed forward passes, default 5), TRAIN_ITERS (timed training steps, default 3),
 # TORCH_THREADS (default: all cores; ours is single-threaded unless BENCH_FEATURES enables rayon),
-# BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd + rayon kernels).
+# BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd + rayon kernels,
+# or "flex" for burn-flex), PRECISION (ours only: "bf16" on the flex build; torch stays fp32).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +33,8 @@ echo "raw JSON results go to $out" >&2
 for what in forward train; do
   args=("$model" --what "$what" --iters "$iters" --train-iters "$train_iters")
   echo "running ours ($what)..." >&2
-  "$CARGO_TARGET_DIR/release/examples/bench_unet" "${args[@]}" > "$out/ours-$what.json"
+  "$CARGO_TARGET_DIR/release/examples/bench_unet" "${args[@]}" ${PRECISION:+--precision "$PRECISION"} \
+    > "$out/ours-$what.json"
   for threads in "$torch_threads" 1; do
     echo "running torch ($what, $threads threads)..." >&2
     "$python" bench/torch_unet.py "${args[@]}" --threads "$threads" > "$out/torch$threads-$what.json"

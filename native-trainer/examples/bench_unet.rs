@@ -1,21 +1,32 @@
-//! CPU benchmark of the SDXL-shaped U-Net on burn's ndarray backend; bench/run.sh compares it with PyTorch.
+//! CPU benchmark of the SDXL-shaped U-Net on burn's ndarray backend (or burn-flex when built with
+//! `--features flex`); bench/run.sh compares it with PyTorch.
 //!
-//! usage: bench_unet MODEL_DIR [--what forward|train|both] [--iters N] [--train-iters N]
+//! usage: bench_unet MODEL_DIR [--what forward|train|both] [--iters N] [--train-iters N] [--precision bf16]
+//! (`bf16` needs the flex build: mixed precision as `popalign train` runs it, f32 masters and a bf16 copy.)
 //! MODEL_DIR holds `unet/` and `inputs.safetensors` from bench/make_unet.py. Prints one JSON object.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::Autodiff;
+#[cfg(not(feature = "flex"))]
+use burn::backend::NdArray;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use popalign_core::precision::Precision;
 use popalign_core::tensor_io::read_tensors;
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 use serde_json::{Value, json};
 
+#[cfg(feature = "flex")]
+type Inner = burn::backend::Flex;
+#[cfg(not(feature = "flex"))]
+type Inner = NdArray<f32>;
+
 struct Args {
+    precision: Precision,
     dir: PathBuf,
     what: String,
     iters: usize,
@@ -24,6 +35,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = Args {
+        precision: Precision::F32,
         dir: PathBuf::new(),
         what: "both".into(),
         iters: 5,
@@ -36,6 +48,12 @@ fn parse_args() -> Args {
             "--what" => args.what = value(),
             "--iters" => args.iters = value().parse().expect("--iters"),
             "--train-iters" => args.train_iters = value().parse().expect("--train-iters"),
+            "--precision" => {
+                args.precision = match value().as_str() {
+                    "bf16" => Precision::Bf16,
+                    _ => Precision::F32,
+                }
+            }
             _ => args.dir = PathBuf::from(arg),
         }
     }
@@ -118,8 +136,13 @@ impl<B: Backend> Inputs<B> {
         }
     }
 
-    fn forward(&self, unet: &UNet2DConditionModel<B>) -> Tensor<B, 4> {
-        unet.forward(self.sample.clone(), self.timestep.clone(), &self.cond)
+    fn forward(&self, unet: &UNet2DConditionModel<B>, precision: Precision) -> Tensor<B, 4> {
+        let out = precision.module(unet.clone()).forward(
+            precision.input(self.sample.clone()),
+            self.timestep.clone(),
+            &precision.conditioning(self.cond.clone()),
+        );
+        precision.output(out)
     }
 }
 
@@ -140,24 +163,33 @@ fn main() {
     let data = read_tensors(&args.dir.join("inputs.safetensors")).unwrap_or_else(|e| panic!("{e}"));
     let unet_dir = args.dir.join("unet");
     let mut report = serde_json::Map::new();
-    report.insert("impl".into(), json!("burn 0.21.0 ndarray"));
+    let backend = if cfg!(feature = "flex") {
+        "flex"
+    } else {
+        "ndarray"
+    };
+    report.insert(
+        "impl".into(),
+        json!(format!("burn 0.21.0 {backend}, {:?}", args.precision)),
+    );
+    let precision = args.precision;
 
     if matches!(args.what.as_str(), "forward" | "both") {
-        type B = NdArray<f32>;
+        type B = Inner;
         let device = Default::default();
         let unet = UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
             .unwrap_or_else(|e| panic!("{e}"));
         let x = Inputs::<B>::new(&data, &device);
-        // ndarray is eager: the forward call does all the work (into_data() only copies 64 KiB out).
+        // ndarray and flex are eager: the forward call does all the work (into_data() only copies 64 KiB out).
         record(
             &mut report,
             "forward",
-            timed(args.iters, || drop(x.forward(&unet).into_data())),
+            timed(args.iters, || drop(x.forward(&unet, precision).into_data())),
         );
     }
 
     if matches!(args.what.as_str(), "train" | "both") {
-        type B = Autodiff<NdArray<f32>>;
+        type B = Autodiff<Inner>;
         let device = Default::default();
         let mut unet = Some(
             UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
@@ -172,7 +204,9 @@ fn main() {
         let mut n_grads = 0;
         let step = timed(args.train_iters, || {
             let model = unet.take().expect("model");
-            let loss = (x.forward(&model) - x.target.clone()).powi_scalar(2).mean();
+            let loss = (x.forward(&model, precision) - x.target.clone())
+                .powi_scalar(2)
+                .mean();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             n_grads = grads.len();
             unet = Some(optim.step(1e-5, model, grads));
