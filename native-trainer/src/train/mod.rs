@@ -742,7 +742,6 @@ fn batch_latents(
         .sample_posterior(stack(|l| &l.mean), stack(|l| &l.logvar), posterior))
 }
 
-/// Frozen conditioning, lifted onto the autodiff backend for the policy.
 /// The reference U-Net on the policy's autodiff backend, taking no gradient: full fine-tuning's frozen copy,
 /// or the policy with its adapters off. It runs the policy's own autodiff ops rather than the inner
 /// backend's: a backend may fuse an op on its inner side only (burn-flex's attention), and that alone kept
@@ -758,6 +757,7 @@ fn reference_unet<A: TrainBackend>(
     .no_grad()
 }
 
+/// Frozen conditioning, lifted onto the autodiff backend for the policy.
 fn to_autodiff<A: TrainBackend>(cond: UNetConditioning<Backend>) -> UNetConditioning<A> {
     UNetConditioning {
         encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
