@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-/// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, 4 steps of full
-/// fine-tuning (the demo's default).
+/// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, two rounds of full
+/// fine-tuning (4 and 3 steps; the demo's default is two rounds of full fine-tuning).
 const SMALL_RUN: &str = r#"
 model = "toy"
 seed = 5
@@ -30,6 +30,8 @@ batch_size = 4
 learning_rate = 1e-5
 beta = 150.0
 lora_rank = 0
+rounds = 2
+round_steps = 3
 "#;
 
 fn write_run_toml(out: &Path) {
@@ -102,6 +104,18 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
         manifest.lines().count(),
         8 * 3,
         "one manifest line per neutral image"
+    );
+    // Round 2 sampled its own neutral population with round 1's U-Net, and trained from it.
+    let round2 =
+        std::fs::read_to_string(killed.join("rounds/2/images/neutral/manifest.jsonl")).unwrap();
+    assert_eq!(round2.lines().count(), 8 * 3, "round 2's neutral images");
+    assert!(a.contains_key(Path::new(
+        "rounds/2/train/step-3/unet/diffusion_pytorch_model.safetensors"
+    )));
+    let round2_train = String::from_utf8(a[Path::new("rounds/2/train.toml")].clone()).unwrap();
+    assert!(
+        round2_train.contains("unet = \"<run>/train/step-4/unet\""),
+        "{round2_train}"
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&a[Path::new("eval/aligned/summary.json")]).unwrap();
@@ -200,6 +214,21 @@ fn a_run_directory_from_another_configuration_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("made under configuration"), "{stderr}");
+}
+
+#[test]
+fn rounds_with_lora_or_zero_rounds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, expected) in [
+        ("lora_rank = 0", "lora_rank = 4", "full fine-tuning"),
+        ("rounds = 2", "rounds = 0", "at least 1"),
+    ] {
+        std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace(from, to)).unwrap();
+        let out = run_stage(dir.path(), "prompts");
+        assert_eq!(out.status.code(), Some(2), "{to}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }
 
 #[test]

@@ -99,35 +99,60 @@ impl EvaluatedRun {
     }
 }
 
-/// Loss and implicit accuracy per step from `metrics.jsonl`; `None` when the run has no such file. A
-/// step logged twice (trained again after a resume) keeps its last record.
-fn read_training(path: &Path, model: &str) -> CliResult<Option<TrainingCurve>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(None);
-    };
+/// Loss and implicit accuracy per step from the `metrics.jsonl` of each round, given with the steps
+/// before it, so later rounds continue the count; `None` when the run has no such file. A step logged
+/// twice (trained again after a resume) keeps its last record.
+fn read_training(rounds: &[(PathBuf, usize)], model: &str) -> CliResult<Option<TrainingCurve>> {
     let mut by_step: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |what: &str| input(format!("{}:{}: {what}", path.display(), i + 1));
-        let record: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let number = |key: &str| {
-            record[key]
-                .as_f64()
-                .ok_or_else(|| bad(&format!("no number `{key}`")))
+    let mut found = false;
+    for (path, offset) in rounds {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
         };
-        let step = number("step")? as usize;
-        by_step.insert(step, (number("loss")?, number("implicit_accuracy")?));
+        found = true;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let bad = |what: &str| input(format!("{}:{}: {what}", path.display(), i + 1));
+            let record: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+            let number = |key: &str| {
+                record[key]
+                    .as_f64()
+                    .ok_or_else(|| bad(&format!("no number `{key}`")))
+            };
+            let step = offset + number("step")? as usize;
+            by_step.insert(step, (number("loss")?, number("implicit_accuracy")?));
+        }
     }
-    Ok(Some(TrainingCurve {
+    Ok(found.then(|| TrainingCurve {
         model: model.to_string(),
         step: by_step.keys().copied().collect(),
         loss: by_step.values().map(|v| v.0).collect(),
         implicit_accuracy: by_step.values().map(|v| v.1).collect(),
     }))
+}
+
+/// Each round's `metrics.jsonl` with the steps trained before it.
+fn round_metrics(run: &EvaluatedRun) -> Vec<(PathBuf, usize)> {
+    let t = &run.config.train;
+    let mut before = 0;
+    (1..=t.rounds)
+        .map(|round| {
+            let folder = match round {
+                1 => run.dir.clone(),
+                _ => run.dir.join(format!("rounds/{round}")),
+            };
+            let entry = (folder.join("train/metrics.jsonl"), before);
+            before += match round {
+                1 => t.steps,
+                _ => t.round_steps.unwrap_or(t.steps),
+            };
+            entry
+        })
+        .collect()
 }
 
 /// The classifiers a report carries: the folders of `--face-weights` and `--clip-weights`.
@@ -180,7 +205,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path, carry: &Carry) -> CliResult
         } else {
             format!("{} aligned", run.name)
         };
-        if let Some(curve) = read_training(&run.dir.join("train/metrics.jsonl"), &aligned)? {
+        if let Some(curve) = read_training(&round_metrics(run), &aligned)? {
             training.push(curve);
         }
         models.push(model(aligned, &run.aligned));
@@ -458,17 +483,30 @@ mod tests {
             format!("{{\"step\":{step},\"loss\":{loss},\"implicit_accuracy\":0.5,\"lr\":0.1}}\n")
         };
         std::fs::write(&path, line(1, 0.9) + &line(2, 0.8) + &line(2, 0.7) + "\n").unwrap();
-        let curve = read_training(&path, "r").unwrap().unwrap();
+        let curve = read_training(&[(path.clone(), 0)], "r").unwrap().unwrap();
         assert_eq!((curve.step, curve.loss), (vec![1, 2], vec![0.9, 0.7]));
 
+        // A second round's steps continue after the first's.
+        let round2 = dir.path().join("round2.jsonl");
+        std::fs::write(&round2, line(1, 0.6)).unwrap();
+        let curve = read_training(&[(path.clone(), 0), (round2, 2)], "r")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (curve.step, curve.loss),
+            (vec![1, 2, 3], vec![0.9, 0.7, 0.6])
+        );
+
         std::fs::write(&path, line(1, 0.9) + "{\"step\": 2}\n").unwrap();
-        let error = read_training(&path, "r").unwrap_err().to_string();
+        let error = read_training(&[(path.clone(), 0)], "r")
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("metrics.jsonl:2: no number `loss`"),
             "{error}"
         );
         assert!(
-            read_training(&dir.path().join("absent"), "r")
+            read_training(&[(dir.path().join("absent"), 0)], "r")
                 .unwrap()
                 .is_none()
         );

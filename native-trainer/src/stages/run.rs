@@ -155,20 +155,19 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The base pipeline, or the aligned one: the trained U-Net (full fine-tuning) or the base U-Net with
-    /// the trained LoRA.
-    fn pipeline(&self, aligned: bool) -> CliResult<DiffusionPipeline<B>> {
+    /// The base pipeline, or with `trained` weights: a fine-tuned U-Net folder (full fine-tuning) or
+    /// a LoRA file on the base U-Net.
+    fn pipeline(&self, trained: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
         let device = device();
         let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, None, &device)?;
-        if aligned {
-            let weights = self.final_weights();
+        if let Some(weights) = trained {
             pipeline.unet = if self.config.train.lora_rank == 0 {
-                UNet2DConditionModel::from_dir(&weights, None, &device)?
+                UNet2DConditionModel::from_dir(weights, None, &device)?
             } else {
                 UNet2DConditionModel::from_dir_and_lora_file(
                     &self.model.join("unet"),
                     None,
-                    Some(&weights),
+                    Some(weights),
                     &device,
                 )?
             };
@@ -199,7 +198,7 @@ impl<'a> Run<'a> {
             ),
             ("eval/base/images", self.eval_jobs()?),
         ];
-        let pipeline = self.pipeline(false)?;
+        let pipeline = self.pipeline(None)?;
         let bar = progress(sets.iter().map(|(_, j)| j.len() as u64).sum(), "images");
         let sidecar = json!({"model": self.model, "lora": null});
         for (set, jobs) in &sets {
@@ -243,11 +242,25 @@ impl<'a> Run<'a> {
 
     /// Pairs the classified populations of each neutral prompt (official construction by default).
     fn preferences(&self) -> CliResult {
+        self.preferences_of(1)
+    }
+
+    /// Round `round`'s pairs, from its own two populations. Image paths are written relative to the
+    /// round's folder, as `train.toml` reads them.
+    fn preferences_of(&self, round: usize) -> CliResult {
         let axes = self.classifier.axes();
-        let neutral = read_rows(&self.path("attributes/neutral.csv"), &axes)?;
-        let specific = read_rows(&self.path("attributes/specific.csv"), &axes)?;
+        let folder = round_dir(round);
+        let neutral = read_rows(
+            &self.path(&format!("{folder}attributes/neutral.csv")),
+            &axes,
+        )?;
+        let specific = read_rows(
+            &self.path(&format!("{folder}attributes/specific.csv")),
+            &axes,
+        )?;
+        let up = if round == 1 { "" } else { "../../" };
         let member = |row: &AttributeRow| Member {
-            file: row.file.clone(),
+            file: format!("{up}{}", row.file),
             identity: axes
                 .iter()
                 .zip(&row.axes)
@@ -282,19 +295,35 @@ impl<'a> Run<'a> {
             p.iterations,
             p.set_size,
             &AXES,
-            self.config.seed,
+            self.config.seed + round as u64 - 1,
         )
         .map_err(CliError::Runtime)?;
         let text: String = records
             .iter()
             .map(|r| serde_json::to_string(r).expect("json") + "\n")
             .collect();
-        write_atomic(&self.path("preferences.jsonl"), text.as_bytes())
+        write_atomic(
+            &self.path(&format!("{folder}preferences.jsonl")),
+            text.as_bytes(),
+        )
     }
 
-    /// The trained weights: the LoRA file, or the U-Net folder when `lora_rank = 0` (full fine-tuning).
-    fn final_weights(&self) -> PathBuf {
-        let step = self.path(&format!("train/step-{}", self.config.train.steps));
+    /// Steps of round `round`.
+    fn round_steps(&self, round: usize) -> usize {
+        let t = &self.config.train;
+        match round {
+            1 => t.steps,
+            _ => t.round_steps.unwrap_or(t.steps),
+        }
+    }
+
+    /// Round `round`'s trained weights: the LoRA file, or the U-Net folder when `lora_rank = 0`.
+    fn weights_of(&self, round: usize) -> PathBuf {
+        let step = self.path(&format!(
+            "{}train/step-{}",
+            round_dir(round),
+            self.round_steps(round)
+        ));
         if self.config.train.lora_rank == 0 {
             step.join("unet")
         } else {
@@ -302,18 +331,94 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Writes `train.toml` (the run's objective, PopAlign by default, with LoRA or full fine-tuning) and trains, resuming from a checkpoint if one exists.
+    /// The last round's weights: the aligned model.
+    fn final_weights(&self) -> PathBuf {
+        self.weights_of(self.config.train.rounds)
+    }
+
+    /// Every round in turn; a round whose weights exist is skipped, a started one resumes.
     fn train(&self) -> CliResult {
-        if self.final_weights().exists() {
-            return Ok(());
+        for round in 1..=self.config.train.rounds {
+            if self.weights_of(round).exists() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            if round > 1 {
+                self.sample_round(round)?;
+            }
+            self.train_round(round)?;
+            if self.config.train.rounds > 1 {
+                eprintln!(
+                    "  round {round} {:>13.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// Round `round`'s two populations, sampled with the previous round's U-Net on seeds of their own,
+    /// classified and paired. Both come from the same model, as in round 1, so that a pair differs in
+    /// identity and not in which model drew it (base-model images preferred to the previous round's
+    /// would pull the model back to the base).
+    fn sample_round(&self, round: usize) -> CliResult {
+        let g = &self.config.generate;
+        let folder = round_dir(round);
+        let seed = self.config.seed + 1_000_000 * round as u64;
+        let sets = [
+            (
+                "neutral",
+                jobs_for(&self.prompt_rows("neutral")?, g.neutral_images, seed),
+            ),
+            (
+                "specific",
+                jobs_for(&self.prompt_rows("specific")?, g.specific_images, seed),
+            ),
+        ];
+        let previous = self.weights_of(round - 1);
+        let pipeline = self.pipeline(Some(&previous))?;
+        let total = sets.iter().map(|(_, jobs)| jobs.len() as u64).sum();
+        let bar = progress(total, &format!("images (round {round})"));
+        let sidecar = json!({"model": self.model, "trained_weights": previous});
+        for (name, jobs) in &sets {
+            let set = format!("{folder}images/{name}");
+            let options = self.sampling(g.trajectories);
+            generate_set(&pipeline, jobs, &self.dir, &set, &options, &sidecar, &bar)?;
+        }
+        bar.finish_and_clear();
+        for (name, _) in &sets {
+            let csv = self.path(&format!("{folder}attributes/{name}.csv"));
+            classify_set(
+                &self.classifier,
+                &self.dir,
+                &format!("{folder}images/{name}"),
+                &csv,
+                64,
+            )?;
+        }
+        self.preferences_of(round)
+    }
+
+    /// Writes the round's `train.toml` (the run's objective, PopAlign by default, with LoRA or full
+    /// fine-tuning; a later round starts from the previous round's U-Net) and trains, resuming from a
+    /// checkpoint if one exists.
+    fn train_round(&self, round: usize) -> CliResult {
         let t = &self.config.train;
-        // train.toml resolves relative paths against its own folder (the run directory).
-        let model = std::fs::canonicalize(&self.model)
-            .map_err(|e| input(format!("{}: {e}", self.model.display())))?;
+        let folder = self.path(&round_dir(round));
+        // train.toml resolves relative paths against its own folder (the round's).
+        let absolute =
+            |p: &Path| std::fs::canonicalize(p).map_err(|e| input(format!("{}: {e}", p.display())));
         let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        let model = absolute(&self.model)?;
+        let start = match round {
+            1 => String::new(),
+            _ => format!(
+                "unet = {}\n",
+                quote(&absolute(&self.weights_of(round - 1))?)
+            ),
+        };
         let text = format!(
-            "# Written by `popalign run` from run.toml.\nmodel = {}\npreferences = {}\noutput = {}\n\
+            "# Written by `popalign run` from run.toml.\nmodel = {}\n{start}preferences = {}\noutput = {}\n\
              objective = {}\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n{}\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
              proportion_empty_prompts = {:?}\nrandom_flip = false\n{}\n{}\
@@ -322,8 +427,8 @@ impl<'a> Run<'a> {
             quote(Path::new("preferences.jsonl")),
             quote(Path::new("train")),
             serde_json::to_string(&t.objective).expect("json"),
-            self.config.seed,
-            t.steps,
+            self.config.seed + round as u64 - 1,
+            self.round_steps(round),
             t.batch_size,
             t.learning_rate,
             // β of `dpo` and `popalign-pairwise`; PopAlign's is in its table (and a popalign run's
@@ -345,14 +450,14 @@ impl<'a> Run<'a> {
             t.lambda_dispreferred,
             t.sft_weight,
         );
-        let path = self.path("train.toml");
+        let path = folder.join("train.toml");
         write_atomic(&path, text.as_bytes())?;
-        let resume = crate::train::checkpoint::latest(&self.path("train"))?.is_some();
+        let resume = crate::train::checkpoint::latest(&folder.join("train"))?.is_some();
         crate::train::train(&path, resume, &[])?;
-        if !self.final_weights().exists() {
+        if !self.weights_of(round).exists() {
             return Err(input(format!(
                 "{}: training ended without it",
-                self.final_weights().display()
+                self.weights_of(round).display()
             )));
         }
         Ok(())
@@ -361,7 +466,7 @@ impl<'a> Run<'a> {
     /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
     fn evaluate(&self) -> CliResult {
         let jobs = self.eval_jobs()?;
-        let pipeline = self.pipeline(true)?;
+        let pipeline = self.pipeline(Some(&self.final_weights()))?;
         let bar = progress(jobs.len() as u64, "images (aligned)");
         let sidecar = json!({"model": self.model, "trained_weights": self.final_weights()});
         generate_set(
@@ -404,6 +509,14 @@ impl<'a> Run<'a> {
         )?;
         println!("{}", report.table);
         Ok(())
+    }
+}
+
+/// Round `round`'s folder, relative to the run directory: the run directory itself for round 1.
+fn round_dir(round: usize) -> String {
+    match round {
+        1 => String::new(),
+        _ => format!("rounds/{round}/"),
     }
 }
 

@@ -20,7 +20,7 @@ use burn::prelude::*;
 use popalign_core::classify::aesthetic::AestheticScorer;
 use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
 use popalign_core::classify::hps::HpsScorer;
-use popalign_core::load::{component_dir, read_config};
+use popalign_core::load::read_config;
 use popalign_core::objectives::alignprop::{
     DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss, sample_truncated,
 };
@@ -151,8 +151,7 @@ fn fixed(
         .collect::<CliResult<Vec<_>>>()?;
     let prompts = load_prompts(&ap.prompts)?;
     let variant = config.variant.as_deref();
-    let unet_config: UNetConfig =
-        read_config(&component_dir(&config.model, "unet").join("config.json"))?;
+    let unet_config: UNetConfig = read_config(&config.unet_dir().join("config.json"))?;
     let scheduler: SchedulerConfig =
         read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
     let index = ModelIndex::read(&config.model)?;

@@ -19,6 +19,10 @@ use crate::error::{CliResult, input};
 pub struct TrainConfig {
     /// diffusers model root (text encoders, VAE, U-Net, scheduler).
     pub model: PathBuf,
+    /// A diffusers U-Net folder to start from instead of the model's own `unet/`, such as an earlier
+    /// round's fine-tuned U-Net; full fine-tuning also takes it as the reference. Read without `variant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet: Option<PathBuf>,
     /// `preferences.jsonl`; image paths in it are relative to its folder. Every objective but `alignprop`
     /// needs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +236,7 @@ impl TrainConfig {
         let alignprop = config.alignprop.as_mut().map(|a| &mut a.prompts);
         for p in [&mut config.model, &mut config.output]
             .into_iter()
+            .chain(config.unet.as_mut())
             .chain(config.preferences.as_mut())
             .chain(validation)
             .chain(alignprop)
@@ -244,6 +249,21 @@ impl TrainConfig {
             .validate()
             .map_err(|m| input(format!("{}: {m}", path.display())))?;
         Ok(config)
+    }
+
+    /// The U-Net to start from: `unet`, or the model's own.
+    pub fn unet_dir(&self) -> PathBuf {
+        self.unet
+            .clone()
+            .unwrap_or_else(|| popalign_core::load::component_dir(&self.model, "unet"))
+    }
+
+    /// The weight variant of `unet_dir` (a separate U-Net folder is read without one).
+    pub fn unet_variant(&self) -> Option<&str> {
+        match self.unet {
+            Some(_) => None,
+            None => self.variant.as_deref(),
+        }
     }
 
     fn validate(&self) -> Result<(), String> {

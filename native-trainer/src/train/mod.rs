@@ -27,7 +27,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::load::{component_dir, read_config};
+use popalign_core::load::read_config;
 use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
 use popalign_core::objectives::dpo::dpo_loss;
@@ -197,8 +197,8 @@ fn load_policy<A: AutodiffBackend>(
     resume: bool,
     device: &A::Device,
 ) -> CliResult<Policy<A>> {
-    let unet_dir = component_dir(&config.model, "unet");
-    let variant = config.variant.as_deref();
+    let unet_dir = config.unet_dir();
+    let variant = config.unet_variant();
     // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from
     // `batch::rng_for`. The RNG is global, so data-parallel workers take turns: each replica then gets
     // the same adapters as a single-device run.
