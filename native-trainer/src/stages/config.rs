@@ -129,6 +129,25 @@ pub struct TrainSection {
     pub round_steps: Option<usize>,
 }
 
+impl TrainSection {
+    /// Steps of round `round` (counted from 1).
+    pub fn steps_of(&self, round: usize) -> usize {
+        match round {
+            1 => self.steps,
+            _ => self.round_steps.unwrap_or(self.steps),
+        }
+    }
+}
+
+/// Round `round`'s folder relative to the run directory, with a trailing `/`: the run directory itself
+/// for round 1.
+pub fn round_dir(round: usize) -> String {
+    match round {
+        1 => String::new(),
+        _ => format!("rounds/{round}/"),
+    }
+}
+
 fn one_round() -> usize {
     1
 }

@@ -13,7 +13,7 @@ use popalign_core::report::{
 };
 
 use super::classify::{AttributeRow, read_rows};
-use super::config::RunConfig;
+use super::config::{RunConfig, round_dir};
 use super::images::{runtime, write_atomic};
 use crate::error::{CliResult, input};
 
@@ -138,19 +138,10 @@ fn read_training(rounds: &[(PathBuf, usize)], model: &str) -> CliResult<Option<T
 /// Each round's `metrics.jsonl` with the steps trained before it.
 fn round_metrics(run: &EvaluatedRun) -> Vec<(PathBuf, usize)> {
     let t = &run.config.train;
-    let mut before = 0;
     (1..=t.rounds)
         .map(|round| {
-            let folder = match round {
-                1 => run.dir.clone(),
-                _ => run.dir.join(format!("rounds/{round}")),
-            };
-            let entry = (folder.join("train/metrics.jsonl"), before);
-            before += match round {
-                1 => t.steps,
-                _ => t.round_steps.unwrap_or(t.steps),
-            };
-            entry
+            let metrics = run.dir.join(round_dir(round)).join("train/metrics.jsonl");
+            (metrics, (1..round).map(|r| t.steps_of(r)).sum())
         })
         .collect()
 }

@@ -22,7 +22,7 @@ use popalign_core::unet::UNet2DConditionModel;
 use serde_json::json;
 
 use super::classify::{AttributeRow, classify_set, read_rows};
-use super::config::{RunConfig, Stage, check_lock};
+use super::config::{RunConfig, Stage, check_lock, round_dir};
 use super::evaluate::{summarize, write_summary};
 use super::images::{SamplingOptions, generate_set, jobs_for, write_atomic};
 use crate::backend::{Backend as B, device};
@@ -308,21 +308,12 @@ impl<'a> Run<'a> {
         )
     }
 
-    /// Steps of round `round`.
-    fn round_steps(&self, round: usize) -> usize {
-        let t = &self.config.train;
-        match round {
-            1 => t.steps,
-            _ => t.round_steps.unwrap_or(t.steps),
-        }
-    }
-
     /// Round `round`'s trained weights: the LoRA file, or the U-Net folder when `lora_rank = 0`.
     fn weights_of(&self, round: usize) -> PathBuf {
         let step = self.path(&format!(
             "{}train/step-{}",
             round_dir(round),
-            self.round_steps(round)
+            self.config.train.steps_of(round)
         ));
         if self.config.train.lora_rank == 0 {
             step.join("unet")
@@ -428,7 +419,7 @@ impl<'a> Run<'a> {
             quote(Path::new("train")),
             serde_json::to_string(&t.objective).expect("json"),
             self.config.seed + round as u64 - 1,
-            self.round_steps(round),
+            self.config.train.steps_of(round),
             t.batch_size,
             t.learning_rate,
             // β of `dpo` and `popalign-pairwise`; PopAlign's is in its table (and a popalign run's
@@ -509,14 +500,6 @@ impl<'a> Run<'a> {
         )?;
         println!("{}", report.table);
         Ok(())
-    }
-}
-
-/// Round `round`'s folder, relative to the run directory: the run directory itself for round 1.
-fn round_dir(round: usize) -> String {
-    match round {
-        1 => String::new(),
-        _ => format!("rounds/{round}/"),
     }
 }
 
