@@ -18,6 +18,7 @@ fn max_abs<const D: usize>(a: Tensor<NdArray<f32>, D>, b: Tensor<NdArray<f32>, D
 fn im2col_matches_burn_conv_values_and_gradients() {
     let device = Default::default();
     assert!(conv::lowers_to_matmul::<B>(&device));
+    assert!(!conv::lowers_to_matmul::<NdArray<f32>>(&device));
     let cases = [
         (3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), [7, 9]),
         (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), [7, 9]),

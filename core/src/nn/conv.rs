@@ -24,9 +24,11 @@ pub fn apply<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     im2col_conv(conv, x, pad)
 }
 
-/// Whether this backend's convolutions are better expressed as matrix products (see the module doc).
+/// Whether this backend's convolutions are better expressed as matrix products (see the module doc):
+/// ndarray under autodiff only. Without autodiff (sampling, the frozen reference) nothing needs the
+/// backward, and burn-ndarray's SIMD forward kernel beats the lowering (bench/NOTES.md, "toy demo").
 pub fn lowers_to_matmul<B: Backend>(device: &B::Device) -> bool {
-    B::name(device).contains("ndarray")
+    B::name(device).contains("ndarray") && B::ad_enabled(device)
 }
 
 /// `(top, left, bottom, right)` of an explicit padding.
