@@ -1,5 +1,6 @@
-//! The im2col lowering of `nn::conv::apply` (used on ndarray) equals burn's own convolution, values and
-//! gradients, for every shape the models use: 3×3 stride 1 and 2, the VAE's asymmetric pad, 1×1.
+//! The im2col lowering of `nn::conv::apply` (used on ndarray under autodiff) equals burn's own convolution, values and
+//! gradients, for every shape the models use: 3×3 stride 1 and 2, the VAE's asymmetric pad, 1×1, and an
+//! unpadded 3×3.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::nn::PaddingConfig2d;
@@ -24,6 +25,8 @@ fn im2col_matches_burn_conv_values_and_gradients() {
         (3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), [7, 9]),
         (3, 2, PaddingConfig2d::Explicit(0, 0, 1, 1), [8, 10]),
         (1, 1, PaddingConfig2d::Explicit(0, 0, 0, 0), [5, 6]),
+        // Stride 1 without padding: the flattened windows' spare row is all the padding there is.
+        (3, 1, PaddingConfig2d::Valid, [6, 7]),
     ];
     for (kernel, stride, padding, [h, w]) in cases {
         let layer = Conv2dConfig::new([5, 6], [kernel, kernel])

@@ -2,10 +2,10 @@
 //!
 //! burn 0.21's ndarray backend computes a convolution's input gradient with a scalar seven-deep
 //! `conv_transpose2d` loop: a training step of a small U-Net spends over 90% of its time there
-//! (bench/NOTES.md). On that backend we lower the convolution to shifted slices of the padded input
-//! and one matrix product (im2col), whose forward and backward are all fast ops; the result is the
-//! same convolution (checked against the model fixtures and in `tests/conv.rs`). Other backends
-//! keep burn's own kernel, which is fast there and needs no k²-times larger buffer.
+//! (bench/NOTES.md). On that backend, under autodiff, we lower the convolution to shifted windows of
+//! the padded input and one matrix product (im2col), whose forward and backward are all fast ops; the
+//! result is the same convolution (checked against the model fixtures and in `tests/conv.rs`).
+//! Everywhere else burn's own kernel runs: it is fast there and needs no k²-times larger buffer.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -49,8 +49,15 @@ fn im2col_conv<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, pad: [usize; 4]) -
     let out_w = (w + left + right - kw) / sw + 1;
     let weight = conv.weight.val();
     let out_c = weight.dims()[0];
-    let columns = if kh * kw == 1 && sh == 1 && sw == 1 && pad == [0; 4] {
-        x.reshape([n, c, h * w])
+    // `columns` [n, c·kh·kw, out_h·row]: rows ordered as the weight's (c, kh, kw) flattening; each
+    // output row is `row` wide, of which the first `out_w` are the convolution's.
+    let (columns, row) = if kh * kw == 1 && sh == 1 && sw == 1 && pad == [0; 4] {
+        (x.reshape([n, c, h * w]), w)
+    } else if sh == 1 && sw == 1 {
+        // One spare zero row keeps the last window's wrapped tail inside the buffer.
+        let padded = x.pad((left, right, top, bottom + 1), PadMode::Constant(0.0));
+        let [_, _, hp, wp] = padded.dims();
+        (flat_windows(padded.reshape([n, c, hp * wp]), [kh, kw], wp, out_h), wp)
     } else {
         let padded = if pad == [0; 4] {
             x
@@ -76,15 +83,41 @@ fn im2col_conv<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, pad: [usize; 4]) -
                 ]));
             }
         }
-        // [n, c, kh·kw, out_h, out_w] → rows ordered as the weight's (c, kh, kw) flattening.
-        Tensor::stack::<5>(shifted, 2).reshape([n, c * kh * kw, out_h * out_w])
+        // [n, c, kh·kw, out_h, out_w]
+        let columns = Tensor::stack::<5>(shifted, 2).reshape([n, c * kh * kw, out_h * out_w]);
+        (columns, out_w)
     };
     let kernel = weight
         .reshape([1, out_c, c * kh * kw])
         .expand([n, out_c, c * kh * kw]);
-    let out = kernel.matmul(columns).reshape([n, out_c, out_h, out_w]);
+    let out = kernel.matmul(columns).reshape([n, out_c, out_h, row]);
+    let out = if row == out_w {
+        out
+    } else {
+        out.slice([0..n, 0..out_c, 0..out_h, 0..out_w])
+    };
     match &conv.bias {
         Some(bias) => out + bias.val().reshape([1, out_c, 1, 1]),
         None => out,
     }
+}
+
+/// Stride-1 windows of a flattened padded image `[n, c, hp·wp]` (at least one spare row below):
+/// window (i, j) is the contiguous range starting at i·wp + j, `out_h` rows of `wp` values, whose
+/// last `wp − out_w` values per row wrap into the next row and are cut from the product. Copying k²
+/// long contiguous ranges is several times cheaper on ndarray than k² strided 4-D slices
+/// (bench/NOTES.md, "toy demo"). Returns `[n, c·kh·kw, out_h·wp]`.
+fn flat_windows<B: Backend>(
+    flat: Tensor<B, 3>,
+    [kh, kw]: [usize; 2],
+    wp: usize,
+    out_h: usize,
+) -> Tensor<B, 3> {
+    let [n, c, _] = flat.dims();
+    let len = out_h * wp;
+    let windows = (0..kh)
+        .flat_map(|i| (0..kw).map(move |j| i * wp + j))
+        .map(|start| flat.clone().slice([0..n, 0..c, start..start + len]))
+        .collect();
+    Tensor::stack::<4>(windows, 2).reshape([n, c * kh * kw, len])
 }
