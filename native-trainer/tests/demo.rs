@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 /// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, two rounds of full
-/// fine-tuning (4 and 3 steps; the demo's default is two rounds of full fine-tuning).
+/// fine-tuning (4 and 3 steps; the demo's default is three rounds of full fine-tuning).
 const SMALL_RUN: &str = r#"
 model = "toy"
 seed = 5

@@ -196,7 +196,7 @@ impl RunConfig {
             },
             train: TrainSection {
                 objective: ObjectiveKind::Popalign,
-                steps: 250,
+                steps: 300,
                 batch_size: 8,
                 // Full fine-tuning of the 1M-parameter toy U-Net: LoRA on the attention projections
                 // only reaches the 8×8 and 4×4 levels. The official β = 5000 is for SDXL latents; the
@@ -214,10 +214,11 @@ impl RunConfig {
                 timestep_range: Some([100, 1000]),
                 proportion_empty_prompts: 0.0,
                 // Round 1 overshoots (most neutral figures turn green, "not red" being the pairs'
-                // strongest signal); round 2, on populations the round-1 U-Net samples, pulls the
-                // colours back towards uniform and moves the shapes further (README, "what we tried").
-                rounds: 2,
-                round_steps: Some(180),
+                // strongest signal); rounds 2 and 3, on populations the previous U-Net samples, pull
+                // the colours back towards uniform and move the shapes further (README, "what we
+                // tried").
+                rounds: 3,
+                round_steps: Some(150),
             },
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! It writes the toy world's default `run.toml` (unless the run directory has one) and runs every stage:
 //! prompts → generate (the neutral and the identity-specific population with the biased base model) →
-//! classify → population preferences → PopAlign (full fine-tuning, two rounds) → evaluate base and aligned on the same seeds →
+//! classify → population preferences → PopAlign (full fine-tuning, three rounds) → evaluate base and aligned on the same seeds →
 //! report. `popalign run --config runs/demo/run.toml` does exactly the same; both resume after a kill.
 
 use std::path::PathBuf;
