@@ -32,6 +32,7 @@ beta = 150.0
 lora_rank = 0
 rounds = 2
 round_steps = 3
+devices = ["cpu", "cpu"]
 "#;
 
 fn write_run_toml(out: &Path) {
@@ -115,6 +116,12 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
     let round2_train = String::from_utf8(a[Path::new("rounds/2/train.toml")].clone()).unwrap();
     assert!(
         round2_train.contains("unet = \"<run>/train/step-4/unet\""),
+        "{round2_train}"
+    );
+    // Two CPU workers share the global batch of 4.
+    assert!(
+        round2_train.contains("batch_size = 2\n")
+            && round2_train.contains("devices = [\"cpu\", \"cpu\"]"),
         "{round2_train}"
     );
     let summary: serde_json::Value =
@@ -217,11 +224,16 @@ fn a_run_directory_from_another_configuration_is_refused() {
 }
 
 #[test]
-fn rounds_with_lora_or_zero_rounds_are_refused() {
+fn rounds_with_lora_zero_rounds_or_an_uneven_batch_split_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (from, to, expected) in [
         ("lora_rank = 0", "lora_rank = 4", "full fine-tuning"),
         ("rounds = 2", "rounds = 0", "at least 1"),
+        (
+            "batch_size = 4",
+            "batch_size = 3",
+            "does not split evenly over 2 devices",
+        ),
     ] {
         std::fs::write(dir.path().join("run.toml"), SMALL_RUN.replace(from, to)).unwrap();
         let out = run_stage(dir.path(), "prompts");

@@ -57,7 +57,10 @@ fn im2col_conv<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>, pad: [usize; 4]) -
         // One spare zero row keeps the last window's wrapped tail inside the buffer.
         let padded = x.pad((left, right, top, bottom + 1), PadMode::Constant(0.0));
         let [_, _, hp, wp] = padded.dims();
-        (flat_windows(padded.reshape([n, c, hp * wp]), [kh, kw], wp, out_h), wp)
+        (
+            flat_windows(padded.reshape([n, c, hp * wp]), [kh, kw], wp, out_h),
+            wp,
+        )
     } else {
         let padded = if pad == [0; 4] {
             x

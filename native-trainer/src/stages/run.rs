@@ -412,7 +412,7 @@ impl<'a> Run<'a> {
             "# Written by `popalign run` from run.toml.\nmodel = {}\n{start}preferences = {}\noutput = {}\n\
              objective = {}\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n{}\
              lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
-             proportion_empty_prompts = {:?}\nrandom_flip = false\n{}\n{}\
+             proportion_empty_prompts = {:?}\nrandom_flip = false\n{}{}\n{}\
              [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
             quote(&model),
             quote(Path::new("preferences.jsonl")),
@@ -420,7 +420,8 @@ impl<'a> Run<'a> {
             serde_json::to_string(&t.objective).expect("json"),
             self.config.seed + round as u64 - 1,
             self.config.train.steps_of(round),
-            t.batch_size,
+            // train.toml's batch is per device.
+            t.batch_size / t.devices.len().max(1),
             t.learning_rate,
             // β of `dpo` and `popalign-pairwise`; PopAlign's is in its table (and a popalign run's
             // train.toml keeps the hash it had before other objectives could be chosen).
@@ -433,6 +434,10 @@ impl<'a> Run<'a> {
             t.timestep_range.map_or(String::new(), |[lo, hi]| format!(
                 "timestep_range = [{lo}, {hi}]\n"
             )),
+            match t.devices.is_empty() {
+                true => String::new(),
+                false => format!("devices = {}\n", toml::Value::from(t.devices.clone())),
+            },
             match t.lora_rank {
                 0 => String::new(),
                 rank => format!("[lora]\nrank = {rank}\nalpha = {rank}.0\n\n"),
