@@ -78,7 +78,7 @@ fn is_false(value: &bool) -> bool {
 
 /// The demo's training workers: two on a CPU build of a machine with at least two cores (a single
 /// worker's step keeps only about 1.2 of them busy; two are 30% faster at the same global batch, with
-/// the same losses to six digits, bench/NOTES.md), otherwise the default device.
+/// the same loss, bench/NOTES.md "toy demo"), otherwise the default device.
 fn cpu_workers() -> Vec<String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match crate::backend::NAME == "ndarray" && cores >= 2 {
