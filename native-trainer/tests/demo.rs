@@ -207,6 +207,42 @@ fn run_stage(dir: &Path, stage: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// Sampling several chunks at once on threads writes the bytes one thread writes. Small chunks
+/// (`batch_size = 2`) give every thread count several of them.
+#[test]
+fn images_do_not_depend_on_the_sampling_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = |threads: &str| {
+        let out = dir.path().join(format!("threads-{threads}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let config = SMALL_RUN.replace("guidance = 4.0", "guidance = 4.0\nbatch_size = 2");
+        std::fs::write(out.join("run.toml"), config).unwrap();
+        let status = Process::new(env!("CARGO_BIN_EXE_popalign"))
+            .args(["run", "--stage", "prompts,generate", "--config"])
+            .arg(out.join("run.toml"))
+            .env("POPALIGN_SAMPLING_THREADS", threads)
+            .status()
+            .unwrap();
+        assert!(status.success(), "generate with {threads} threads");
+        let mut files = artifacts(&out);
+        files.retain(|path, _| path.starts_with("images"));
+        files
+    };
+    let one = images("1");
+    assert!(one.len() > 8, "several chunks were sampled");
+    assert_same_artifacts(&one, &images("3"), "with 3 sampling threads");
+    let fresh = dir.path().join("threads-0");
+    write_run_toml(&fresh);
+    let refused = Process::new(env!("CARGO_BIN_EXE_popalign"))
+        .args(["run", "--stage", "prompts,generate", "--config"])
+        .arg(fresh.join("run.toml"))
+        .env("POPALIGN_SAMPLING_THREADS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("POPALIGN_SAMPLING_THREADS"));
+}
+
 #[test]
 fn a_run_directory_from_another_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,6 +98,53 @@ pub fn read_manifest(dir: &Path) -> CliResult<Vec<ManifestEntry>> {
         .collect()
 }
 
+/// A sampled chunk: its images `[N, 3, H, W]`, and with trajectories its chain and the sampler's timesteps.
+type Sample = (Tensor<B, 4>, Vec<Tensor<B, 4>>, Vec<f64>);
+
+/// Chunks sampled at once: `POPALIGN_SAMPLING_THREADS` if set, else two on the ndarray CPU backend
+/// with two or more cores (one batch keeps only about 1.3 of them busy, bench/NOTES.md "toy demo"), else
+/// one (a GPU is busy with one batch). The images do not depend on it.
+fn sampling_threads() -> CliResult<usize> {
+    if let Ok(value) = std::env::var("POPALIGN_SAMPLING_THREADS") {
+        return match value.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(CliError::Input(format!(
+                "POPALIGN_SAMPLING_THREADS={value:?}: expected a positive whole number"
+            ))),
+        };
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(if crate::backend::NAME == "ndarray" { cores.min(2) } else { 1 })
+}
+
+/// Denoises one chunk from its starting noise. Each call builds its own sampler, so chunks can be
+/// sampled on separate threads.
+fn sample_chunk(
+    pipeline: &DiffusionPipeline<B>,
+    chunk: &[ImageJob],
+    noise: Tensor<B, 4>,
+    options: &SamplingOptions,
+) -> CliResult<Sample> {
+    let sampler = sampler::<B>(options.scheduler, &pipeline.scheduler, options.steps, options.eta());
+    let prompts: Vec<String> = chunk.iter().map(|j| j.prompt.clone()).collect();
+    let timesteps = sampler.timesteps().to_vec();
+    let device = noise.device();
+    let sampled = if options.trajectories {
+        // Step noise continues the backend stream the chunk's starting noise was drawn from, so a
+        // chunk generated again draws it again.
+        let shape = noise.dims();
+        pipeline.generate_trajectories(&prompts, None, noise, sampler.as_ref(), options.guidance, |_| {
+            Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device)
+        })
+    } else {
+        pipeline
+            .generate_batch(&prompts, None, noise, sampler.as_ref(), options.guidance, |_| {})
+            .map(|images| (images, Vec::new()))
+    };
+    let (images, chain) = sampled.map_err(CliError::Runtime)?;
+    Ok((images, chain, timesteps))
+}
+
 /// Generates the missing images of `jobs` into `run/<set_dir>`; returns how many were generated.
 /// `sidecar` is merged into each image's JSON (model, LoRA, run hash).
 pub fn generate_set(
@@ -120,94 +167,75 @@ pub fn generate_set(
             "trajectories are recorded with the DDIM sampler only".into(),
         ));
     }
-    let sampler = sampler::<B>(
-        options.scheduler,
-        &pipeline.scheduler,
-        options.steps,
-        options.eta(),
-    );
     let channels = pipeline.unet.conv_in.weight.dims()[1];
     let side = pipeline.unet.sample_size.unwrap_or(16);
+    let initial_noise = |chunk: &[ImageJob]| -> Tensor<B, 4> {
+        let noise = chunk.iter().map(|job| {
+            B::seed(&device, job.noise_seed());
+            Tensor::random([1, channels, side, side], Distribution::Normal(0.0, 1.0), &device)
+        });
+        Tensor::cat(noise.collect(), 0)
+    };
+    let (pending, finished): (Vec<&[ImageJob]>, Vec<&[ImageJob]>) = jobs
+        .chunks(options.batch_size.max(1))
+        .partition(|chunk| chunk.iter().any(|job| !done.contains(&job.id)));
+    bar.inc(finished.iter().map(|chunk| chunk.len() as u64).sum());
     let mut generated = 0;
-    for chunk in jobs.chunks(options.batch_size.max(1)) {
-        if chunk.iter().all(|job| done.contains(&job.id)) {
-            bar.inc(chunk.len() as u64);
-            continue;
-        }
-        let noise: Vec<Tensor<B, 4>> = chunk
-            .iter()
-            .map(|job| {
-                B::seed(&device, job.noise_seed());
-                Tensor::random(
-                    [1, channels, side, side],
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                )
-            })
-            .collect();
-        let prompts: Vec<String> = chunk.iter().map(|j| j.prompt.clone()).collect();
-        let noise = Tensor::cat(noise, 0);
-        let (images, chain) = if options.trajectories {
-            // Step noise continues the backend stream the chunk's starting noise was drawn from, so a
-            // chunk generated again draws it again.
-            let shape = noise.dims();
-            pipeline.generate_trajectories(
-                &prompts,
-                None,
-                noise,
-                sampler.as_ref(),
-                options.guidance,
-                |_| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
-            )
+    // Trajectories draw their step noise from the backend's one seeded stream, so they are sampled one
+    // chunk at a time; deterministic sampling takes `sampling_threads()` chunks at once.
+    let threads = if options.trajectories { 1 } else { sampling_threads()? };
+    for group in pending.chunks(threads) {
+        // The starting noise is drawn here, in job order, so a chunk's noise does not depend on threads.
+        let noises: Vec<Tensor<B, 4>> = group.iter().map(|chunk| initial_noise(chunk)).collect();
+        let samples: Vec<CliResult<Sample>> = if group.len() == 1 {
+            vec![sample_chunk(pipeline, group[0], noises[0].clone(), options)]
         } else {
-            pipeline
-                .generate_batch(
-                    &prompts,
-                    None,
-                    noise,
-                    sampler.as_ref(),
-                    options.guidance,
-                    |_| {},
-                )
-                .map(|images| (images, Vec::new()))
-        }
-        .map_err(CliError::Runtime)?;
-        for (i, job) in chunk.iter().enumerate() {
-            let file = format!("{set_dir}/{}.png", job.id);
-            if !chain.is_empty() {
-                let latents: Vec<Tensor<B, 4>> =
-                    chain.iter().map(|x| x.clone().slice(i..i + 1)).collect();
-                let timesteps = sampler.timesteps().to_vec();
-                crate::train::trajectory::write_for(
-                    &run.join(&file),
-                    Tensor::cat(latents, 0).into_data(),
-                    &timesteps,
-                    options.eta(),
-                    options.guidance,
-                )
-                .map_err(CliError::Runtime)?;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .zip(noises)
+                    .map(|(chunk, noise)| {
+                        scope.spawn(move || sample_chunk(pipeline, chunk, noise, options))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(CliError::Runtime("a sampling thread panicked".into()))))
+                    .collect()
+            })
+        };
+        for (chunk, sample) in group.iter().zip(samples) {
+            let (images, chain, timesteps) = sample?;
+            for (i, job) in chunk.iter().enumerate() {
+                let file = format!("{set_dir}/{}.png", job.id);
+                if !chain.is_empty() {
+                    let latents: Vec<Tensor<B, 4>> =
+                        chain.iter().map(|x| x.clone().slice(i..i + 1)).collect();
+                    crate::train::trajectory::write_for(
+                        &run.join(&file),
+                        Tensor::cat(latents, 0).into_data(),
+                        &timesteps,
+                        options.eta(),
+                        options.guidance,
+                    )
+                    .map_err(CliError::Runtime)?;
+                }
+                write_atomic(&run.join(&file), &png_bytes(images.clone().slice(i..i + 1))?)?;
+                let mut meta = serde_json::to_value(job).expect("json");
+                let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
+                    "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
+                merge(&mut meta, &extra);
+                merge(&mut meta, sidecar);
+                let json = serde_json::to_string_pretty(&meta).expect("json");
+                write_atomic(&dir.join(format!("{}.json", job.id)), json.as_bytes())?;
+                if !done.contains(&job.id) {
+                    manifest.push(ManifestEntry { job: job.clone(), file });
+                    generated += 1;
+                }
             }
-            write_atomic(
-                &run.join(&file),
-                &png_bytes(images.clone().slice(i..i + 1))?,
-            )?;
-            let mut meta = serde_json::to_value(job).expect("json");
-            let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
-                "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
-            merge(&mut meta, &extra);
-            merge(&mut meta, sidecar);
-            let json = serde_json::to_string_pretty(&meta).expect("json");
-            write_atomic(&dir.join(format!("{}.json", job.id)), json.as_bytes())?;
-            if !done.contains(&job.id) {
-                manifest.push(ManifestEntry {
-                    job: job.clone(),
-                    file,
-                });
-                generated += 1;
-            }
+            write_manifest(&dir, &manifest)?;
+            bar.inc(chunk.len() as u64);
         }
-        write_manifest(&dir, &manifest)?;
-        bar.inc(chunk.len() as u64);
     }
     Ok(generated)
 }
