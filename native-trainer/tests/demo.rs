@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
 /// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, two rounds of full
-/// fine-tuning (4 and 3 steps; the demo's default is three rounds of full fine-tuning).
+/// fine-tuning (4 and 3 steps, round 2 on balanced pairs; the demo's default is three rounds).
 const SMALL_RUN: &str = r#"
 model = "toy"
 seed = 5
@@ -21,6 +21,7 @@ guidance = 4.0
 
 [preferences]
 construction = "official"
+round_construction = "balanced"
 iterations = 20
 set_size = 5
 

@@ -289,9 +289,13 @@ impl<'a> Run<'a> {
             })
             .collect();
         let p = &self.config.preferences;
+        let construction = match round {
+            1 => p.construction,
+            _ => p.round_construction.unwrap_or(p.construction),
+        };
         let records = preferences::build(
             &populations,
-            p.construction,
+            construction,
             p.iterations,
             p.set_size,
             &AXES,
