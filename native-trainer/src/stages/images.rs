@@ -114,7 +114,11 @@ fn sampling_threads() -> CliResult<usize> {
         };
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(if crate::backend::NAME == "ndarray" { cores.min(2) } else { 1 })
+    Ok(if crate::backend::NAME == "ndarray" {
+        cores.min(2)
+    } else {
+        1
+    })
 }
 
 /// Denoises one chunk from its starting noise. Each call builds its own sampler, so chunks can be
@@ -125,7 +129,12 @@ fn sample_chunk(
     noise: Tensor<B, 4>,
     options: &SamplingOptions,
 ) -> CliResult<Sample> {
-    let sampler = sampler::<B>(options.scheduler, &pipeline.scheduler, options.steps, options.eta());
+    let sampler = sampler::<B>(
+        options.scheduler,
+        &pipeline.scheduler,
+        options.steps,
+        options.eta(),
+    );
     let prompts: Vec<String> = chunk.iter().map(|j| j.prompt.clone()).collect();
     let timesteps = sampler.timesteps().to_vec();
     let device = noise.device();
@@ -133,12 +142,24 @@ fn sample_chunk(
         // Step noise continues the backend stream the chunk's starting noise was drawn from, so a
         // chunk generated again draws it again.
         let shape = noise.dims();
-        pipeline.generate_trajectories(&prompts, None, noise, sampler.as_ref(), options.guidance, |_| {
-            Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device)
-        })
+        pipeline.generate_trajectories(
+            &prompts,
+            None,
+            noise,
+            sampler.as_ref(),
+            options.guidance,
+            |_| Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
+        )
     } else {
         pipeline
-            .generate_batch(&prompts, None, noise, sampler.as_ref(), options.guidance, |_| {})
+            .generate_batch(
+                &prompts,
+                None,
+                noise,
+                sampler.as_ref(),
+                options.guidance,
+                |_| {},
+            )
             .map(|images| (images, Vec::new()))
     };
     let (images, chain) = sampled.map_err(CliError::Runtime)?;
@@ -172,7 +193,11 @@ pub fn generate_set(
     let initial_noise = |chunk: &[ImageJob]| -> Tensor<B, 4> {
         let noise = chunk.iter().map(|job| {
             B::seed(&device, job.noise_seed());
-            Tensor::random([1, channels, side, side], Distribution::Normal(0.0, 1.0), &device)
+            Tensor::random(
+                [1, channels, side, side],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
         });
         Tensor::cat(noise.collect(), 0)
     };
@@ -183,7 +208,11 @@ pub fn generate_set(
     let mut generated = 0;
     // Trajectories draw their step noise from the backend's one seeded stream, so they are sampled one
     // chunk at a time; deterministic sampling takes `sampling_threads()` chunks at once.
-    let threads = if options.trajectories { 1 } else { sampling_threads()? };
+    let threads = if options.trajectories {
+        1
+    } else {
+        sampling_threads()?
+    };
     for group in pending.chunks(threads) {
         // The starting noise is drawn here, in job order, so a chunk's noise does not depend on threads.
         let noises: Vec<Tensor<B, 4>> = group.iter().map(|chunk| initial_noise(chunk)).collect();
@@ -200,7 +229,11 @@ pub fn generate_set(
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(CliError::Runtime("a sampling thread panicked".into()))))
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(CliError::Runtime("a sampling thread panicked".into()))
+                        })
+                    })
                     .collect()
             })
         };
@@ -220,7 +253,10 @@ pub fn generate_set(
                     )
                     .map_err(CliError::Runtime)?;
                 }
-                write_atomic(&run.join(&file), &png_bytes(images.clone().slice(i..i + 1))?)?;
+                write_atomic(
+                    &run.join(&file),
+                    &png_bytes(images.clone().slice(i..i + 1))?,
+                )?;
                 let mut meta = serde_json::to_value(job).expect("json");
                 let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
                     "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
@@ -229,7 +265,10 @@ pub fn generate_set(
                 let json = serde_json::to_string_pretty(&meta).expect("json");
                 write_atomic(&dir.join(format!("{}.json", job.id)), json.as_bytes())?;
                 if !done.contains(&job.id) {
-                    manifest.push(ManifestEntry { job: job.clone(), file });
+                    manifest.push(ManifestEntry {
+                        job: job.clone(),
+                        file,
+                    });
                     generated += 1;
                 }
             }
