@@ -238,32 +238,9 @@ pub fn generate_set(
             })
         };
         for (chunk, sample) in group.iter().zip(samples) {
-            let (images, chain, timesteps) = sample?;
+            let sample = sample?;
             for (i, job) in chunk.iter().enumerate() {
-                let file = format!("{set_dir}/{}.png", job.id);
-                if !chain.is_empty() {
-                    let latents: Vec<Tensor<B, 4>> =
-                        chain.iter().map(|x| x.clone().slice(i..i + 1)).collect();
-                    crate::train::trajectory::write_for(
-                        &run.join(&file),
-                        Tensor::cat(latents, 0).into_data(),
-                        &timesteps,
-                        options.eta(),
-                        options.guidance,
-                    )
-                    .map_err(CliError::Runtime)?;
-                }
-                write_atomic(
-                    &run.join(&file),
-                    &png_bytes(images.clone().slice(i..i + 1))?,
-                )?;
-                let mut meta = serde_json::to_value(job).expect("json");
-                let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
-                    "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
-                merge(&mut meta, &extra);
-                merge(&mut meta, sidecar);
-                let json = serde_json::to_string_pretty(&meta).expect("json");
-                write_atomic(&dir.join(format!("{}.json", job.id)), json.as_bytes())?;
+                let file = write_image(run, set_dir, job, i, &sample, options, sidecar)?;
                 if !done.contains(&job.id) {
                     manifest.push(ManifestEntry {
                         job: job.clone(),
@@ -277,6 +254,46 @@ pub fn generate_set(
         }
     }
     Ok(generated)
+}
+
+/// Writes image `i` of a sampled chunk as `<set_dir>/<id>.png` with its JSON sidecar (and its chain with
+/// trajectories); returns the PNG's path relative to the run directory.
+fn write_image(
+    run: &Path,
+    set_dir: &str,
+    job: &ImageJob,
+    i: usize,
+    (images, chain, timesteps): &Sample,
+    options: &SamplingOptions,
+    sidecar: &serde_json::Value,
+) -> CliResult<String> {
+    let file = format!("{set_dir}/{}.png", job.id);
+    if !chain.is_empty() {
+        let latents: Vec<Tensor<B, 4>> = chain.iter().map(|x| x.clone().slice(i..i + 1)).collect();
+        crate::train::trajectory::write_for(
+            &run.join(&file),
+            Tensor::cat(latents, 0).into_data(),
+            timesteps,
+            options.eta(),
+            options.guidance,
+        )
+        .map_err(CliError::Runtime)?;
+    }
+    write_atomic(
+        &run.join(&file),
+        &png_bytes(images.clone().slice(i..i + 1))?,
+    )?;
+    let mut meta = serde_json::to_value(job).expect("json");
+    let extra = serde_json::json!({"noise_seed": job.noise_seed(), "steps": options.steps, "guidance": options.guidance,
+        "scheduler": format!("{:?}", options.scheduler).to_lowercase(), "eta": options.eta(), "popalign_version": popalign_core::VERSION});
+    merge(&mut meta, &extra);
+    merge(&mut meta, sidecar);
+    let json = serde_json::to_string_pretty(&meta).expect("json");
+    write_atomic(
+        &run.join(set_dir).join(format!("{}.json", job.id)),
+        json.as_bytes(),
+    )?;
+    Ok(file)
 }
 
 impl ImageJob {
