@@ -24,6 +24,14 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "ndarray"
 };
 
+/// How many batches keep this build busy side by side: one ndarray batch keeps only about 1.2–1.3 cores
+/// busy (rayon inside matmul and conv), so two on a machine with at least two cores (bench/NOTES.md
+/// "toy demo"); one on the other backends (a GPU, or flex's own threads, are busy with one).
+pub fn side_by_side_batches() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if NAME == "ndarray" { cores.min(2) } else { 1 }
+}
+
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 
 pub fn device() -> Device {

@@ -76,14 +76,12 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// The demo's training workers: two on a CPU build of a machine with at least two cores (a single
-/// worker's step keeps only about 1.2 of them busy; two are 30% faster at the same global batch, with
-/// the same loss, bench/NOTES.md "toy demo"), otherwise the default device.
+/// The demo's training workers: `side_by_side_batches()` CPU workers when that is more than one (two
+/// are 30% faster than one at the same global batch, with the same loss), otherwise the default device.
 fn cpu_workers() -> Vec<String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match crate::backend::NAME == "ndarray" && cores >= 2 {
-        true => vec!["cpu".into(); 2],
-        false => Vec::new(),
+    match crate::backend::side_by_side_batches() {
+        1 => Vec::new(),
+        n => vec!["cpu".into(); n],
     }
 }
 

@@ -101,24 +101,18 @@ pub fn read_manifest(dir: &Path) -> CliResult<Vec<ManifestEntry>> {
 /// A sampled chunk: its images `[N, 3, H, W]`, and with trajectories its chain and the sampler's timesteps.
 type Sample = (Tensor<B, 4>, Vec<Tensor<B, 4>>, Vec<f64>);
 
-/// Chunks sampled at once: `POPALIGN_SAMPLING_THREADS` if set, else two on the ndarray CPU backend
-/// with two or more cores (one batch keeps only about 1.3 of them busy, bench/NOTES.md "toy demo"), else
-/// one (a GPU is busy with one batch). The images do not depend on it.
+/// Chunks sampled at once: `POPALIGN_SAMPLING_THREADS` if set, else `side_by_side_batches()`. The
+/// images do not depend on it.
 fn sampling_threads() -> CliResult<usize> {
-    if let Ok(value) = std::env::var("POPALIGN_SAMPLING_THREADS") {
-        return match value.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(CliError::Input(format!(
-                "POPALIGN_SAMPLING_THREADS={value:?}: expected a positive whole number"
-            ))),
-        };
+    let Ok(value) = std::env::var("POPALIGN_SAMPLING_THREADS") else {
+        return Ok(crate::backend::side_by_side_batches());
+    };
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(CliError::Input(format!(
+            "POPALIGN_SAMPLING_THREADS={value:?}: expected a positive whole number"
+        ))),
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(if crate::backend::NAME == "ndarray" {
-        cores.min(2)
-    } else {
-        1
-    })
 }
 
 /// Denoises one chunk from its starting noise. Each call builds its own sampler, so chunks can be
@@ -217,7 +211,10 @@ pub fn generate_set(
         // The starting noise is drawn here, in job order, so a chunk's noise does not depend on threads.
         let noises: Vec<Tensor<B, 4>> = group.iter().map(|chunk| initial_noise(chunk)).collect();
         let samples: Vec<CliResult<Sample>> = if group.len() == 1 {
-            vec![sample_chunk(pipeline, group[0], noises[0].clone(), options)]
+            noises
+                .into_iter()
+                .map(|noise| sample_chunk(pipeline, group[0], noise, options))
+                .collect()
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = group
