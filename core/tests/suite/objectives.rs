@@ -1,7 +1,7 @@
 //! Objectives: identities that must hold, and (with the fixture) agreement with a PyTorch transcription
 //! of the official code on the same per-sample errors.
 
-mod common;
+use crate::common;
 
 use burn::backend::Autodiff;
 use burn::prelude::*;

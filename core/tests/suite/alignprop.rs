@@ -7,7 +7,7 @@
 //! loss 0 relative, LoRA gradients 3.5e-6 (K = 1) and 1.3e-6 (K = 2) max |Δ| / max |golden|. The golden
 //! gradients differ by ~100× between K = 1 and K = 2, so a wrong truncation point cannot pass.
 
-mod common;
+use crate::common;
 
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::{Autodiff, NdArray};

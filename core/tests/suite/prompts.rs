@@ -9,9 +9,9 @@ use popalign_core::prompts::{
     indefinite_article, neutral_prompts, parse_occupations, specific_prompts, training_subjects,
 };
 
-const OCCUPATIONS: &str = include_str!("../../data/occupations.toml");
-const ATTRIBUTES: &str = include_str!("../../data/attributes.toml");
-const TEMPLATES: &str = include_str!("../../data/templates.toml");
+const OCCUPATIONS: &str = include_str!("../../../data/occupations.toml");
+const ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
+const TEMPLATES: &str = include_str!("../../../data/templates.toml");
 
 fn vocabulary() -> Vocabulary {
     Vocabulary::from_toml(ATTRIBUTES).unwrap()

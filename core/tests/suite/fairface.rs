@@ -5,7 +5,7 @@
 //! resnet34 depth with narrow stages and random weights (BatchNorm statistics included), and a second test
 //! proves that a checkpoint with the real architecture's keys and shapes loads.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Parity of every model component with the reference Python implementation (diffusers 0.42.1,
 //! transformers 5.23.0) on tiny random models; the tolerance is max abs error ≤ 1e-4 in f32.
 
-mod common;
+use crate::common;
 
 use common::*;
 use popalign_core::clip::ClipTextModel;

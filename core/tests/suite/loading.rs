@@ -1,7 +1,7 @@
 //! Loading the layouts users have (fp16 variants, transformers-5 keys without `text_model.`, legacy VAE
 //! attention names) and refusing broken inputs with an error that names the file, the key and the shapes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

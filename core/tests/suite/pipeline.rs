@@ -1,7 +1,7 @@
 //! The whole tiny SDXL pipeline against `StableDiffusionXLPipeline` (diffusers 0.42.1): prompt → both
 //! tokenizers and text encoders → Euler, 4 steps, guidance 5 → final latents (≤ 1e-3) → decoded image.
 
-mod common;
+use crate::common;
 
 use common::*;
 use popalign_core::pipeline::{DiffusionPipeline, sdxl_time_ids};

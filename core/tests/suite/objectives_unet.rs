@@ -6,7 +6,7 @@
 //! (outputs ≤ 1e-4, errors ≤ 1e-6), and losses and gradients are checked in f64 against an f64 reference
 //! at 1e-5 relative, as the issue asks.
 
-mod common;
+use crate::common;
 
 use burn::backend::{Autodiff, NdArray};
 use common::lora_unet::run;

@@ -4,7 +4,7 @@
 //! two axes over three images. Also: the config, the transformers-5 layouts of the vision-only models,
 //! and errors naming a missing or mis-shaped tensor.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! LoRA adapters: a fresh adapter changes nothing, disabling restores the base model, and a saved adapter
 //! file (diffusers key names) loads back exactly.
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use common::*;

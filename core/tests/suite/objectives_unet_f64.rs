@@ -2,7 +2,7 @@
 //! A test binary of its own: burn's per-device default dtype is process-wide, so f32 and f64 backends
 //! must not share a process.
 
-mod common;
+use crate::common;
 
 use burn::backend::{Autodiff, NdArray};
 use common::fixtures;

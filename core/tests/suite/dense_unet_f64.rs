@@ -10,7 +10,7 @@
 //! 1e-6 / 1.5e-5: `from_floats` rounded the per-row DDIM coefficients to f32, burn's `sigmoid` runs in f32.)
 //! Its own test binary: burn's default float dtype is process-wide.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Schedules and sampler steps against diffusers 0.42.1 (`EulerDiscreteScheduler`, `DDIMScheduler`,
 //! `DDPMScheduler.add_noise`) with the SDXL scheduler config.
 
-mod common;
+use crate::common;
 
 use burn::prelude::*;
 use common::*;

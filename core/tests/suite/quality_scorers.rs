@@ -3,7 +3,7 @@
 //!
 //! Measured max abs errors are printed by each test and stated next to its assertion.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@
 //!   4.6e-5 px, probabilities identical; the same number of candidates reach and pass RNet and ONet;
 //! * the 160×160 crop: identical (max abs error 0), from facenet-pytorch's box and from ours.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! one is the same graph at a quarter of the widths with seeded random weights, run through onnxruntime. The
 //! real one is checked by the ignored test at the end, from the folder the script writes outside the repo.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Measured (max abs error after normalisation): every byte path ≤ 2.4e-7 (the resized bytes are identical; what
 //! is left is float rounding in the normalisation), the float path 9.5e-7 against torch in float64.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

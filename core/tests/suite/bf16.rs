@@ -4,7 +4,7 @@
 //! the f32 master weights through a bf16 copy), the dense objective's log-densities and AlignProp's run may
 //! lie at most 1.5 times as far from the exact values as PyTorch's do.
 
-mod common;
+use crate::common;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;

@@ -1,7 +1,7 @@
 //! The CLIP tokenizer reproduces transformers' `CLIPTokenizer` ids exactly (real CLIP BPE vocabulary,
 //! 74 prompts: punctuation, unicode, runs of `!`, empty, over-long), for both SDXL tokenizer folders.
 
-mod common;
+use crate::common;
 
 use popalign_core::tokenizer::ClipTokenizer;
 
