@@ -30,16 +30,44 @@ step() {
 # Incremental caches only help repeated local builds; on a clean CI clone they cost gigabytes of disk.
 export CARGO_INCREMENTAL=0
 
+# The suites run under cargo-nextest where it is installed (it is on this project's machines): it keeps both
+# cores busy across the two test binaries and times every test, so the summary can name the slowest.
+# Without it, plain `cargo test` runs the same tests (there are no doctests) and the slowest are not listed.
+logs="$repo/target/ci-logs"
+mkdir -p "$logs"
+have_nextest() { cargo nextest --version >/dev/null 2>&1; }
+nextest() {
+  local log="$logs/$1.log"; shift
+  cargo nextest run --status-level pass --final-status-level slow "$@" 2>&1 | tee "$log"
+  return "${PIPESTATUS[0]}"
+}
+# The feature set of the main step plus the trainer's `flex` backend: burn's features are unchanged (core's
+# tests already enable burn/flex), so only the trainer and its tests are rebuilt, not burn.
+flex=(--workspace --features popalign-trainer/flex)
+run_suite() {
+  if have_nextest; then nextest test --workspace; else cargo test --workspace; fi
+}
+# bf16 mixed precision needs a backend with bf16 tensors: the trainer on burn-flex (CPU).
+run_flex() {
+  if have_nextest; then nextest flex "${flex[@]}" -E 'package(popalign-trainer) & test(bf16)'
+  else cargo test "${flex[@]}" --test suite bf16; fi
+}
+# "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first.
+slowest() {
+  cat "$logs"/test.log "$logs"/flex.log 2>/dev/null | grep -E '^ +PASS \[' | sed -E 's/^ +PASS \[ *([0-9.]+)s\] \([^)]*\) /\1 /' \
+    | sort -rn | head -10 | awk '{printf "  %8.1fs  %s %s\n", $1, $2, $3}'
+}
+
 t_all=$SECONDS
 # The browser app first: the `popalign` binary the tests build then embeds it (native-trainer/build.rs), and
 # the end-to-end step reuses that binary instead of building one with other features.
 step build-web   bash tools/build-web.sh
-step test        cargo test --workspace
-# bf16 mixed precision needs a backend with bf16 tensors: the trainer on burn-flex (CPU).
-step test-flex   cargo test -p popalign-trainer --features flex --test train --test dense --test alignprop bf16
+step test        run_suite
+step test-flex   run_flex
 step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
 step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
 step web-e2e     bash tools/web-e2e.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
+if have_nextest; then printf '%s\n' "" "the ten slowest tests:"; slowest; fi
 echo "test-all: all steps passed in $((SECONDS - t_all))s"
