@@ -3,6 +3,7 @@
 mod backend;
 mod commands;
 mod error;
+mod hub;
 mod stages;
 mod toy;
 mod train;

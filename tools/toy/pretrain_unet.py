@@ -4,7 +4,7 @@ wrote, and saves it into the model folder (diffusers layout, safetensors).
 Why PyTorch: on this project's 2-core CPU machines our burn-ndarray trainer needs about a second per step of
 this model, PyTorch about 30 ms (bench/NOTES.md); the toy model is pretrained once and committed, so the
 one-off step uses the faster tool. Everything downstream (generation, PopAlign, evaluation) is ours, and the
-saved U-Net loads in popalign-rs like any diffusers checkpoint (its parity is tested in core/tests/models.rs).
+saved U-Net loads in popalign-rs like any diffusers checkpoint (its parity is tested in core/tests/suite/models.rs).
 
     cargo run -p popalign-trainer -- toy-model --out /tmp/toy/model --dump-dataset 60000 --batch-size 32
     python tools/toy/pretrain_unet.py /tmp/toy/model --steps 4000

@@ -22,7 +22,7 @@
 //! (`Autodiff<B, BalancedCheckpointing>` recomputes memory-bound operations in the backward pass instead of
 //! keeping their outputs); it applies to every operation, so to every U-Net call, and cannot be chosen per
 //! call. Everything here is generic over the autodiff backend, so the caller chooses; both strategies give
-//! the same gradients (`core/tests/alignprop.rs`). The trainer measured balanced checkpointing as costlier
+//! the same gradients (`core/tests/suite/alignprop.rs`). The trainer measured balanced checkpointing as costlier
 //! in peak memory than plain autodiff for AlignProp (bench/NOTES.md) and uses plain autodiff.
 
 use burn::module::AutodiffModule;

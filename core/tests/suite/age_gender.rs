@@ -312,7 +312,7 @@ fn mis_shaped_tensor_names_key_and_shapes() {
 
 /// The real age network, from the folder `make_age_gender.py` writes outside the repo
 /// (`POPALIGN_AGE_GENDER_DIR`, default `/tmp/age-gender-real`).
-/// `cargo test -p popalign-core --test age_gender -- --ignored`
+/// `cargo test -p popalign-core --test suite age_gender:: -- --ignored`
 #[test]
 #[ignore = "needs the real age weights (10.8 MB, not committed): run tools/fixtures/make_age_gender.py first"]
 fn age_real_weights_match_onnxruntime() {

@@ -2,12 +2,12 @@
 //! re-instantiates the generic model code for its backend, so one binary instead of 23 saves most of the
 //! suite's compile time. Run one component with `cargo test -p popalign-core --test suite <module>::`.
 
-mod common;
 mod age_gender;
 mod alignprop;
 mod bf16;
 mod clip_model;
 mod clip_processor;
+mod common;
 mod conv;
 mod dense_unet_f64;
 mod fairface;

@@ -3,7 +3,7 @@
 //! Each image's id is `uuid5(prompt)-s<seed>-<index>`, so re-running skips what exists and a killed run
 //! resumes without duplicates; files are written under a temporary name and renamed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,7 +17,8 @@ use crate::stages::images::{png_bytes, write_atomic};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A diffusers model root (`model_index.json`, `unet/`, `vae/`, text encoders, tokenizers, `scheduler/`).
+    /// A diffusers model root (`model_index.json`, `unet/`, `vae/`, text encoders, tokenizers, `scheduler/`),
+    /// or a Hugging Face repo id found in the local cache (`HF_HUB_CACHE`, `HF_HOME`).
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]
@@ -51,7 +52,8 @@ pub struct Args {
     lora: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> CliResult {
+pub fn run(mut args: Args) -> CliResult {
+    args.model = crate::hub::resolve_model(&args.model, Path::new(""))?;
     let kind = super::sampler_kind(&args.scheduler, args.steps)?;
     let device = device();
     let mut pipeline =

@@ -23,7 +23,7 @@ const COMPONENTS: &str = "unet, vae-encode, vae-decode, text-encoder, text-encod
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A diffusers model root, or the component's own folder.
+    /// A diffusers model root, or the component's own folder, or a Hugging Face repo id in the local cache.
     #[arg(long)]
     model: PathBuf,
     /// One of: unet, vae-encode, vae-decode, text-encoder, text-encoder-2.
@@ -79,7 +79,8 @@ impl Inputs {
     }
 }
 
-pub fn run(args: Args) -> CliResult {
+pub fn run(mut args: Args) -> CliResult {
+    args.model = crate::hub::resolve_model(&args.model, Path::new(""))?;
     let known = [
         "unet",
         "vae-encode",

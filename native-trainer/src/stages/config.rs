@@ -13,8 +13,8 @@ use crate::error::{CliError, CliResult, input};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// A diffusers model root, or `"toy"` for the toy base model this binary carries (installed into
-    /// `<run>/model/`).
+    /// A diffusers model root, a Hugging Face repo id in the local cache (`org/name`, `org/name@branch`), or
+    /// `"toy"` for the toy base model this binary carries (installed into `<run>/model/`).
     pub model: String,
     /// Seeds generation, pairing and training.
     #[serde(default)]
@@ -291,12 +291,12 @@ impl RunConfig {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The model folder: the given path, or `<run>/model` for the toy model.
-    pub fn model_dir(&self, run: &Path) -> PathBuf {
+    /// The model folder: `<run>/model` for the toy model, else the given folder or Hugging Face repo id.
+    pub fn model_dir(&self, run: &Path) -> CliResult<PathBuf> {
         if self.model == "toy" {
-            run.join("model")
+            Ok(run.join("model"))
         } else {
-            PathBuf::from(&self.model)
+            crate::hub::resolve_model(Path::new(&self.model), Path::new(""))
         }
     }
 }

@@ -98,7 +98,7 @@ const AXES: [&str; 2] = ["race", "gender"];
 
 impl<'a> Run<'a> {
     fn new(dir: &Path, config: &'a RunConfig) -> CliResult<Self> {
-        let model = config.model_dir(dir);
+        let model = config.model_dir(dir)?;
         if config.model == "toy" {
             crate::toy::embedded::install(&model)?;
         }

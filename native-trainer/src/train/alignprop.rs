@@ -6,7 +6,7 @@
 //!
 //! Gradient checkpointing: burn 0.21 offers it only per backend type (`Autodiff<B, BalancedCheckpointing>`
 //! recomputes memory-bound operations in the backward pass), not per U-Net call as AlignProp's
-//! `torch.utils.checkpoint` does. It gives the same gradients (`core/tests/alignprop.rs`), but measured on
+//! `torch.utils.checkpoint` does. It gives the same gradients (`core/tests/suite/alignprop.rs`), but measured on
 //! one AlignProp step (bench/NOTES.md) it raised peak memory (971 against 468 MiB at K = 1, with the same
 //! ~90 MiB per gradient-carrying step), so the trainer uses plain autodiff. What bounds memory here is the
 //! truncation: the steps before the last K run off the tape.

@@ -232,9 +232,10 @@ impl TrainConfig {
             ))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        config.model = crate::hub::resolve_model(&config.model, base)?;
         let validation = config.validation.as_mut().map(|v| &mut v.preferences);
         let alignprop = config.alignprop.as_mut().map(|a| &mut a.prompts);
-        for p in [&mut config.model, &mut config.output]
+        for p in [&mut config.output]
             .into_iter()
             .chain(config.unet.as_mut())
             .chain(config.preferences.as_mut())

@@ -195,7 +195,7 @@ fn a_resumed_alignprop_run_ends_with_identical_weights() {
 
 /// The real scorers as rewards, on their tiny random fixtures: a mixture of the aesthetic predictor (over the
 /// tiny CLIP) and HPSv2 (the tiny open_clip model) trains through the differentiable preprocessing, and both
-/// rewards are logged. Their values against Python are proven in core/tests/quality_scorers.rs.
+/// rewards are logged. Their values against Python are proven in core/tests/suite/quality_scorers.rs.
 #[test]
 fn alignprop_trains_on_a_mixture_of_real_scorers() {
     let dir = tempfile::tempdir().unwrap();

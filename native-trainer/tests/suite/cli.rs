@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use popalign_core::tensor_io::read_tensors;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-fn popalign() -> Command {
+pub(crate) fn popalign() -> Command {
     Command::cargo_bin("popalign").unwrap()
 }
 
@@ -192,7 +192,7 @@ fn generate_writes_images_deterministically_and_resumes() {
 }
 
 /// Runs a failing command and returns its single stderr line.
-fn fails_with_code_2(command: &mut Command) -> String {
+pub(crate) fn fails_with_code_2(command: &mut Command) -> String {
     let output = command.output().unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");

@@ -254,7 +254,7 @@ fn identity_accuracy_counts_prompts_that_name_a_class() {
 // ---------------------------------------------------------------------------------------------------------
 // Quality metrics (`--metrics`), on the tiny random scorers of fixtures/: the CLI must score each image against
 // its own prompt with the right model, exactly as the core scorers do (their parity with Python is proven in
-// core/tests/quality_scorers.rs), summarise per set and pair base with aligned images.
+// core/tests/suite/quality_scorers.rs), summarise per set and pair base with aligned images.
 
 mod quality {
     use super::*;

@@ -8,5 +8,6 @@ mod cli;
 mod demo;
 mod dense;
 mod evaluate;
+mod hub;
 mod prompts;
 mod train;
