@@ -92,22 +92,16 @@ fn an_uncached_repo_id_or_a_snapshot_without_a_component_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("hf");
     let out = dir.path().join("out");
-    let missing = || {
+    let generate = |id: &str| {
         let mut command = popalign();
         command
             .env_remove("HF_HUB_CACHE")
             .env("HF_HOME", &home)
-            .args([
-                "generate",
-                "--prompt",
-                "a doctor",
-                "--model",
-                "nobody/no-such-model",
-                "--out",
-            ])
+            .args(["generate", "--prompt", "a doctor", "--model", id, "--out"])
             .arg(&out);
         command
     };
+    let missing = || generate("nobody/no-such-model");
     let line = fails_with_code_2(&mut missing());
     for expected in [
         "nobody/no-such-model",
@@ -128,20 +122,7 @@ fn an_uncached_repo_id_or_a_snapshot_without_a_component_is_a_clear_error() {
     // A snapshot whose download stopped before the U-Net: the loader names the missing file.
     let snapshot = cache_repo(&home, "org/partial", &fixtures().join("tiny-sdxl"));
     std::fs::remove_dir_all(snapshot.join("unet")).unwrap();
-    let line = fails_with_code_2(
-        popalign()
-            .env_remove("HF_HUB_CACHE")
-            .env("HF_HOME", &home)
-            .args([
-                "generate",
-                "--prompt",
-                "a doctor",
-                "--model",
-                "org/partial",
-                "--out",
-            ])
-            .arg(&out),
-    );
+    let line = fails_with_code_2(&mut generate("org/partial"));
     assert!(line.contains("unet"), "{line}");
     assert!(
         !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
