@@ -52,10 +52,12 @@ run_flex() {
   if have_nextest; then nextest flex "${flex[@]}" -E 'package(popalign-trainer) & test(bf16)'
   else cargo test "${flex[@]}" --test suite bf16; fi
 }
-# "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first.
+# "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first. Every stage reads its
+# whole input: under `pipefail`, a `head` that exits early kills `sort` with SIGPIPE and the script with 141.
 slowest() {
-  cat "$logs"/test.log "$logs"/flex.log 2>/dev/null | grep -E '^ +PASS \[' | sed -E 's/^ +PASS \[ *([0-9.]+)s\] \([^)]*\) /\1 /' \
-    | sort -rn | head -10 | awk '{printf "  %8.1fs  %s %s\n", $1, $2, $3}'
+  { cat "$logs"/test.log "$logs"/flex.log 2>/dev/null || true; } \
+    | awk '/^ +PASS \[/ { sub(/^ +PASS \[ */, ""); sub(/s\] \([^)]*\) /, " "); print }' \
+    | sort -rn | awk 'NR <= 10 {printf "  %8.1fs  %s %s\n", $1, $2, $3}'
 }
 
 t_all=$SECONDS

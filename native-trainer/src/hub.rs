@@ -36,8 +36,9 @@ pub fn resolve_model(spec: &Path, base: &Path) -> CliResult<PathBuf> {
     }
     let (id, revision) = text.split_once('@').unwrap_or((&text, "main"));
     let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
-    let entry = cache_dir().join(repo.folder_name());
-    let cached = Cache::new(cache_dir()).repo(repo);
+    let cache = Cache::new(cache_dir());
+    let entry = cache.path().join(repo.folder_name());
+    let cached = cache.repo(repo);
     // A pipeline root has `model_index.json`, a single component (a U-Net repo) `config.json`.
     for marker in ["model_index.json", "config.json"] {
         if let Some(file) = cached.get(marker) {

@@ -37,8 +37,10 @@ fn cache_repo(hf_home: &Path, id: &str, model: &Path) -> PathBuf {
     snapshot
 }
 
-fn generate(model: &str, hf_home: &Path, out: &Path) -> assert_cmd::assert::Assert {
-    popalign()
+/// `popalign generate` of one image from `model`, with `hf_home` as the only cache.
+fn generate(model: &str, hf_home: &Path, out: &Path) -> assert_cmd::Command {
+    let mut command = popalign();
+    command
         .env_remove("HF_HUB_CACHE")
         .env("HF_HOME", hf_home)
         .args([
@@ -51,8 +53,8 @@ fn generate(model: &str, hf_home: &Path, out: &Path) -> assert_cmd::assert::Asse
             "1",
         ])
         .args(["--model", model, "--out"])
-        .arg(out)
-        .assert()
+        .arg(out);
+    command
 }
 
 fn pngs(dir: &Path) -> Vec<Vec<u8>> {
@@ -75,9 +77,13 @@ fn a_cached_repo_id_generates_what_its_folder_generates() {
         &fixtures().join("tiny-sdxl"),
     );
     let (by_id, by_path) = (dir.path().join("by-id"), dir.path().join("by-path"));
-    generate("stabilityai/tiny-sdxl", &home, &by_id).success();
+    generate("stabilityai/tiny-sdxl", &home, &by_id)
+        .assert()
+        .success();
     let fixture = fixtures().join("tiny-sdxl");
-    generate(fixture.to_str().unwrap(), &home, &by_path).success();
+    generate(fixture.to_str().unwrap(), &home, &by_path)
+        .assert()
+        .success();
     let images = pngs(&by_id);
     assert_eq!(images.len(), 1);
     assert_eq!(
@@ -92,16 +98,7 @@ fn an_uncached_repo_id_or_a_snapshot_without_a_component_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("hf");
     let out = dir.path().join("out");
-    let generate = |id: &str| {
-        let mut command = popalign();
-        command
-            .env_remove("HF_HUB_CACHE")
-            .env("HF_HOME", &home)
-            .args(["generate", "--prompt", "a doctor", "--model", id, "--out"])
-            .arg(&out);
-        command
-    };
-    let missing = || generate("nobody/no-such-model");
+    let missing = || generate("nobody/no-such-model", &home, &out);
     let line = fails_with_code_2(&mut missing());
     for expected in [
         "nobody/no-such-model",
@@ -122,7 +119,7 @@ fn an_uncached_repo_id_or_a_snapshot_without_a_component_is_a_clear_error() {
     // A snapshot whose download stopped before the U-Net: the loader names the missing file.
     let snapshot = cache_repo(&home, "org/partial", &fixtures().join("tiny-sdxl"));
     std::fs::remove_dir_all(snapshot.join("unet")).unwrap();
-    let line = fails_with_code_2(&mut generate("org/partial"));
+    let line = fails_with_code_2(&mut generate("org/partial", &home, &out));
     assert!(line.contains("unet"), "{line}");
     assert!(
         !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
