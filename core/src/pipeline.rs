@@ -93,6 +93,27 @@ impl ModelIndex {
     }
 }
 
+/// The side in pixels a model root generates at by default: its U-Net's `sample_size` times the VAE's
+/// factor (1024 for SDXL, 512 for SD 1.5), read from the configs alone, without loading weights.
+pub fn default_resolution(root: &Path) -> Result<usize, LoadError> {
+    #[derive(serde::Deserialize)]
+    struct UNetSize {
+        sample_size: Option<usize>,
+    }
+    #[derive(serde::Deserialize)]
+    struct VaeLevels {
+        block_out_channels: Vec<usize>,
+    }
+    let unet: UNetSize = load::read_config(&root.join("unet").join("config.json"))?;
+    let factor = if ModelIndex::read(root)?.pixel_space() {
+        1
+    } else {
+        let vae: VaeLevels = load::read_config(&root.join("vae").join("config.json"))?;
+        1 << vae.block_out_channels.len().saturating_sub(1)
+    };
+    Ok(unet.sample_size.unwrap_or(128) * factor)
+}
+
 impl<B: Backend> DiffusionPipeline<B> {
     /// Loads a model root: `unet/`, `vae/`, `text_encoder[_2]/`, `tokenizer[_2]/`, `scheduler/`.
     pub fn from_dir(

@@ -17,7 +17,12 @@ pub struct ModelSummary {
     pub model: String,
     pub classifier: String,
     pub axes: BTreeMap<String, AxisSummary>,
+    /// The evaluation's first quality metric (the toy world's occupation accuracy, or the first of
+    /// `run.toml`'s `[evaluate] metrics`).
     pub quality: QualitySummary,
+    /// Every further metric of `[evaluate] metrics`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_quality: Vec<QualitySummary>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

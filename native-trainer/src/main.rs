@@ -43,6 +43,8 @@ enum Command {
     Train(train::Args),
     /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
     Demo(stages::demo::Args),
+    /// Write a run.toml for a real model (a folder or a Hugging Face repo id) from a shipped recipe.
+    Init(stages::init::Args),
     /// Run the stages a run.toml lists over its run directory, skipping what is complete.
     Run(stages::run::Args),
     /// Write a report folder (report.json, static page, browser explorer, thumbnails) for evaluated runs.
@@ -64,6 +66,7 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::ToyModel(args) => toy::run(args),
         Command::Demo(args) => stages::demo::run(args),
+        Command::Init(args) => stages::init::run(args),
         Command::Run(args) => stages::run::run(args),
         Command::Report(args) => stages::report::run(args),
     };

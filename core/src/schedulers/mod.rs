@@ -33,7 +33,8 @@ pub trait Sampler<B: Backend> {
 }
 
 /// The scheduler kinds the CLI can build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SchedulerKind {
     Euler,
     Ddim,

@@ -15,6 +15,7 @@ use popalign_core::classify::detected::DetectedFaces;
 use popalign_core::face::{Mtcnn, MtcnnConfig};
 use popalign_core::face_attributes::{DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace};
 use popalign_core::toy::{TOY, ToyClassifier};
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
@@ -33,30 +34,51 @@ pub struct Args {
     /// The CSV to write [default: attributes/<folder name>.csv].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Which classifier reads the images.
-    #[arg(long, value_enum, default_value_t = Classifier::Toy)]
-    classifier: Classifier,
-    /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
-    /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
-    /// For `--classifier fairface`: a folder with `mtcnn.safetensors` and `fairface.safetensors`
-    /// (made by `tools/convert_fairface.py`).
-    /// For `--classifier clip`: a transformers `CLIPModel` folder (`config.json`, `model.safetensors`,
-    /// `vocab.json` and `merges.txt` there or in `tokenizer/`).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// For the face classifiers: the smallest face MTCNN looks for, in pixels.
-    #[arg(long, default_value_t = 20.0)]
-    min_face_size: f64,
-    /// For the face classifiers: P-, R- and O-Net probability thresholds.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.6, 0.7, 0.7])]
-    face_thresholds: Vec<f64>,
+    #[command(flatten)]
+    classifier: ClassifierArgs,
     /// Images per checkpoint of the CSV.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Classifier {
+/// Which attribute classifier reads the images, and its weights: `popalign classify`'s flags, and
+/// `run.toml`'s `[classify]` table (same names, `-` as `_`).
+#[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierArgs {
+    /// Which classifier reads the images.
+    #[arg(long, value_enum, default_value_t = Classifier::Toy)]
+    pub classifier: Classifier,
+    /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
+    /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
+    /// For `--classifier fairface`: a folder with `mtcnn.safetensors` and `fairface.safetensors`
+    /// (made by `tools/convert_fairface.py`).
+    /// For `--classifier clip`: a transformers `CLIPModel` folder (`config.json`, `model.safetensors`,
+    /// `vocab.json` and `merges.txt` there or in `tokenizer/`), or its Hugging Face repo id.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// For the face classifiers: the smallest face MTCNN looks for, in pixels.
+    #[arg(long, default_value_t = 20.0)]
+    #[serde(default = "min_face_size")]
+    pub min_face_size: f64,
+    /// For the face classifiers: P-, R- and O-Net probability thresholds.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.6, 0.7, 0.7])]
+    #[serde(default = "face_thresholds")]
+    pub face_thresholds: Vec<f64>,
+}
+
+fn min_face_size() -> f64 {
+    20.0
+}
+
+fn face_thresholds() -> Vec<f64> {
+    vec![0.6, 0.7, 0.7]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classifier {
     /// The toy world's palette classifier (shape as gender, colour as race).
     Toy,
     /// MTCNN face detection, then the CC0 dlib gender (and age) networks on the largest face.
@@ -78,18 +100,7 @@ pub fn run(args: Args) -> CliResult {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.images));
-    let classifier: Box<dyn AttributeClassifier<B>> = match args.classifier {
-        Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
-        Classifier::Faces | Classifier::Fairface => face_classifier(&args)?,
-        Classifier::Clip => {
-            let dir = args.weights.as_deref().ok_or_else(|| {
-                input(
-                    "--classifier clip needs --weights DIR (a CLIPModel folder with its tokenizer)",
-                )
-            })?;
-            Box::new(ClipZeroShot::<B>::from_dir(dir, default_axes(), &device())?)
-        }
-    };
+    let classifier = load_classifier(&args.classifier, Path::new(""))?;
     let bar = progress(entries.len() as u64, "images");
     let rows = classify_entries(classifier.as_ref(), &entries, &out, args.batch_size, &|k| {
         bar.inc(k as u64)
@@ -99,13 +110,56 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
-/// MTCNN plus the heads from `weights`: FairFace, or the dlib networks (the age axis only where
+/// The classifier `args` names, its weights (a folder, or a repo id in the Hugging Face cache) resolved
+/// against `base`.
+pub fn load_classifier(
+    args: &ClassifierArgs,
+    base: &Path,
+) -> CliResult<Box<dyn AttributeClassifier<B>>> {
+    let weights = || {
+        let needs = match args.classifier {
+            Classifier::Toy => return Ok(PathBuf::new()),
+            Classifier::Fairface => "a folder with mtcnn.safetensors and fairface.safetensors",
+            Classifier::Faces => {
+                "a folder with mtcnn.safetensors, gender.safetensors and optionally age.safetensors"
+            }
+            Classifier::Clip => "a CLIPModel folder with its tokenizer",
+        };
+        let dir = args.weights.as_deref().ok_or_else(|| {
+            input(format!(
+                "classifier {} needs weights (--weights DIR, or `weights` in run.toml's [classify]): \
+                 {needs}",
+                args.classifier.name()
+            ))
+        })?;
+        crate::hub::resolve_model(dir, base)
+    };
+    Ok(match args.classifier {
+        Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
+        Classifier::Faces | Classifier::Fairface => face_classifier(args, &weights()?)?,
+        Classifier::Clip => Box::new(ClipZeroShot::<B>::from_dir(
+            &weights()?,
+            default_axes(),
+            &device(),
+        )?),
+    })
+}
+
+impl Classifier {
+    /// The name users write (`--classifier`, `[classify] classifier`).
+    pub fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// MTCNN plus the heads from `dir`: FairFace, or the dlib networks (the age axis only where
 /// `age.safetensors` is there).
-fn face_classifier(args: &Args) -> CliResult<Box<dyn AttributeClassifier<B>>> {
-    let dir = args.weights.as_deref().ok_or_else(|| match args.classifier {
-        Classifier::Fairface => input("--classifier fairface needs --weights DIR (mtcnn.safetensors, fairface.safetensors)"),
-        _ => input("--classifier faces needs --weights DIR (mtcnn.safetensors, gender.safetensors, optionally age.safetensors)"),
-    })?;
+fn face_classifier(
+    args: &ClassifierArgs,
+    dir: &Path,
+) -> CliResult<Box<dyn AttributeClassifier<B>>> {
     let device = device();
     // The dlib networks take facenet-pytorch's default crop (160, no margin).
     let defaults = MtcnnConfig::default();

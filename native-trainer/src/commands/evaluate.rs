@@ -132,7 +132,7 @@ pub fn run(args: Args) -> CliResult {
         seed: args.seed,
         low_confidence_threshold: args.low_confidence,
     };
-    let scorers = quality::load_scorers(&args.quality)?;
+    let scorers = quality::load_scorers(&args.quality.scorers, Path::new(""))?;
     let bootstrap = Bootstrap {
         resamples: args.bootstrap,
         level: args.confidence,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use popalign_core::prompts::{
-    Axis, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
+    Axis, Occupation, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
 };
 
 use crate::error::{CliError, CliResult, input};
@@ -66,30 +66,50 @@ pub fn run(args: Args) -> CliResult {
 
 /// Reads the three documents (each error prefixed by its file) and builds the sets.
 fn build_sets(args: &Args) -> CliResult<PromptSets> {
-    let (occupations_name, occupations_text) = document(
-        args.occupations.as_deref(),
-        "occupations",
-        DEFAULT_OCCUPATIONS,
-    )?;
-    let (attributes_name, attributes_text) =
-        document(args.attributes.as_deref(), "attributes", DEFAULT_ATTRIBUTES)?;
-    let (templates_name, templates_text) =
-        document(args.templates.as_deref(), "templates", DEFAULT_TEMPLATES)?;
-
-    let mut occupations =
-        parse_occupations(&occupations_text).map_err(|e| located(&occupations_name, e))?;
-    if let Some(limit) = args.limit_occupations {
-        if limit == 0 {
-            return Err(input("--limit-occupations must be at least 1"));
-        }
-        occupations.truncate(limit);
+    if args.limit_occupations == Some(0) {
+        return Err(input("--limit-occupations must be at least 1"));
     }
-    let vocabulary =
-        Vocabulary::from_toml(&attributes_text).map_err(|e| located(&attributes_name, e))?;
-    let templates = TemplateSet::from_toml(&templates_text, &vocabulary)
-        .map_err(|e| located(&templates_name, e))?;
-    let axes = select_axes(&vocabulary, &args.axes)?;
-    PromptSets::build(&occupations, &templates, &axes).map_err(input)
+    let documents = PromptDocuments {
+        occupations: args.occupations.as_deref(),
+        attributes: args.attributes.as_deref(),
+        templates: args.templates.as_deref(),
+    };
+    documents.build(&args.axes, |mut occupations| {
+        occupations.truncate(args.limit_occupations.unwrap_or(usize::MAX));
+        Ok(occupations)
+    })
+}
+
+/// The three documents prompts are built from; `None` is the built-in default of `data/`.
+pub struct PromptDocuments<'a> {
+    pub occupations: Option<&'a Path>,
+    pub attributes: Option<&'a Path>,
+    pub templates: Option<&'a Path>,
+}
+
+impl PromptDocuments<'_> {
+    /// The sets over the occupations that `choose` keeps of the occupations file, for `axes`.
+    pub fn build(
+        &self,
+        axes: &[String],
+        choose: impl FnOnce(Vec<Occupation>) -> CliResult<Vec<Occupation>>,
+    ) -> CliResult<PromptSets> {
+        let (occupations_name, occupations_text) =
+            document(self.occupations, "occupations", DEFAULT_OCCUPATIONS)?;
+        let (attributes_name, attributes_text) =
+            document(self.attributes, "attributes", DEFAULT_ATTRIBUTES)?;
+        let (templates_name, templates_text) =
+            document(self.templates, "templates", DEFAULT_TEMPLATES)?;
+        let occupations =
+            parse_occupations(&occupations_text).map_err(|e| located(&occupations_name, e))?;
+        let occupations = choose(occupations)?;
+        let vocabulary =
+            Vocabulary::from_toml(&attributes_text).map_err(|e| located(&attributes_name, e))?;
+        let templates = TemplateSet::from_toml(&templates_text, &vocabulary)
+            .map_err(|e| located(&templates_name, e))?;
+        let axes = select_axes(&vocabulary, axes)?;
+        PromptSets::build(&occupations, &templates, &axes).map_err(input)
+    }
 }
 
 /// `--axes` must name at least one axis: with none, "specific" prompts would just repeat the neutral ones.
@@ -97,7 +117,7 @@ fn select_axes<'v>(vocabulary: &'v Vocabulary, names: &[String]) -> CliResult<Ve
     let names = chosen_axes(names);
     if names.is_empty() {
         return Err(input(
-            "--axes must name at least one axis (e.g. race,gender)",
+            "--axes (or [prompts] axes) must name at least one axis (e.g. race,gender)",
         ));
     }
     vocabulary

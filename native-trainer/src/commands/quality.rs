@@ -17,35 +17,50 @@ use popalign_core::classify::hps::HpsScorer;
 use popalign_core::metrics::quality::{
     Bootstrap, PairedDifference, QualitySummary, paired_difference, summarize_scores,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
 use crate::stages::classify::AttributeRow;
 use crate::stages::run::progress;
 
-#[derive(clap::Args, Default)]
-pub struct QualityArgs {
+/// Which quality scores to compute and where each scorer's model is: `popalign evaluate`'s flags, and
+/// `run.toml`'s `[evaluate]` table (same names, `-` as `_`). Every folder may also be a Hugging Face repo id.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorerArgs {
     /// Quality scores to add (comma-separated); each needs its model option below.
     #[arg(long, value_enum, value_delimiter = ',')]
+    #[serde(default)]
     pub metrics: Vec<Metric>,
     /// PickScore: a transformers `CLIPModel` folder (`yuvalkirstain/PickScore_v1` with its tokenizer and
     /// `preprocessor_config.json`).
     #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pickscore: Option<PathBuf>,
     /// HPSv2: an open_clip folder (`open_clip_config.json`, `open_clip_model.safetensors`, `tokenizer/`), e.g. from
     /// `tools/convert_open_clip.py HPS_v2_compressed.pt`.
     #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hps: Option<PathBuf>,
     /// CLIP score: a transformers `CLIPModel` folder (e.g. `openai/clip-vit-large-patch14`).
     #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_model: Option<PathBuf>,
     /// LAION aesthetics v2: the predictor as safetensors (`tools/convert_aesthetic.py`).
     #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aesthetic: Option<PathBuf>,
     /// The CLIP ViT-L/14 `CLIPModel` folder the aesthetic predictor reads embeddings from.
     #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aesthetic_clip: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Default)]
+pub struct QualityArgs {
+    #[command(flatten)]
+    pub scorers: ScorerArgs,
     /// Folder the CSVs' `file` column is relative to [default: the run folder for `<run>/attributes/*.csv`,
     /// otherwise the CSV's folder].
     #[arg(long, value_name = "DIR")]
@@ -58,7 +73,8 @@ pub struct QualityArgs {
     pub score_batch: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Metric {
     Pickscore,
     Hps,
@@ -83,12 +99,12 @@ pub struct Comparison {
 
 type NamedScorer = (String, Box<dyn Scorer<B>>);
 
-/// Loads the scorers `--metrics` names, in the order given.
-pub fn load_scorers(args: &QualityArgs) -> CliResult<Vec<NamedScorer>> {
+/// Loads the scorers `--metrics` names, in the order given; relative folders start at `base`.
+pub fn load_scorers(args: &ScorerArgs, base: &Path) -> CliResult<Vec<NamedScorer>> {
     let device = device();
-    let need = |path: &Option<PathBuf>, flag: &str, metric: &str| {
-        path.clone()
-            .ok_or_else(|| input(format!("--metrics {metric} needs {flag}")))
+    let need = |path: &Option<PathBuf>, flag: &str, metric: &str| match path {
+        Some(path) => crate::hub::resolve_model(path, base),
+        None => Err(input(format!("--metrics {metric} needs {flag}"))),
     };
     let mut scorers: Vec<NamedScorer> = Vec::new();
     for metric in &args.metrics {

@@ -6,9 +6,14 @@
 use std::path::{Path, PathBuf};
 
 use popalign_core::objectives::ObjectiveKind;
+use popalign_core::precision::Precision;
+use popalign_core::schedulers::SchedulerKind;
 use serde::{Deserialize, Serialize};
 
+use crate::commands::classify::ClassifierArgs;
+use crate::commands::quality::ScorerArgs;
 use crate::error::{CliError, CliResult, input};
+use crate::train::config::LrSchedule;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,15 +21,70 @@ pub struct RunConfig {
     /// A diffusers model root, a Hugging Face repo id in the local cache (`org/name`, `org/name@branch`), or
     /// `"toy"` for the toy base model this binary carries (installed into `<run>/model/`).
     pub model: String,
+    /// The model's weight variant to read (`fp16` for `*.fp16.safetensors`; absent: the full-precision files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Seeds generation, pairing and training.
     #[serde(default)]
     pub seed: u64,
     /// Stages `popalign run` executes, in order.
     #[serde(default = "all_stages")]
     pub stages: Vec<Stage>,
+    /// What the populations and the evaluation are prompted with. Absent: the toy world's prompts for
+    /// `model = "toy"`, else every occupation of `data/` with race and gender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptsSection>,
     pub generate: GenerateConfig,
+    /// The attribute classifier (absent: the toy world's, which only the toy model's images suit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classify: Option<ClassifierArgs>,
     pub preferences: PreferencesConfig,
     pub train: TrainSection,
+    /// Quality scorers of the evaluation (absent: the toy world's occupation accuracy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate: Option<ScorerArgs>,
+}
+
+/// `[prompts]`: occupations, identity axes and the documents the prompt sets are built from
+/// (`popalign prompts` builds the same sets). Paths are relative to the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsSection {
+    /// Names from the occupations file, or an occupations file of the user's (`[[occupation]]` name,
+    /// scenes). Absent: every occupation of the built-in `data/occupations.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupations: Option<Occupations>,
+    /// The identity axes of the specific prompts and of the preferences, first varying slowest.
+    #[serde(default = "default_axes")]
+    pub axes: Vec<String>,
+    /// Attribute vocabularies (default: the built-in `data/attributes.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<PathBuf>,
+    /// Prompt templates (default: the built-in `data/templates.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Occupations {
+    Names(Vec<String>),
+    File(PathBuf),
+}
+
+fn default_axes() -> Vec<String> {
+    vec!["race".into(), "gender".into()]
+}
+
+impl Default for PromptsSection {
+    fn default() -> Self {
+        Self {
+            occupations: None,
+            axes: default_axes(),
+            attributes: None,
+            templates: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -70,6 +130,13 @@ pub struct GenerateConfig {
     /// (`objective = "dense"`). Left out of the serialised config when false, so older runs keep their hash.
     #[serde(default, skip_serializing_if = "is_false")]
     pub trajectories: bool,
+    /// Image side in pixels (absent: the U-Net's `sample_size` × the VAE's factor, 1024 for SDXL).
+    /// Training reads the images at this size too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<usize>,
+    /// `ddim` or `euler` (absent: DDIM; the official PopAlign runs sample with SDXL's Euler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerKind>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -147,6 +214,28 @@ pub struct TrainSection {
     /// serialised config): the default device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// `bf16`: mixed precision (a cuda build, or flex on the CPU); absent: f32.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+    /// Gradient checkpointing (memory for compute; see `train.toml`'s key of the same name).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gradient_checkpointing: bool,
+    /// The learning-rate schedule (absent: cosine, the toy world's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Warm-up steps of the schedule (absent: 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
+    /// Flip both images of a pair horizontally with probability ½, as the official runs do (absent: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_flip: Option<bool>,
+    /// Steps between checkpoints (absent: 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 impl TrainSection {
@@ -197,6 +286,7 @@ impl RunConfig {
     pub fn demo(seed: u64) -> Self {
         Self {
             model: "toy".into(),
+            variant: None,
             seed,
             stages: all_stages(),
             generate: GenerateConfig {
@@ -208,6 +298,8 @@ impl RunConfig {
                 guidance: 5.0,
                 batch_size: batch(),
                 trajectories: false,
+                resolution: None,
+                scheduler: None,
             },
             preferences: PreferencesConfig {
                 construction: popalign_core::preferences::Construction::Official,
@@ -242,43 +334,106 @@ impl RunConfig {
                 rounds: 3,
                 round_steps: Some(150),
                 devices: cpu_workers(),
+                precision: Precision::F32,
+                gradient_checkpointing: false,
+                lr_schedule: None,
+                warmup_steps: None,
+                random_flip: None,
+                checkpoint_every: None,
             },
+            prompts: None,
+            classify: None,
+            evaluate: None,
         }
     }
 
     pub fn load(path: &Path) -> CliResult<Self> {
         let text =
             std::fs::read_to_string(path).map_err(|e| input(format!("{}: {e}", path.display())))?;
-        let config: Self = toml::from_str(&text).map_err(|e| {
-            input(format!(
-                "{}: {}",
-                path.display(),
-                e.to_string().replace('\n', " ")
-            ))
-        })?;
+        Self::parse(&text).map_err(|m| input(format!("{}: {m}", path.display())))
+    }
+
+    /// A `run.toml` text, checked: every key known, each value in range, and what its world needs.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
         let t = &config.train;
         if t.rounds == 0 || t.round_steps == Some(0) {
-            return Err(input(format!(
-                "{}: [train] rounds and round_steps must be at least 1",
-                path.display()
-            )));
+            return Err("[train] rounds and round_steps must be at least 1".into());
         }
         if !t.devices.is_empty() && t.batch_size % t.devices.len() != 0 {
-            return Err(input(format!(
-                "{}: [train] batch_size {} does not split evenly over {} devices",
-                path.display(),
+            return Err(format!(
+                "[train] batch_size {} does not split evenly over {} devices",
                 t.batch_size,
                 t.devices.len()
-            )));
+            ));
         }
         if t.rounds > 1 && t.lora_rank != 0 {
-            return Err(input(format!(
-                "{}: [train] rounds > 1 needs full fine-tuning (lora_rank = 0): a later round starts \
-                 from the previous round's whole U-Net",
-                path.display()
-            )));
+            return Err(
+                "[train] rounds > 1 needs full fine-tuning (lora_rank = 0): a later round \
+                        starts from the previous round's whole U-Net"
+                    .into(),
+            );
         }
+        config.check_world()?;
         Ok(config)
+    }
+
+    /// What the toy world and a real model each need: the toy world brings its own prompts, classifier and
+    /// scorer, which read only its images; a real model names a classifier and at least one quality metric.
+    fn check_world(&self) -> Result<(), String> {
+        use crate::commands::classify::Classifier;
+        let classifier = self.classify.as_ref().map(|c| c.classifier);
+        if self.is_toy() {
+            return match (&self.prompts, &self.evaluate, classifier) {
+                (None, None, None | Some(Classifier::Toy)) => Ok(()),
+                _ => Err(
+                    "the toy model brings its own prompts, classifier and scorer: leave out \
+                          [prompts], [evaluate] and [classify] (or set classifier = \"toy\")"
+                        .into(),
+                ),
+            };
+        }
+        match classifier {
+            None => {
+                return Err(
+                    "a real model needs an attribute classifier: [classify] classifier = \
+                            \"fairface\", \"faces\" or \"clip\", with its weights"
+                        .into(),
+                );
+            }
+            Some(Classifier::Toy) => {
+                return Err(
+                    "[classify] classifier = \"toy\" reads only the toy model's images; \
+                            choose fairface, faces or clip"
+                        .into(),
+                );
+            }
+            Some(_) => {}
+        }
+        if self.evaluate.as_ref().is_none_or(|e| e.metrics.is_empty()) {
+            return Err(
+                "a real model needs at least one quality metric: [evaluate] metrics = \
+                        [\"clip\"] (or pickscore, hps, aesthetic) with its model folder"
+                    .into(),
+            );
+        }
+        if let Some(Occupations::Names(names)) =
+            self.prompts.as_ref().and_then(|p| p.occupations.as_ref())
+            && names.is_empty()
+        {
+            return Err(
+                "[prompts] occupations is empty: name at least one occupation, or leave it \
+                        out for every occupation of data/occupations.toml"
+                    .into(),
+            );
+        }
+        if self.generate.trajectories && self.generate.scheduler == Some(SchedulerKind::Euler) {
+            return Err(
+                "[generate] trajectories = true records DDIM chains: use scheduler = \"ddim\""
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     pub fn to_toml(&self) -> String {
@@ -291,13 +446,19 @@ impl RunConfig {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The model folder: `<run>/model` for the toy model, else the given folder or Hugging Face repo id.
+    /// The model folder: `<run>/model` for the toy model, else the given folder (relative to the run
+    /// directory) or Hugging Face repo id.
     pub fn model_dir(&self, run: &Path) -> CliResult<PathBuf> {
-        if self.model == "toy" {
+        if self.is_toy() {
             Ok(run.join("model"))
         } else {
-            crate::hub::resolve_model(Path::new(&self.model), Path::new(""))
+            crate::hub::resolve_model(Path::new(&self.model), run)
         }
+    }
+
+    /// The toy world: the toy model this binary carries.
+    pub fn is_toy(&self) -> bool {
+        self.model == "toy"
     }
 }
 

@@ -17,13 +17,13 @@ use crate::error::{CliError, CliResult};
 
 use popalign_core::report::{ModelSummary, QualitySummary};
 
-/// Summarises classified rows (one per image) and scores the images with `scorer`.
+/// Summarises classified rows (one per image) and scores the images with every scorer (at least one).
 pub fn summarize(
     model: &str,
     run: &Path,
     axes: &[AxisSpec],
     rows: &[AttributeRow],
-    scorer: &dyn Scorer<B>,
+    scorers: &[(String, Box<dyn Scorer<B>>)],
     options: &BiasOptions,
 ) -> CliResult<ModelSummary> {
     let mut summaries = BTreeMap::new();
@@ -39,6 +39,11 @@ pub fn summarize(
             .map_err(|e| CliError::Runtime(format!("axis {}: {e}", axis.name)))?;
         summaries.insert(axis.name.clone(), summary);
     }
+    let mut quality = scorers
+        .iter()
+        .map(|(_, scorer)| score_images(run, rows, scorer.as_ref(), options.seed))
+        .collect::<CliResult<Vec<_>>>()?
+        .into_iter();
     Ok(ModelSummary {
         model: model.to_string(),
         classifier: rows
@@ -46,7 +51,10 @@ pub fn summarize(
             .map(|r| r.classifier.clone())
             .unwrap_or_default(),
         axes: summaries,
-        quality: score_images(run, rows, scorer, options.seed)?,
+        quality: quality
+            .next()
+            .ok_or_else(|| CliError::Runtime("no quality scorer".into()))?,
+        more_quality: quality.collect(),
     })
 }
 

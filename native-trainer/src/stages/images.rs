@@ -47,6 +47,8 @@ pub struct SamplingOptions {
     pub guidance: f64,
     pub scheduler: SchedulerKind,
     pub batch_size: usize,
+    /// Image side in pixels (a multiple of the VAE's factor).
+    pub resolution: usize,
     /// Sample with DDIM η = 1 and keep each image's chain (`<id>.trajectory.safetensors`) for dense-reward
     /// DPO.
     pub trajectories: bool,
@@ -183,7 +185,14 @@ pub fn generate_set(
         ));
     }
     let channels = pipeline.unet.conv_in.weight.dims()[1];
-    let side = pipeline.unet.sample_size.unwrap_or(16);
+    let factor = pipeline.vae_scale_factor();
+    if options.resolution == 0 || options.resolution % factor != 0 {
+        return Err(CliError::Input(format!(
+            "resolution {} is not a positive multiple of the VAE's factor {factor}",
+            options.resolution
+        )));
+    }
+    let side = options.resolution / factor;
     let initial_noise = |chunk: &[ImageJob]| -> Tensor<B, 4> {
         let noise = chunk.iter().map(|job| {
             B::seed(&device, job.noise_seed());

@@ -8,6 +8,8 @@ pub mod demo;
 pub mod evaluate;
 pub mod explorer;
 pub mod images;
+pub mod init;
 pub mod page;
 pub mod report;
 pub mod run;
+pub mod world;

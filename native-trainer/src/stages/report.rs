@@ -244,29 +244,64 @@ pub fn comparison_table(models: &[ModelSummary]) -> String {
         }
         line
     };
-    let discrepancy = |axis: &'static str| {
+    let discrepancy = |axis: String| {
         move |s: &ModelSummary| {
             s.axes
-                .get(axis)
+                .get(&axis)
                 .and_then(|a| a.discrepancy)
                 .map_or("n/a".into(), |d| format!("{d:.3}"))
         }
     };
-    [
-        row("neutral prompts", &|s| s.model.clone()),
-        row("gender discrepancy ‖p − uniform‖₂", &discrepancy("gender")),
-        row("race discrepancy ‖p − uniform‖₂", &discrepancy("race")),
-        row("occupation accuracy (%)", &|s| {
-            format!("{:.1}", s.quality.mean)
-        }),
-        row("figure found (%)", &|s| {
-            s.axes
-                .get("gender")
-                .and_then(|a| a.face_found_rate)
-                .map_or("n/a".into(), |r| format!("{:.1}", 100.0 * r))
-        }),
-    ]
-    .join("\n")
+    let first = models.first();
+    let axes: Vec<String> = first.map_or(Vec::new(), |m| m.axes.keys().cloned().collect());
+    let toy = first.is_some_and(|m| m.classifier == "toy-palette");
+    std::iter::once(row("neutral prompts", &|s| s.model.clone()))
+        .chain(axes.into_iter().map(|axis| {
+            let label = format!("{axis} discrepancy ‖p − uniform‖₂");
+            row(&label, &discrepancy(axis))
+        }))
+        .chain(
+            quality_names(models)
+                .into_iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    // The toy world's occupation accuracy is a share, printed in percent.
+                    let label = match name.as_str() {
+                        "occupation_accuracy" => "occupation accuracy (%)".to_string(),
+                        _ => format!("{name} (mean)"),
+                    };
+                    row(&label, &move |s: &ModelSummary| {
+                        let q = std::iter::once(&s.quality).chain(&s.more_quality).nth(i);
+                        q.map_or("n/a".into(), |q| format!("{:.1}", q.mean))
+                    })
+                }),
+        )
+        .chain([row(
+            if toy {
+                "figure found (%)"
+            } else {
+                "face found (%)"
+            },
+            &|s| {
+                s.axes
+                    .values()
+                    .next()
+                    .and_then(|a| a.face_found_rate)
+                    .map_or("n/a".into(), |r| format!("{:.1}", 100.0 * r))
+            },
+        )])
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The quality metrics' names, as the first model's summary orders them.
+fn quality_names(models: &[ModelSummary]) -> Vec<String> {
+    models.first().map_or(Vec::new(), |m| {
+        std::iter::once(&m.quality)
+            .chain(&m.more_quality)
+            .map(|q| q.scorer.clone())
+            .collect()
+    })
 }
 
 /// The axes as the first model's summary lists them.

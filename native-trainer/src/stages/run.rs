@@ -2,22 +2,19 @@
 //! folder holding `run.toml`), each skipping what is already complete, and reading its inputs from the
 //! files earlier stages wrote, so any stage can be re-run, resumed or replaced by another tool.
 //!
-//! The classifier and quality proxy are the toy world's (the face-attribute classifiers and reward
-//! models of the real pipeline plug into the same traits).
+//! What the stages take from the world they run in (prompts, classifier, scorers) comes from `world.rs`:
+//! the toy world's own, or a real model's from `run.toml`.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::classify::AttributeClassifier;
+use popalign_core::classify::{AttributeClassifier, Scorer};
 use popalign_core::metrics::bias::BiasOptions;
-use popalign_core::objectives::ObjectiveKind;
-use popalign_core::pipeline::DiffusionPipeline;
+use popalign_core::pipeline::{DiffusionPipeline, default_resolution};
 use popalign_core::preferences::{self, Member, Populations};
-use popalign_core::prompts::PromptRow;
 use popalign_core::schedulers::SchedulerKind;
-use popalign_core::toy::classifier::OccupationAccuracy;
-use popalign_core::toy::{TOY, ToyClassifier};
 use popalign_core::unet::UNet2DConditionModel;
 use serde_json::json;
 
@@ -28,6 +25,7 @@ use super::images::{SamplingOptions, generate_set, jobs_for, write_atomic};
 use crate::backend::{Backend as B, device};
 use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
 use crate::error::{CliError, CliResult, input};
+use crate::train::config::{LrSchedule, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,8 +60,9 @@ pub fn run_stages(
 ) -> CliResult {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
-    check_lock(dir, config, allow_change)?;
     let run = Run::new(dir, config)?;
+    run.load_models_for(stages)?;
+    check_lock(dir, config, allow_change)?;
     let started = std::time::Instant::now();
     for stage in stages {
         let stage_started = std::time::Instant::now();
@@ -91,67 +90,106 @@ struct Run<'a> {
     dir: PathBuf,
     config: &'a RunConfig,
     model: PathBuf,
-    classifier: ToyClassifier<B>,
+    /// The identity axes the prompts vary and the preferences balance.
+    axes: Vec<String>,
+    /// Loaded before the first stage that needs it.
+    classifier: OnceCell<Box<dyn AttributeClassifier<B>>>,
+    scorers: OnceCell<Vec<(String, Box<dyn Scorer<B>>)>>,
 }
-
-const AXES: [&str; 2] = ["race", "gender"];
 
 impl<'a> Run<'a> {
     fn new(dir: &Path, config: &'a RunConfig) -> CliResult<Self> {
         let model = config.model_dir(dir)?;
-        if config.model == "toy" {
+        if config.is_toy() {
             crate::toy::embedded::install(&model)?;
+        } else {
+            check_components(&model)?;
         }
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
             model,
-            classifier: ToyClassifier::new(&TOY, &device()),
+            axes: super::world::axes(config),
+            classifier: OnceCell::new(),
+            scorers: OnceCell::new(),
         })
+    }
+
+    /// Loads the classifier and the scorers that `stages` will use, so that wrong weights are reported
+    /// before hours of generation rather than after.
+    fn load_models_for(&self, stages: &[Stage]) -> CliResult {
+        use Stage::*;
+        if stages
+            .iter()
+            .any(|s| matches!(s, Classify | Preferences | Train | Evaluate))
+        {
+            self.classifier()?;
+        }
+        if stages.contains(&Evaluate) {
+            self.scorers()?;
+        }
+        Ok(())
+    }
+
+    fn scorers(&self) -> CliResult<&[(String, Box<dyn Scorer<B>>)]> {
+        if self.scorers.get().is_none() {
+            let loaded = super::world::scorers(self.config, &self.dir)?;
+            let _ = self.scorers.set(loaded);
+        }
+        Ok(self.scorers.get().expect("set above"))
+    }
+
+    fn classifier(&self) -> CliResult<&dyn AttributeClassifier<B>> {
+        if self.classifier.get().is_none() {
+            let loaded = super::world::classifier(self.config, &self.dir)?;
+            let _ = self.classifier.set(loaded);
+        }
+        Ok(self.classifier.get().expect("set above").as_ref())
+    }
+
+    fn axis_names(&self) -> Vec<&str> {
+        self.axes.iter().map(String::as_str).collect()
+    }
+
+    /// `classify_set` with the run's classifier.
+    fn classify_set(&self, images: &str, csv: &str) -> CliResult<Vec<AttributeRow>> {
+        classify_set(self.classifier()?, &self.dir, images, &self.path(csv), 64)
     }
 
     fn path(&self, relative: &str) -> PathBuf {
         self.dir.join(relative)
     }
 
-    /// Neutral prompts (one per occupation) and identity-specific prompts (every shape × colour).
+    /// The populations' prompts (`neutral.csv`, `specific.csv`) and the evaluation's (`evaluation.csv`).
     fn prompts(&self) -> CliResult {
-        let mut neutral = Vec::new();
-        let mut specific = Vec::new();
-        for occupation in 0..TOY.occupations.len() {
-            let base = TOY.neutral_prompt(occupation);
-            neutral.push(PromptRow {
-                prompt: base.clone(),
-                base_prompt: base.clone(),
-                attributes: BTreeMap::new(),
-            });
-            for figure in TOY.all_figures() {
-                specific.push(PromptRow {
-                    prompt: TOY.specific_prompt(occupation, figure),
-                    base_prompt: base.clone(),
-                    attributes: BTreeMap::from([
-                        ("gender".into(), TOY.shapes[figure.shape].label.into()),
-                        ("race".into(), TOY.colours[figure.colour].value.label.into()),
-                    ]),
-                });
-            }
-        }
+        let sets = super::world::prompts(self.config, &self.dir)?;
         let dir = self.path("prompts");
         std::fs::create_dir_all(&dir)
             .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
-        write_prompt_csv(&dir.join("neutral.csv"), &neutral, &AXES)?;
-        write_prompt_csv(&dir.join("specific.csv"), &specific, &AXES)
+        let axes = self.axis_names();
+        write_prompt_csv(&dir.join("neutral.csv"), &sets.neutral, &axes)?;
+        write_prompt_csv(&dir.join("specific.csv"), &sets.specific, &axes)?;
+        write_prompt_csv(&dir.join("evaluation.csv"), &sets.evaluation, &axes)
     }
 
     /// How images are sampled; `trajectories` keeps their chains (the training populations only).
-    fn sampling(&self, trajectories: bool) -> SamplingOptions {
+    fn sampling(&self, trajectories: bool) -> CliResult<SamplingOptions> {
         let g = &self.config.generate;
-        SamplingOptions {
+        Ok(SamplingOptions {
             steps: g.steps,
             guidance: g.guidance,
-            scheduler: SchedulerKind::Ddim,
+            scheduler: g.scheduler.unwrap_or(SchedulerKind::Ddim),
             batch_size: g.batch_size,
+            resolution: self.resolution()?,
             trajectories,
+        })
+    }
+
+    /// `[generate] resolution`, else the model's own.
+    fn resolution(&self) -> CliResult<usize> {
+        match self.config.generate.resolution {
+            Some(side) => Ok(side),
+            None => Ok(default_resolution(&self.model)?),
         }
     }
 
@@ -159,14 +197,15 @@ impl<'a> Run<'a> {
     /// a LoRA file on the base U-Net.
     fn pipeline(&self, trained: Option<&Path>) -> CliResult<DiffusionPipeline<B>> {
         let device = device();
-        let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, None, &device)?;
+        let variant = self.config.variant.as_deref();
+        let mut pipeline = DiffusionPipeline::<B>::from_dir(&self.model, variant, &device)?;
         if let Some(weights) = trained {
             pipeline.unet = if self.config.train.lora_rank == 0 {
                 UNet2DConditionModel::from_dir(weights, None, &device)?
             } else {
                 UNet2DConditionModel::from_dir_and_lora_file(
                     &self.model.join("unet"),
-                    None,
+                    variant,
                     Some(weights),
                     &device,
                 )?
@@ -207,7 +246,7 @@ impl<'a> Run<'a> {
                 jobs,
                 &self.dir,
                 set,
-                &self.sampling(g.trajectories && set.starts_with("images/")),
+                &self.sampling(g.trajectories && set.starts_with("images/"))?,
                 &sidecar,
                 &bar,
             )?;
@@ -217,8 +256,13 @@ impl<'a> Run<'a> {
     }
 
     /// Evaluation seeds are far from the training populations' so no evaluation image was trained on.
+    /// (Runs made before `evaluation.csv` existed evaluate on their neutral prompts.)
     fn eval_jobs(&self) -> CliResult<Vec<super::images::ImageJob>> {
-        let rows = self.prompt_rows("neutral")?;
+        let set = match self.path("prompts/evaluation.csv").exists() {
+            true => "evaluation",
+            false => "neutral",
+        };
+        let rows = self.prompt_rows(set)?;
         Ok(jobs_for(
             &rows,
             self.config.generate.eval_images,
@@ -228,14 +272,7 @@ impl<'a> Run<'a> {
 
     fn classify(&self) -> CliResult {
         for set in ["neutral", "specific"] {
-            let csv = self.path(&format!("attributes/{set}.csv"));
-            classify_set(
-                &self.classifier,
-                &self.dir,
-                &format!("images/{set}"),
-                &csv,
-                64,
-            )?;
+            self.classify_set(&format!("images/{set}"), &format!("attributes/{set}.csv"))?;
         }
         Ok(())
     }
@@ -248,7 +285,7 @@ impl<'a> Run<'a> {
     /// Round `round`'s pairs, from its own two populations. Image paths are written relative to the
     /// round's folder, as `train.toml` reads them.
     fn preferences_of(&self, round: usize) -> CliResult {
-        let axes = self.classifier.axes();
+        let axes = self.classifier()?.axes();
         let folder = round_dir(round);
         let neutral = read_rows(
             &self.path(&format!("{folder}attributes/neutral.csv")),
@@ -298,7 +335,7 @@ impl<'a> Run<'a> {
             construction,
             p.iterations,
             p.set_size,
-            &AXES,
+            &self.axis_names(),
             self.config.seed + round as u64 - 1,
         )
         .map_err(CliError::Runtime)?;
@@ -377,83 +414,32 @@ impl<'a> Run<'a> {
         let sidecar = json!({"model": self.model, "trained_weights": previous});
         for (name, jobs) in &sets {
             let set = format!("{folder}images/{name}");
-            let options = self.sampling(g.trajectories);
+            let options = self.sampling(g.trajectories)?;
             generate_set(&pipeline, jobs, &self.dir, &set, &options, &sidecar, &bar)?;
         }
         bar.finish_and_clear();
         for (name, _) in &sets {
-            let csv = self.path(&format!("{folder}attributes/{name}.csv"));
-            classify_set(
-                &self.classifier,
-                &self.dir,
+            self.classify_set(
                 &format!("{folder}images/{name}"),
-                &csv,
-                64,
+                &format!("{folder}attributes/{name}.csv"),
             )?;
         }
         self.preferences_of(round)
     }
 
-    /// Writes the round's `train.toml` (the run's objective, PopAlign by default, with LoRA or full
-    /// fine-tuning; a later round starts from the previous round's U-Net) and trains, resuming from a
-    /// checkpoint if one exists.
+    /// Trains round `round` with the run's objective (PopAlign by default), LoRA or full fine-tuning; a
+    /// later round starts from the previous round's U-Net. Resumes from a checkpoint if one exists. The
+    /// configuration is written to the round's `train.toml`, so `popalign train` can repeat it.
     fn train_round(&self, round: usize) -> CliResult {
-        let t = &self.config.train;
         let folder = self.path(&round_dir(round));
-        // train.toml resolves relative paths against its own folder (the round's).
-        let absolute =
-            |p: &Path| std::fs::canonicalize(p).map_err(|e| input(format!("{}: {e}", p.display())));
-        let quote = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
-        let model = absolute(&self.model)?;
-        let start = match round {
-            1 => String::new(),
-            _ => format!(
-                "unet = {}\n",
-                quote(&absolute(&self.weights_of(round - 1))?)
-            ),
-        };
+        let config = self.train_config(round, &folder)?;
         let text = format!(
-            "# Written by `popalign run` from run.toml.\nmodel = {}\n{start}preferences = {}\noutput = {}\n\
-             objective = {}\nseed = {}\nsteps = {}\nbatch_size = {}\nlearning_rate = {:e}\n{}\
-             lr_schedule = \"cosine\"\nwarmup_steps = 10\ncheckpoint_every = 50\nresolution = 16\n\
-             proportion_empty_prompts = {:?}\nrandom_flip = false\n{}{}\n{}\
-             [popalign]\nbeta = {:?}\nlambda_dispreferred = {:?}\nsft_weight = {:?}\n",
-            quote(&model),
-            quote(Path::new("preferences.jsonl")),
-            quote(Path::new("train")),
-            serde_json::to_string(&t.objective).expect("json"),
-            self.config.seed + round as u64 - 1,
-            self.config.train.steps_of(round),
-            // train.toml's batch is per device.
-            t.batch_size / t.devices.len().max(1),
-            t.learning_rate,
-            // β of `dpo` and `popalign-pairwise`; PopAlign's is in its table (and a popalign run's
-            // train.toml keeps the hash it had before other objectives could be chosen).
-            match t.objective {
-                ObjectiveKind::Dpo | ObjectiveKind::PopalignPairwise =>
-                    format!("beta = {:?}\n", t.beta),
-                _ => String::new(),
-            },
-            t.proportion_empty_prompts,
-            t.timestep_range.map_or(String::new(), |[lo, hi]| format!(
-                "timestep_range = [{lo}, {hi}]\n"
-            )),
-            match t.devices.is_empty() {
-                true => String::new(),
-                false => format!("devices = {}\n", toml::Value::from(t.devices.clone())),
-            },
-            match t.lora_rank {
-                0 => String::new(),
-                rank => format!("[lora]\nrank = {rank}\nalpha = {rank}.0\n\n"),
-            },
-            t.beta,
-            t.lambda_dispreferred,
-            t.sft_weight,
+            "# Written by `popalign run` from run.toml.\n{}",
+            toml::to_string(&config).expect("a train config serialises")
         );
-        let path = folder.join("train.toml");
-        write_atomic(&path, text.as_bytes())?;
-        let resume = crate::train::checkpoint::latest(&folder.join("train"))?.is_some();
-        crate::train::train(&path, resume, &[])?;
+        write_atomic(&folder.join("train.toml"), text.as_bytes())?;
+        let resume = crate::train::checkpoint::latest(&config.output)?.is_some();
+        crate::train::train_with(&config, resume)?;
         if !self.weights_of(round).exists() {
             return Err(input(format!(
                 "{}: training ended without it",
@@ -461,6 +447,49 @@ impl<'a> Run<'a> {
             )));
         }
         Ok(())
+    }
+
+    /// Round `round`'s training configuration, its paths absolute.
+    fn train_config(&self, round: usize, folder: &Path) -> CliResult<TrainConfig> {
+        let t = &self.config.train;
+        let absolute =
+            |p: &Path| std::path::absolute(p).map_err(|e| input(format!("{}: {e}", p.display())));
+        let mut config = TrainConfig::with_defaults(
+            absolute(&self.model)?,
+            absolute(&folder.join("train"))?,
+            t.steps_of(round),
+            t.learning_rate,
+            self.resolution()?,
+        );
+        if round > 1 {
+            config.unet = Some(absolute(&self.weights_of(round - 1))?);
+        }
+        config.preferences = Some(absolute(&folder.join("preferences.jsonl"))?);
+        config.objective = t.objective;
+        config.seed = self.config.seed + round as u64 - 1;
+        // `batch_size` of train.toml is per device.
+        config.batch_size = t.batch_size / t.devices.len().max(1);
+        config.devices = t.devices.clone();
+        config.lr_schedule = t.lr_schedule.unwrap_or(LrSchedule::Cosine);
+        config.warmup_steps = t.warmup_steps.unwrap_or(10);
+        config.checkpoint_every = t.checkpoint_every.unwrap_or(50);
+        config.proportion_empty_prompts = t.proportion_empty_prompts;
+        config.random_flip = t.random_flip.unwrap_or(false);
+        config.timestep_range = t.timestep_range;
+        config.precision = t.precision;
+        config.gradient_checkpointing = t.gradient_checkpointing;
+        config.variant = self.config.variant.clone();
+        config.beta = t.beta;
+        config.popalign.beta = t.beta;
+        config.popalign.lambda_dispreferred = t.lambda_dispreferred;
+        config.popalign.sft_weight = t.sft_weight;
+        if t.lora_rank > 0 {
+            config.lora = Some(
+                serde_json::from_value(json!({"rank": t.lora_rank, "alpha": t.lora_rank}))
+                    .expect("rank and alpha make a LoRA config"),
+            );
+        }
+        Ok(config)
     }
 
     /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
@@ -474,27 +503,24 @@ impl<'a> Run<'a> {
             &jobs,
             &self.dir,
             "eval/aligned/images",
-            &self.sampling(false),
+            &self.sampling(false)?,
             &sidecar,
             &bar,
         )?;
         bar.finish_and_clear();
-        let axes = self.classifier.axes();
+        drop(pipeline);
+        let axes = self.classifier()?.axes();
+        let scorers = self.scorers()?;
         let options = BiasOptions {
             seed: self.config.seed,
             ..BiasOptions::default()
         };
         for name in ["base", "aligned"] {
-            let csv = self.path(&format!("eval/{name}/attributes.csv"));
-            let rows = classify_set(
-                &self.classifier,
-                &self.dir,
+            let rows = self.classify_set(
                 &format!("eval/{name}/images"),
-                &csv,
-                64,
+                &format!("eval/{name}/attributes.csv"),
             )?;
-            let scorer = OccupationAccuracy(ToyClassifier::<B>::new(&TOY, &device()));
-            let summary = summarize(name, &self.dir, &axes, &rows, &scorer, &options)?;
+            let summary = summarize(name, &self.dir, &axes, &rows, scorers, &options)?;
             write_summary(&self.path(&format!("eval/{name}/summary.json")), &summary)?;
         }
         Ok(())
@@ -510,6 +536,30 @@ impl<'a> Run<'a> {
         println!("{}", report.table);
         Ok(())
     }
+}
+
+/// Every component folder `model_index.json` lists is there: a download that stopped part-way is
+/// reported before any stage runs, not hours later when training loads the U-Net.
+fn check_components(root: &Path) -> CliResult {
+    let index_path = root.join("model_index.json");
+    let text = std::fs::read_to_string(&index_path)
+        .map_err(|e| input(format!("{}: {e}", index_path.display())))?;
+    let index: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", index_path.display())))?;
+    for (name, entry) in &index {
+        // A component entry is `[library, class]`; `[null, null]` declares it absent.
+        let listed = entry
+            .as_array()
+            .is_some_and(|pair| pair.len() == 2 && pair.iter().all(|v| v.is_string()));
+        if listed && !root.join(name).is_dir() {
+            return Err(input(format!(
+                "{}: model_index.json lists {name}/ but the folder is missing (did a download stop \
+                 part-way?)",
+                root.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {

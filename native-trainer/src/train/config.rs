@@ -267,7 +267,22 @@ impl TrainConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// A configuration of the required keys with every other key at its `train.toml` default.
+    pub fn with_defaults(
+        model: PathBuf,
+        output: PathBuf,
+        steps: usize,
+        learning_rate: f64,
+        resolution: usize,
+    ) -> Self {
+        let required = serde_json::json!({
+            "model": model, "output": output, "steps": steps,
+            "learning_rate": learning_rate, "resolution": resolution,
+        });
+        serde_json::from_value(required).expect("the required keys make a configuration")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
         if self.steps == 0
             || self.batch_size == 0
             || self.gradient_accumulation == 0

@@ -5,7 +5,7 @@
 mod alignprop;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
-mod config;
+pub mod config;
 mod data;
 mod dense;
 mod latent_cache;
@@ -122,25 +122,29 @@ pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) ->
     if !devices.is_empty() {
         config.devices = devices.to_vec();
     }
+    train_with(&config, resume)
+}
+
+/// Trains as `config` says (its paths absolute, or relative to the working directory).
+pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
+    config.validate().map_err(input)?;
     let devices = config.parsed_devices()?;
     let world = devices.len();
     if config.precision == Precision::Bf16
         && !<Backend as burn::tensor::backend::Backend>::supports_dtype(&devices[0], DType::BF16)
     {
         return Err(input(format!(
-            "{}: precision = \"bf16\" needs a backend with bf16 tensors, and this popalign runs on {} \
+            "precision = \"bf16\" needs a backend with bf16 tensors, and this popalign runs on {} \
              (build it with --features cuda, or --features flex for the CPU)",
-            config_path.display(),
             crate::backend::NAME
         )));
     }
     if config.objective == ObjectiveKind::Alignprop {
-        return alignprop::train(&config, resume, &devices);
+        return alignprop::train(config, resume, &devices);
     }
     if world == 1 {
-        return train_worker_with(&config, resume, &Worker::join(0, 1, devices[0].clone())?);
+        return train_worker_with(config, resume, &Worker::join(0, 1, devices[0].clone())?);
     }
-    let config = &config;
     std::thread::scope(|scope| {
         let workers: Vec<_> = devices
             .into_iter()

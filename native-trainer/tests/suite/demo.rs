@@ -55,7 +55,7 @@ fn pipeline(out: &Path) -> Process {
 
 /// Every file under `root` (relative path → bytes), minus what legitimately differs between two runs:
 /// timings (`metrics.jsonl`), and the optimiser/state files whose config hash includes the output path.
-fn artifacts(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(crate) fn artifacts(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -188,7 +188,7 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
 }
 
 /// Same file names, and every file byte-identical.
-fn assert_same_artifacts(
+pub(crate) fn assert_same_artifacts(
     a: &BTreeMap<PathBuf, Vec<u8>>,
     b: &BTreeMap<PathBuf, Vec<u8>>,
     when: &str,

@@ -8,7 +8,7 @@ use crate::cli::{fails_with_code_2, fixtures, popalign};
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// `HF_HOME/hub/models--<org>--<name>` holding `model` as one snapshot, every file a symlink to a blob.
-fn cache_repo(hf_home: &Path, id: &str, model: &Path) -> PathBuf {
+pub(crate) fn cache_repo(hf_home: &Path, id: &str, model: &Path) -> PathBuf {
     let repo = hf_home
         .join("hub")
         .join(format!("models--{}", id.replace('/', "--")));

@@ -10,4 +10,5 @@ mod dense;
 mod evaluate;
 mod hub;
 mod prompts;
+mod real_run;
 mod train;
