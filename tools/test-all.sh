@@ -41,11 +41,15 @@ nextest() {
   cargo nextest run --status-level pass --final-status-level slow "$@" 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
+# What the suites build: every crate but the browser app, whose four native unit tests would otherwise pull
+# burn-wgpu, wgpu and leptos into this optimised build (they run in the wgpu step, unoptimised), and no
+# examples (bench_unet is checked in the cuda step). tools/web-e2e.sh reuses this build's `popalign`.
+suites=(--workspace --exclude popalign-web --lib --bins --tests)
 # The feature set of the main step plus the trainer's `flex` backend: burn's features are unchanged (core's
 # tests already enable burn/flex), so only the trainer and its tests are rebuilt, not burn.
-flex=(--workspace --features popalign-trainer/flex)
+flex=("${suites[@]}" --features popalign-trainer/flex)
 run_suite() {
-  if have_nextest; then nextest test --workspace; else cargo test --workspace; fi
+  if have_nextest; then nextest test "${suites[@]}"; else cargo test "${suites[@]}"; fi
 }
 # bf16 mixed precision needs a backend with bf16 tensors: the trainer on burn-flex (CPU).
 run_flex() {
@@ -60,14 +64,21 @@ slowest() {
     | sort -rn | awk 'NR <= 10 {printf "  %8.1fs  %s %s\n", $1, $2, $3}'
 }
 
+# The wgpu backend compiled and linked (profile build-check: unoptimised), and the browser app's native
+# unit tests on the same unoptimised burn-wgpu.
+build_wgpu() {
+  cargo test --profile build-check -p popalign-web &&
+    cargo build --profile build-check -p popalign-trainer --features wgpu
+}
+
 t_all=$SECONDS
 # The browser app first: the `popalign` binary the tests build then embeds it (native-trainer/build.rs), and
 # the end-to-end step reuses that binary instead of building one with other features.
 step build-web   bash tools/build-web.sh
 step test        run_suite
 step test-flex   run_flex
-step build-cuda  cargo build --profile build-check -p popalign-trainer --features cuda
-step build-wgpu  cargo build --profile build-check -p popalign-trainer --features wgpu
+step check-cuda  cargo check -p popalign-trainer --features cuda --bins --examples
+step build-wgpu  build_wgpu
 step web-e2e     bash tools/web-e2e.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"

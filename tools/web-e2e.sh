@@ -10,9 +10,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 [[ -f www/pkg/popalign_web_bg.wasm ]] || bash tools/build-web.sh
-# The binary as `cargo test --workspace` builds it (same features, so right after the test step this
-# compiles nothing; `cargo build -p popalign-trainer` would rebuild core and burn with other features).
-cargo test --workspace --no-run
+# The binary as tools/test-all.sh's test step builds it (same packages and features, so right after that step
+# this compiles nothing; `cargo build -p popalign-trainer` would rebuild core and burn with other features).
+cargo test --workspace --exclude popalign-web --lib --bins --tests --no-run
 run="$target_dir/e2e-run"
 rm -rf "$run"
 mkdir -p "$run"

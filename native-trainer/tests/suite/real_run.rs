@@ -203,7 +203,7 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
         (
             "wrong-weights",
             &RUN.replace("classifier = \"clip\"", "classifier = \"fairface\""),
-            &["mtcnn.safetensors"],
+            &["fairface.safetensors", "file not found"],
         ),
         (
             "misspelt-key",
