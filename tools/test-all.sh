@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's full check (the README's test command): the main test suite, the trainer's GPU backends
-# (compiled, not run: no GPU needed), the browser app, and its end-to-end test in headless Chromium. Stops at the first failure; prints each step's
+# (type-checked, not run: no GPU needed), the browser app, and its end-to-end test in headless Chromium. Stops at the first failure; prints each step's
 # wall time and a summary at the end. Logs to stdout.
 #
 #   bash tools/test-all.sh
@@ -41,20 +41,22 @@ nextest() {
   cargo nextest run --status-level pass --final-status-level slow "$@" 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
-# What the suites build: every crate but the browser app, whose four native unit tests would otherwise pull
-# burn-wgpu, wgpu and leptos into this optimised build (they run in the wgpu step, unoptimised), and no
-# examples (bench_unet is checked in the cuda step). tools/web-e2e.sh reuses this build's `popalign`.
-suites=(--workspace --exclude popalign-web --lib --bins --tests)
-# The feature set of the main step plus the trainer's `flex` backend: burn's features are unchanged (core's
-# tests already enable burn/flex), so only the trainer and its tests are rebuilt, not burn.
-flex=("${suites[@]}" --features popalign-trainer/flex)
+# What the main step builds: the library unit tests and the integration suites (with the `popalign` binary
+# they run). No examples (bench_unet is type-checked in the GPU step). The browser app builds natively as its
+# pure helpers only (web/src/lib.rs), so Leptos and burn-wgpu stay out of this optimised build.
+# tools/web-e2e.sh reuses this build's `popalign`.
+suites=(--workspace --lib --tests)
+# The trainer on burn-flex, its CPU backend with bf16 tensors: the bf16 tests of the suite, and the unit tests
+# inside the `popalign` binary, which would otherwise compile the whole trainer a second time in the main
+# step. burn's features are those of the main step (core's tests already enable burn/flex), so only the
+# trainer is rebuilt.
+flex=(--workspace --bins --tests --features popalign-trainer/flex)
 run_suite() {
   if have_nextest; then nextest test "${suites[@]}"; else cargo test "${suites[@]}"; fi
 }
-# bf16 mixed precision needs a backend with bf16 tensors: the trainer on burn-flex (CPU).
 run_flex() {
-  if have_nextest; then nextest flex "${flex[@]}" -E 'package(popalign-trainer) & test(bf16)'
-  else cargo test "${flex[@]}" --test suite bf16; fi
+  if have_nextest; then nextest flex "${flex[@]}" -E 'package(popalign-trainer) & (kind(bin) | test(bf16))'
+  else cargo test "${flex[@]}" -p popalign-trainer --bins && cargo test "${flex[@]}" --test suite bf16; fi
 }
 # "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first. Every stage reads its
 # whole input: under `pipefail`, a `head` that exits early kills `sort` with SIGPIPE and the script with 141.
@@ -64,11 +66,11 @@ slowest() {
     | sort -rn | awk 'NR <= 10 {printf "  %8.1fs  %s %s\n", $1, $2, $3}'
 }
 
-# The wgpu backend compiled and linked (profile build-check: unoptimised), and the browser app's native
-# unit tests on the same unoptimised burn-wgpu.
-build_wgpu() {
-  cargo test --profile build-check -p popalign-web &&
-    cargo build --profile build-check -p popalign-trainer --features wgpu
+# The trainer on its GPU backends, type-checked (no GPU here to run them; a check shares burn-cubecl's and
+# cubecl's metadata between the two, where two unoptimised builds took twice as long).
+check_gpu() {
+  cargo check -p popalign-trainer --features cuda --bins --examples &&
+    cargo check -p popalign-trainer --features wgpu --bins
 }
 
 t_all=$SECONDS
@@ -77,8 +79,7 @@ t_all=$SECONDS
 step build-web   bash tools/build-web.sh
 step test        run_suite
 step test-flex   run_flex
-step check-cuda  cargo check -p popalign-trainer --features cuda --bins --examples
-step build-wgpu  build_wgpu
+step check-gpu   check_gpu
 step web-e2e     bash tools/web-e2e.sh
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"

@@ -15,7 +15,8 @@ use popalign_core::toy::{TOY, ToyClassifier};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::gpu::{Probe, js_err};
+use crate::Probe;
+use crate::gpu::js_err;
 
 /// Decodes an image file and classifies it on the WebGPU device the probe initialised.
 pub async fn classify_bytes(bytes: &[u8]) -> Result<Attributes, String> {
