@@ -71,6 +71,8 @@ def check_overview(cdp, session, report, failures):
         metric = cell["metric"]
         if metric == "quality":
             want = model["quality"]["mean"]
+        elif metric.startswith("quality-"):
+            want = model["more_quality"][int(metric[len("quality-"):]) - 1]["mean"]
         elif metric.startswith("discrepancy-"):
             want = model["axes"][metric[len("discrepancy-"):]]["discrepancy"]
         elif metric.startswith("face-found-"):

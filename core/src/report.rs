@@ -25,6 +25,13 @@ pub struct ModelSummary {
     pub more_quality: Vec<QualitySummary>,
 }
 
+impl ModelSummary {
+    /// Every quality metric, the first one first.
+    pub fn qualities(&self) -> impl Iterator<Item = &QualitySummary> {
+        std::iter::once(&self.quality).chain(&self.more_quality)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QualitySummary {
     pub scorer: String,

@@ -55,24 +55,36 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
             }
         })
         .collect_view();
-    let quality = report
-        .models
-        .iter()
-        .map(|m| {
-            let q = &m.quality;
-            cell(
-                "quality".into(),
-                &m.model,
-                Some(q.mean),
-                interval(Some(q.ci)),
-            )
-        })
-        .collect_view();
-    let scorer = report
+    // One row per quality metric; the first is `quality` in the page's data attributes, the n-th `quality-n`.
+    let scorers: Vec<String> = report
         .models
         .first()
-        .map(|m| m.quality.scorer.clone())
+        .map(|m| m.qualities().map(|q| q.scorer.clone()).collect())
         .unwrap_or_default();
+    let quality_rows = scorers
+        .into_iter()
+        .enumerate()
+        .map(|(i, scorer)| {
+            let metric = match i {
+                0 => "quality".to_string(),
+                _ => format!("quality-{i}"),
+            };
+            let cells = report
+                .models
+                .iter()
+                .map(|m| {
+                    let q = m.qualities().nth(i);
+                    cell(
+                        metric.clone(),
+                        &m.model,
+                        q.map(|q| q.mean),
+                        interval(q.map(|q| q.ci)),
+                    )
+                })
+                .collect_view();
+            view! { <tr><th>{format!("quality: {scorer} (mean [95% CI])")}</th>{cells}</tr> }
+        })
+        .collect_view();
     let charts = distributions(&report, None);
     view! {
         <section id="overview">
@@ -86,7 +98,7 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
                 <thead><tr><th>"neutral prompts"</th>{header}</tr></thead>
                 <tbody>
                     {axis_rows}
-                    <tr><th>{format!("quality: {scorer} (mean [95% CI])")}</th>{quality}</tr>
+                    {quality_rows}
                 </tbody>
             </table>
             <div class="charts">{charts}</div>

@@ -128,15 +128,19 @@ fn overview(report: &Report, names: &[&str]) -> String {
             &|m| m.axes.get(&axis).map_or("n/a".into(), discrepancy_cell),
         );
     }
-    row(
-        "quality: ".to_string() + &escape(&quality_name(report)) + " [95% CI]",
-        &|m| {
-            format!(
-                "{:.1} [{:.1}, {:.1}]",
-                m.quality.mean, m.quality.ci[0], m.quality.ci[1]
-            )
-        },
-    );
+    for (i, name) in super::report::quality_names(&report.models)
+        .iter()
+        .enumerate()
+    {
+        row(
+            "quality: ".to_string() + &escape(name) + " [95% CI]",
+            &|m| {
+                m.qualities().nth(i).map_or("n/a".into(), |q| {
+                    format!("{:.1} [{:.1}, {:.1}]", q.mean, q.ci[0], q.ci[1])
+                })
+            },
+        );
+    }
     row("face found (%)".into(), &|m| {
         m.axes
             .values()
@@ -146,13 +150,6 @@ fn overview(report: &Report, names: &[&str]) -> String {
     });
     html.push_str("</table>");
     html
-}
-
-fn quality_name(report: &Report) -> String {
-    report
-        .models
-        .first()
-        .map_or(String::new(), |m| m.quality.scorer.clone())
 }
 
 /// One SVG bar chart per axis: for each class, a bar per model and a tick at the target share, each

@@ -271,7 +271,7 @@ pub fn comparison_table(models: &[ModelSummary]) -> String {
                         _ => format!("{name} (mean)"),
                     };
                     row(&label, &move |s: &ModelSummary| {
-                        let q = std::iter::once(&s.quality).chain(&s.more_quality).nth(i);
+                        let q = s.qualities().nth(i);
                         q.map_or("n/a".into(), |q| format!("{:.1}", q.mean))
                     })
                 }),
@@ -295,12 +295,9 @@ pub fn comparison_table(models: &[ModelSummary]) -> String {
 }
 
 /// The quality metrics' names, as the first model's summary orders them.
-fn quality_names(models: &[ModelSummary]) -> Vec<String> {
+pub(crate) fn quality_names(models: &[ModelSummary]) -> Vec<String> {
     models.first().map_or(Vec::new(), |m| {
-        std::iter::once(&m.quality)
-            .chain(&m.more_quality)
-            .map(|q| q.scorer.clone())
-            .collect()
+        m.qualities().map(|q| q.scorer.clone()).collect()
     })
 }
 

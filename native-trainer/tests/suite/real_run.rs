@@ -45,8 +45,9 @@ lora_rank = 4
 checkpoint_every = 1
 
 [evaluate]
-metrics = ["clip"]
+metrics = ["clip", "hps"]
 clip_model = "clip"
+hps = "hps"
 "#;
 
 /// A Hugging Face home whose cache holds the tiny SDXL as `stabilityai/tiny-sdxl`.
@@ -60,24 +61,27 @@ fn hf_home(dir: &Path) -> PathBuf {
     home
 }
 
-/// A run directory with `config` as its `run.toml` and the tiny CLIP model (with a tokenizer) in `clip/`.
+/// A run directory with `config` as its `run.toml`, and the tiny CLIP and open_clip models (each with a
+/// tokenizer) in `clip/` and `hps/`.
 fn run_dir(dir: &Path, name: &str, config: &str) -> PathBuf {
     let run = dir.join(name);
-    let clip = run.join("clip");
-    std::fs::create_dir_all(clip.join("tokenizer")).unwrap();
-    for file in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join("clip-tiny").join(file), clip.join(file)).unwrap();
-    }
-    for entry in std::fs::read_dir(fixtures().join("tiny-sdxl/tokenizer")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(
-            &path,
-            clip.join("tokenizer").join(path.file_name().unwrap()),
-        )
-        .unwrap();
+    for (fixture, folder) in [("clip-tiny", "clip"), ("open-clip-tiny", "hps")] {
+        copy_files(&fixtures().join(fixture), &run.join(folder));
+        let tokenizer = run.join(folder).join("tokenizer");
+        copy_files(&fixtures().join("tiny-sdxl/tokenizer"), &tokenizer);
     }
     std::fs::write(run.join("run.toml"), config).unwrap();
     run
+}
+
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
 }
 
 fn popalign_run(run: &Path, home: &Path) -> Process {
@@ -149,13 +153,18 @@ fn a_cached_sdxl_runs_every_stage_and_resumes_after_kills_to_the_same_bytes() {
         .unwrap();
         assert_eq!(summary["quality"]["scorer"], "clip-score", "{summary}");
         assert_eq!(summary["quality"]["n_images"], 4, "{summary}");
+        assert_eq!(summary["more_quality"][0]["scorer"], "hps", "{summary}");
         assert_eq!(summary["axes"]["gender"]["n_images"], 4, "{summary}");
     }
     assert!(whole.join("report/report.json").exists());
-    assert!(
-        stdout.contains("gender discrepancy") && stdout.contains("face found"),
-        "{stdout}"
-    );
+    for row in [
+        "gender discrepancy",
+        "clip-score (mean)",
+        "hps (mean)",
+        "face found (%)",
+    ] {
+        assert!(stdout.contains(row), "{row}: {stdout}");
+    }
 
     // Killed at three points and run again, it ends with the uninterrupted run's bytes.
     let killed = run_dir(dir.path(), "killed", RUN);
@@ -230,7 +239,7 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["clip", "run.toml"], "{name}: nothing written");
+        assert_eq!(left, ["clip", "hps", "run.toml"], "{name}: nothing written");
     }
 }
 
