@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::classify::ClassifierArgs;
 use crate::commands::quality::ScorerArgs;
 use crate::error::{CliError, CliResult, input};
-use crate::train::config::LrSchedule;
+use crate::train::config::{LrSchedule, is_f32};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -232,10 +232,6 @@ pub struct TrainSection {
     /// Steps between checkpoints (absent: 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
-}
-
-fn is_f32(precision: &Precision) -> bool {
-    *precision == Precision::F32
 }
 
 impl TrainSection {

@@ -10,7 +10,7 @@ use popalign_core::prompts::{Occupation, PromptRow};
 use popalign_core::toy::classifier::OccupationAccuracy;
 use popalign_core::toy::{TOY, ToyClassifier};
 
-use super::config::{Occupations, PromptsSection, RunConfig};
+use super::config::{Occupations, RunConfig};
 use crate::backend::{Backend as B, device};
 use crate::commands::classify::load_classifier;
 use crate::commands::prompts::PromptDocuments;
@@ -27,13 +27,10 @@ pub struct RunPrompts {
     pub evaluation: Vec<PromptRow>,
 }
 
-/// The identity axes the specific prompts vary and the preferences balance, first varying slowest.
+/// The identity axes the specific prompts vary and the preferences balance, first varying slowest (the
+/// toy world's are race and gender, the default of `[prompts] axes` too).
 pub fn axes(config: &RunConfig) -> Vec<String> {
-    match (&config.prompts, config.is_toy()) {
-        (Some(prompts), _) => prompts.axes.clone(),
-        (None, true) => vec!["race".into(), "gender".into()],
-        (None, false) => PromptsSection::default().axes,
-    }
+    config.prompts.clone().unwrap_or_default().axes
 }
 
 /// The prompt sets of the run in `run`.

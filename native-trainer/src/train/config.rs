@@ -115,7 +115,7 @@ pub struct ValidationConfig {
     pub draws: usize,
 }
 
-fn is_f32(precision: &Precision) -> bool {
+pub(crate) fn is_f32(precision: &Precision) -> bool {
     *precision == Precision::F32
 }
 
