@@ -92,6 +92,8 @@ struct Run<'a> {
     model: PathBuf,
     /// The identity axes the prompts vary and the preferences balance.
     axes: Vec<String>,
+    /// Image side in pixels: `[generate] resolution`, else the model's own.
+    resolution: usize,
     /// Loaded before the first stage that needs it.
     classifier: OnceCell<Box<dyn AttributeClassifier<B>>>,
     scorers: OnceCell<Vec<(String, Box<dyn Scorer<B>>)>>,
@@ -105,11 +107,16 @@ impl<'a> Run<'a> {
         } else {
             check_components(&model)?;
         }
+        let resolution = match config.generate.resolution {
+            Some(side) => side,
+            None => default_resolution(&model)?,
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
             model,
             axes: super::world::axes(config),
+            resolution,
             classifier: OnceCell::new(),
             scorers: OnceCell::new(),
         })
@@ -173,23 +180,15 @@ impl<'a> Run<'a> {
     }
 
     /// How images are sampled; `trajectories` keeps their chains (the training populations only).
-    fn sampling(&self, trajectories: bool) -> CliResult<SamplingOptions> {
+    fn sampling(&self, trajectories: bool) -> SamplingOptions {
         let g = &self.config.generate;
-        Ok(SamplingOptions {
+        SamplingOptions {
             steps: g.steps,
             guidance: g.guidance,
             scheduler: g.scheduler.unwrap_or(SchedulerKind::Ddim),
             batch_size: g.batch_size,
-            resolution: self.resolution()?,
+            resolution: self.resolution,
             trajectories,
-        })
-    }
-
-    /// `[generate] resolution`, else the model's own.
-    fn resolution(&self) -> CliResult<usize> {
-        match self.config.generate.resolution {
-            Some(side) => Ok(side),
-            None => Ok(default_resolution(&self.model)?),
         }
     }
 
@@ -246,7 +245,7 @@ impl<'a> Run<'a> {
                 jobs,
                 &self.dir,
                 set,
-                &self.sampling(g.trajectories && set.starts_with("images/"))?,
+                &self.sampling(g.trajectories && set.starts_with("images/")),
                 &sidecar,
                 &bar,
             )?;
@@ -414,7 +413,7 @@ impl<'a> Run<'a> {
         let sidecar = json!({"model": self.model, "trained_weights": previous});
         for (name, jobs) in &sets {
             let set = format!("{folder}images/{name}");
-            let options = self.sampling(g.trajectories)?;
+            let options = self.sampling(g.trajectories);
             generate_set(&pipeline, jobs, &self.dir, &set, &options, &sidecar, &bar)?;
         }
         bar.finish_and_clear();
@@ -459,7 +458,7 @@ impl<'a> Run<'a> {
             absolute(&folder.join("train"))?,
             t.steps_of(round),
             t.learning_rate,
-            self.resolution()?,
+            self.resolution,
         );
         if round > 1 {
             config.unet = Some(absolute(&self.weights_of(round - 1))?);
@@ -503,7 +502,7 @@ impl<'a> Run<'a> {
             &jobs,
             &self.dir,
             "eval/aligned/images",
-            &self.sampling(false)?,
+            &self.sampling(false),
             &sidecar,
             &bar,
         )?;
@@ -541,11 +540,8 @@ impl<'a> Run<'a> {
 /// Every component folder `model_index.json` lists is there: a download that stopped part-way is
 /// reported before any stage runs, not hours later when training loads the U-Net.
 fn check_components(root: &Path) -> CliResult {
-    let index_path = root.join("model_index.json");
-    let text = std::fs::read_to_string(&index_path)
-        .map_err(|e| input(format!("{}: {e}", index_path.display())))?;
     let index: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| input(format!("{}: {e}", index_path.display())))?;
+        popalign_core::load::read_config(&root.join("model_index.json"))?;
     for (name, entry) in &index {
         // A component entry is `[library, class]`; `[null, null]` declares it absent.
         let listed = entry
