@@ -99,5 +99,57 @@ pub fn tensors_to_bytes(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
+    let bytes = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
+    Ok(match metadata {
+        Some(metadata) => with_sorted_metadata(bytes, metadata),
+        None => bytes,
+    })
+}
+
+/// Adds `__metadata__` to a serialised file's header with its keys sorted. safetensors writes metadata from
+/// a hash map, in a different order each run; sorted, equal tensors and metadata give equal bytes (a
+/// resumed run must end with the uninterrupted run's files).
+fn with_sorted_metadata(
+    bytes: Vec<u8>,
+    metadata: std::collections::HashMap<String, String>,
+) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).expect("safetensors writes a UTF-8 header");
+    let tensors = header.trim_end().strip_prefix('{').expect("a JSON object");
+    let sorted: BTreeMap<String, String> = metadata.into_iter().collect();
+    let meta = serde_json::to_string(&sorted).expect("strings serialise");
+    let separator = if tensors == "}" { "" } else { "," };
+    let mut text = format!("{{\"__metadata__\":{meta}{separator}{tensors}");
+    // The data must start at a multiple of 8 bytes; safetensors pads headers with spaces.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_written_sorted_and_reads_back() {
+        let tensors = BTreeMap::from([
+            ("b".to_string(), TensorData::new(vec![1.0f32, 2.0], [2])),
+            ("a".to_string(), TensorData::new(vec![3.0f32], [0usize; 0])),
+        ]);
+        let metadata = || (0..6).map(|i| (format!("key{i}"), i.to_string())).collect();
+        let (first, second) = (
+            tensors_to_bytes(&tensors, Some(metadata())).unwrap(),
+            tensors_to_bytes(&tensors, Some(metadata())).unwrap(),
+        );
+        assert_eq!(first, second, "same tensors and metadata, same bytes");
+        let (_, read) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(read.metadata().clone(), Some(metadata()));
+        assert_eq!(tensors_from_bytes(Path::new("t"), &first).unwrap(), tensors);
+        let empty = tensors_to_bytes(&BTreeMap::new(), Some(metadata())).unwrap();
+        safetensors::SafeTensors::deserialize(&empty).unwrap();
+    }
 }

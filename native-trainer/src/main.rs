@@ -10,7 +10,9 @@ mod train;
 
 use clap::{Parser, Subcommand};
 
-use commands::{classify, evaluate, generate, prompts, run_module, schedule, tokenize};
+use commands::{
+    classify, evaluate, export_lora, generate, prompts, run_module, schedule, tokenize,
+};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,8 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
     Train(train::Args),
+    /// Write a trained LoRA in another tool's layout (kohya's, which ComfyUI and Automatic1111 load).
+    ExportLora(export_lora::Args),
     /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
     Demo(stages::demo::Args),
     /// Write a run.toml for a real model (a folder or a Hugging Face repo id) from a shipped recipe.
@@ -64,6 +68,7 @@ fn main() {
         Command::Classify(args) => classify::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Train(args) => train::run(args),
+        Command::ExportLora(args) => export_lora::run(args),
         Command::ToyModel(args) => toy::run(args),
         Command::Demo(args) => stages::demo::run(args),
         Command::Init(args) => stages::init::run(args),

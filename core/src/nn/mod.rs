@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod kohya;
 pub mod lora;
 pub mod params;
 pub mod resnet;

@@ -1,5 +1,6 @@
 pub mod classify;
 pub mod evaluate;
+pub mod export_lora;
 pub mod generate;
 pub mod prompts;
 pub mod quality;

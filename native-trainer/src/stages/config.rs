@@ -11,6 +11,7 @@ use popalign_core::schedulers::SchedulerKind;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::classify::ClassifierArgs;
+use crate::commands::export_lora::LoraExport;
 use crate::commands::quality::ScorerArgs;
 use crate::error::{CliError, CliResult, input};
 use crate::train::config::{LrSchedule, is_f32};
@@ -232,6 +233,10 @@ pub struct TrainSection {
     /// Steps between checkpoints (absent: 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// Also write the LoRA in these layouts (`["kohya"]`: `lora_kohya.safetensors` beside each
+    /// checkpoint's diffusers file, for ComfyUI and Automatic1111). LoRA runs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export: Vec<LoraExport>,
 }
 
 impl TrainSection {
@@ -336,6 +341,7 @@ impl RunConfig {
                 warmup_steps: None,
                 random_flip: None,
                 checkpoint_every: None,
+                export: Vec::new(),
             },
             prompts: None,
             classify: None,
@@ -368,6 +374,11 @@ impl RunConfig {
                 "[train] rounds > 1 needs full fine-tuning (lora_rank = 0): a later round \
                         starts from the previous round's whole U-Net"
                     .into(),
+            );
+        }
+        if !t.export.is_empty() && t.lora_rank == 0 {
+            return Err(
+                "[train] export writes a LoRA in other layouts; it needs lora_rank > 0".into(),
             );
         }
         config.check_world()?;

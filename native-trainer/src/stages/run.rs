@@ -477,6 +477,7 @@ impl<'a> Run<'a> {
         config.timestep_range = t.timestep_range;
         config.precision = t.precision;
         config.gradient_checkpointing = t.gradient_checkpointing;
+        config.export = t.export.clone();
         config.variant = self.config.variant.clone();
         config.beta = t.beta;
         config.popalign.beta = t.beta;

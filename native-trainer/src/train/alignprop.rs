@@ -236,11 +236,10 @@ pub fn train(config: &TrainConfig, resume: bool, devices: &[Device]) -> CliResul
         if state.step % config.checkpoint_every == 0 || state.step == config.steps {
             log.flush()?;
             checkpoint::save(
-                &config.output,
+                config,
                 &state,
                 &unet,
                 &optimizer,
-                config.lora.is_some(),
                 &unet_dir.join("config.json"),
             )?;
         }

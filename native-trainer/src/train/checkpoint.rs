@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use popalign_core::unet::UNet2DConditionModel;
 use serde::{Deserialize, Serialize};
 
+use super::config::TrainConfig;
 use crate::error::{CliError, CliResult, input};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,20 +58,23 @@ pub fn latest(output: &Path) -> CliResult<Option<(TrainState, PathBuf)>> {
 }
 
 pub fn save<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
-    output: &Path,
+    config: &TrainConfig,
     state: &TrainState,
     unet: &UNet2DConditionModel<B>,
     optimizer: &O,
-    lora: bool,
     unet_config: &Path,
 ) -> CliResult<PathBuf> {
+    let output = &config.output;
     let final_dir = step_dir(output, state.step);
     let tmp = output.join(format!("step-{}.tmp", state.step));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| runtime(&tmp, e))?;
-    if lora {
-        unet.save_lora(&tmp.join("pytorch_lora_weights.safetensors"))
-            .map_err(CliError::Runtime)?;
+    if config.lora.is_some() {
+        let peft = tmp.join("pytorch_lora_weights.safetensors");
+        unet.save_lora(&peft).map_err(CliError::Runtime)?;
+        for export in &config.export {
+            export.write(&peft, unet_config, &tmp.join(export.file_name()))?;
+        }
     } else {
         let unet_dir = tmp.join("unet");
         std::fs::create_dir_all(&unet_dir).map_err(|e| runtime(&unet_dir, e))?;

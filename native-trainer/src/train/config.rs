@@ -12,6 +12,7 @@ use popalign_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 
 use super::alignprop::REWARDS;
+use crate::commands::export_lora::LoraExport;
 use crate::error::{CliResult, input};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -101,6 +102,10 @@ pub struct TrainConfig {
     /// build). Empty: the default device.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Layouts each checkpoint's LoRA is also written in (`["kohya"]`: `lora_kohya.safetensors`, for
+    /// ComfyUI and Automatic1111). LoRA runs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export: Vec<LoraExport>,
     /// Held-out pairs evaluated at step 0 and at every checkpoint (`val_loss`, `val_accuracy` in the metrics).
     #[serde(default)]
     pub validation: Option<ValidationConfig>,
@@ -304,6 +309,9 @@ impl TrainConfig {
                 "lora.alpha must equal lora.rank (diffusers loads adapter files with alpha = rank)"
                     .into(),
             );
+        }
+        if self.lora.is_none() && !self.export.is_empty() {
+            return Err("export writes a LoRA in other layouts; it needs a [lora] table".into());
         }
         let dense = &self.dense;
         if dense.steps_per_update == 0

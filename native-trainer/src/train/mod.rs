@@ -46,6 +46,7 @@ use popalign_core::vae::ImageSpace;
 use serde_json::json;
 
 use crate::backend::{Backend, Device};
+use crate::commands::export_lora::LoraExport;
 use crate::error::{CliError, CliResult, input};
 use batch::{Batch, ImageInput, Selection, sample_batch};
 use checkpoint::TrainState;
@@ -80,6 +81,9 @@ pub struct Args {
     /// replaces `devices` in train.toml. `batch_size` is per device.
     #[arg(long, value_delimiter = ',')]
     devices: Vec<String>,
+    /// Also write each checkpoint's LoRA in these layouts (`kohya`); adds to `export` in train.toml.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    export: Vec<LoraExport>,
 }
 
 /// The frozen parts: text encoders, VAE (or pixel space), noise schedule, and (full fine-tuning) the reference U-Net.
@@ -112,17 +116,16 @@ impl Frozen {
 }
 
 pub fn run(args: Args) -> CliResult {
-    train(&args.config, args.resume, &args.devices)
-}
-
-/// Trains as `train.toml` at `config_path` says; `resume` continues from the newest checkpoint;
-/// `devices` (if not empty) replaces the config's device list.
-pub fn train(config_path: &std::path::Path, resume: bool, devices: &[String]) -> CliResult {
-    let mut config = TrainConfig::load(config_path)?;
-    if !devices.is_empty() {
-        config.devices = devices.to_vec();
+    let mut config = TrainConfig::load(&args.config)?;
+    if !args.devices.is_empty() {
+        config.devices = args.devices;
     }
-    train_with(&config, resume)
+    for export in args.export {
+        if !config.export.contains(&export) {
+            config.export.push(export);
+        }
+    }
+    train_with(&config, args.resume)
 }
 
 /// Trains as `config` says (its paths absolute, or relative to the working directory).
@@ -485,11 +488,10 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
             log.write(&line)?;
             log.flush()?;
             checkpoint::save(
-                &config.output,
+                config,
                 &state,
                 &unet,
                 &optimizer,
-                config.lora.is_some(),
                 &unet_dir.join("config.json"),
             )
         })();

@@ -344,3 +344,46 @@ fn run_module_applies_a_diffusers_lora_like_peft() {
     println!("run-module --lora vs diffusers+peft: max abs error {error:.3e}");
     assert!(error <= 1e-4);
 }
+
+/// The kohya export of the LoRA `popalign train` wrote for the tiny SDXL equals, tensor for tensor, the file
+/// `tools/fixtures/check_kohya_export.py` loaded into diffusers (U-Net output identical to the peft file's,
+/// max abs error 0, `fixtures/io/lora_kohya_check.json`). A file that is not a LoRA is refused.
+#[test]
+fn export_lora_writes_the_kohya_file_diffusers_loaded() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("kohya.safetensors");
+    let export = |lora: &Path| {
+        popalign()
+            .args(["export-lora", "--format", "kohya", "--model"])
+            .arg(fixtures().join("tiny-sdxl"))
+            .arg("--lora")
+            .arg(lora)
+            .arg("--out")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let output = export(&fixtures().join("io/lora_trained_by_popalign.safetensors"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let checked =
+        read_tensors(&fixtures().join("io/lora_trained_by_popalign_kohya.safetensors")).unwrap();
+    let written = read_tensors(&file).unwrap();
+    assert_eq!(written.len(), checked.len());
+    for (name, want) in &checked {
+        assert!(
+            written.get(name) == Some(want),
+            "`{name}` differs from the file diffusers loaded"
+        );
+    }
+    let output = export(&fixtures().join("io/lora_check_inputs.safetensors"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lora_check_inputs.safetensors") && stderr.contains("not a diffusers LoRA"),
+        "{stderr}"
+    );
+}

@@ -43,6 +43,7 @@ learning_rate = 1e-4
 beta = 5000.0
 lora_rank = 4
 checkpoint_every = 1
+export = ["kohya"]
 
 [evaluate]
 metrics = ["clip", "hps"]
@@ -136,11 +137,9 @@ fn a_cached_sdxl_runs_every_stage_and_resumes_after_kills_to_the_same_bytes() {
         "{first}"
     );
     assert_eq!(pairs.lines().count(), 6 * 2);
-    assert!(
-        whole
-            .join("train/step-2/pytorch_lora_weights.safetensors")
-            .exists()
-    );
+    for file in ["pytorch_lora_weights.safetensors", "lora_kohya.safetensors"] {
+        assert!(whole.join("train/step-2").join(file).exists(), "{file}");
+    }
     let train = std::fs::read_to_string(whole.join("train.toml")).unwrap();
     assert!(
         train.contains("[lora]") && train.contains("rank = 4"),
@@ -193,7 +192,7 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
     let home = hf_home(dir.path());
     let partial = cache_repo(&home, "org/partial", &fixtures().join("tiny-sdxl"));
     std::fs::remove_dir_all(partial.join("unet")).unwrap();
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &[&str]); 7] = [
         (
             "unknown-repo",
             &RUN.replace("stabilityai/tiny-sdxl", "nobody/no-such-model"),
@@ -223,6 +222,11 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
             "no-occupations",
             &RUN.replace("occupations = [\"doctor\", \"nurse\"]", "occupations = []"),
             &["occupations is empty"],
+        ),
+        (
+            "export-without-lora",
+            &RUN.replace("lora_rank = 4", "lora_rank = 0"),
+            &["export", "lora_rank > 0"],
         ),
     ];
     for (name, config, expected) in cases {

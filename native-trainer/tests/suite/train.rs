@@ -207,7 +207,11 @@ fn quick_config(dir: &Path, extra: &str) -> PathBuf {
 fn a_killed_run_resumed_ends_with_identical_weights() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (config_a, config_b) = (quick_config(a.path(), ""), quick_config(b.path(), ""));
+    let text = std::fs::read_to_string(&config_a).unwrap();
+    let with_export = text.replace("steps = 6", "steps = 6\nexport = [\"kohya\"]");
+    std::fs::write(&config_a, with_export).unwrap();
     assert!(train(&config_a, false).status.success());
+    kohya_export_beside_each_checkpoint(&a.path().join("out/step-6"));
 
     // Kill the second run with SIGKILL once its first checkpoint exists, then resume it.
     let mut child = popalign()
@@ -303,6 +307,35 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
             .exists(),
         "{stderr}"
     );
+}
+
+/// `export = ["kohya"]` wrote the checkpoint's LoRA in kohya's layout too, the same file `export-lora`
+/// writes from the diffusers one.
+fn kohya_export_beside_each_checkpoint(step: &Path) {
+    let written =
+        popalign_core::tensor_io::read_tensors(&step.join("lora_kohya.safetensors")).unwrap();
+    assert_eq!(
+        written.len(),
+        3 * 4 * 34,
+        "lora_down, lora_up and alpha of 4 × 34 modules"
+    );
+    let converted = tempfile::tempdir().unwrap();
+    let out = converted.path().join("kohya.safetensors");
+    let output = popalign()
+        .args(["export-lora", "--model"])
+        .arg(fixtures().join("tiny-sdxl"))
+        .arg("--lora")
+        .arg(step.join("pytorch_lora_weights.safetensors"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(written == popalign_core::tensor_io::read_tensors(&out).unwrap());
 }
 
 #[test]
