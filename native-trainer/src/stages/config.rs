@@ -233,6 +233,15 @@ pub struct TrainSection {
     /// Steps between checkpoints (absent: 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// Sample a grid during training every this many steps (absent: none): the first four evaluation
+    /// prompts × `sample_images`, with the evaluation's seeds and `[generate]` settings, into
+    /// `train/samples/step-<n>/`. Step 0's grid is the base model's evaluation images, the last the aligned
+    /// model's; the report shows the grids in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_every: Option<usize>,
+    /// Images per prompt in each sample grid (absent: 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_images: Option<usize>,
     /// Also write the LoRA in these layouts (`["kohya"]`: `lora_kohya.safetensors` beside each
     /// checkpoint's diffusers file, for ComfyUI and Automatic1111). LoRA runs only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -341,6 +350,8 @@ impl RunConfig {
                 warmup_steps: None,
                 random_flip: None,
                 checkpoint_every: None,
+                sample_every: None,
+                sample_images: None,
                 export: Vec::new(),
             },
             prompts: None,
@@ -359,8 +370,15 @@ impl RunConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string().replace('\n', " "))?;
         let t = &config.train;
-        if t.rounds == 0 || t.round_steps == Some(0) {
-            return Err("[train] rounds and round_steps must be at least 1".into());
+        if t.rounds == 0
+            || t.round_steps == Some(0)
+            || t.sample_every == Some(0)
+            || t.sample_images == Some(0)
+        {
+            return Err(
+                "[train] rounds, round_steps, sample_every and sample_images must be at least 1"
+                    .into(),
+            );
         }
         if !t.devices.is_empty() && t.batch_size % t.devices.len() != 0 {
             return Err(format!(

@@ -26,6 +26,7 @@ use crate::backend::{Backend as B, device};
 use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
 use crate::error::{CliError, CliResult, input};
 use crate::train::config::{LrSchedule, TrainConfig};
+use crate::train::samples::SamplesConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -257,16 +258,43 @@ impl<'a> Run<'a> {
     /// Evaluation seeds are far from the training populations' so no evaluation image was trained on.
     /// (Runs made before `evaluation.csv` existed evaluate on their neutral prompts.)
     fn eval_jobs(&self) -> CliResult<Vec<super::images::ImageJob>> {
-        let set = match self.path("prompts/evaluation.csv").exists() {
-            true => "evaluation",
-            false => "neutral",
-        };
-        let rows = self.prompt_rows(set)?;
         Ok(jobs_for(
-            &rows,
+            &self.eval_rows()?,
             self.config.generate.eval_images,
-            self.config.seed + 1_000_000,
+            self.eval_seed(),
         ))
+    }
+
+    fn eval_rows(&self) -> CliResult<Vec<(String, String, BTreeMap<String, String>)>> {
+        match self.path("prompts/evaluation.csv").exists() {
+            true => self.prompt_rows("evaluation"),
+            false => self.prompt_rows("neutral"),
+        }
+    }
+
+    fn eval_seed(&self) -> u64 {
+        self.config.seed + 1_000_000
+    }
+
+    /// `[train] sample_every`: grids of the first four evaluation prompts, sampled as the evaluation
+    /// samples them, so their images are the evaluation's at step 0 and at the last step.
+    fn samples_config(&self) -> CliResult<Option<SamplesConfig>> {
+        let t = &self.config.train;
+        let Some(every) = t.sample_every else {
+            return Ok(None);
+        };
+        let sampling = self.sampling(false);
+        Ok(Some(SamplesConfig {
+            prompts: self.eval_rows()?.into_iter().take(4).map(|r| r.0).collect(),
+            images_per_prompt: t.sample_images.unwrap_or(2),
+            every: Some(every),
+            steps: sampling.steps,
+            guidance: sampling.guidance,
+            scheduler: sampling.scheduler,
+            resolution: Some(sampling.resolution),
+            batch_size: sampling.batch_size,
+            seed: Some(self.eval_seed()),
+        }))
     }
 
     fn classify(&self) -> CliResult {
@@ -478,6 +506,7 @@ impl<'a> Run<'a> {
         config.precision = t.precision;
         config.gradient_checkpointing = t.gradient_checkpointing;
         config.export = t.export.clone();
+        config.samples = self.samples_config()?;
         config.variant = self.config.variant.clone();
         config.beta = t.beta;
         config.popalign.beta = t.beta;

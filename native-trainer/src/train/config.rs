@@ -12,6 +12,7 @@ use popalign_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 
 use super::alignprop::REWARDS;
+use super::samples::SamplesConfig;
 use crate::commands::export_lora::LoraExport;
 use crate::error::{CliResult, input};
 
@@ -106,6 +107,9 @@ pub struct TrainConfig {
     /// ComfyUI and Automatic1111). LoRA runs only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export: Vec<LoraExport>,
+    /// `[samples]`: a grid of prompts sampled at step 0 and every few steps into `<output>/samples/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<SamplesConfig>,
     /// Held-out pairs evaluated at step 0 and at every checkpoint (`val_loss`, `val_accuracy` in the metrics).
     #[serde(default)]
     pub validation: Option<ValidationConfig>,
@@ -312,6 +316,9 @@ impl TrainConfig {
         }
         if self.lora.is_none() && !self.export.is_empty() {
             return Err("export writes a LoRA in other layouts; it needs a [lora] table".into());
+        }
+        if let Some(samples) = &self.samples {
+            samples.validate()?;
         }
         let dense = &self.dense;
         if dense.steps_per_update == 0

@@ -11,6 +11,7 @@ mod dense;
 mod latent_cache;
 mod parallel;
 pub(crate) mod params;
+pub(crate) mod samples;
 pub(crate) mod trajectory;
 
 use std::collections::HashMap;
@@ -388,6 +389,7 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
     }
     let mut log = opened?;
     let mut last_checkpoint = checkpoint::latest(&config.output)?.map(|(_, d)| d);
+    sample_if_due(config, state.step, &unet, &mut frozen, worker)?;
     while state.step < config.steps {
         let started = Instant::now();
         let mut accumulator = GradientsAccumulator::new();
@@ -454,6 +456,7 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
         let lr = config.learning_rate_at(state.step);
         unet = optimizer.step(lr, unet, grads);
         state.step += 1;
+        sample_if_due(config, state.step, &unet, &mut frozen, worker)?;
 
         let checkpoint_now =
             state.step % config.checkpoint_every == 0 || state.step == config.steps;
@@ -505,6 +508,30 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
 }
 
 /// The main worker's outputs: `metrics.jsonl` and the progress bar.
+/// The `[samples]` grid of `step` when one is due, written by the main worker; every worker learns whether
+/// it succeeded, so none waits for a failed one.
+fn sample_if_due<A: TrainBackend>(
+    config: &TrainConfig,
+    step: usize,
+    unet: &UNet2DConditionModel<A>,
+    frozen: &mut Frozen,
+    worker: &Worker,
+) -> CliResult {
+    let Some(samples) = config.samples.as_ref().filter(|s| s.due(step, config)) else {
+        return Ok(());
+    };
+    let written = match worker.is_main() {
+        true => samples::write_grid(config, samples, step, unet, frozen),
+        false => Ok(()),
+    };
+    if !worker.all_ok(written.is_ok())? {
+        return written.and(Err(CliError::Runtime(
+            "the main training worker failed to write samples".into(),
+        )));
+    }
+    Ok(())
+}
+
 struct Log {
     path: PathBuf,
     file: std::fs::File,

@@ -44,6 +44,7 @@ beta = 5000.0
 lora_rank = 4
 checkpoint_every = 1
 export = ["kohya"]
+sample_every = 1
 
 [evaluate]
 metrics = ["clip", "hps"]
@@ -137,6 +138,35 @@ fn a_cached_sdxl_runs_every_stage_and_resumes_after_kills_to_the_same_bytes() {
         "{first}"
     );
     assert_eq!(pairs.lines().count(), 6 * 2);
+    // The sample grids (2 evaluation prompts × 2 images at steps 0, 1, 2) start as the base model's
+    // evaluation images and end as the aligned model's, byte for byte.
+    for (step, eval_set) in [(0, "base"), (1, ""), (2, "aligned")] {
+        let grid = whole.join(format!("train/samples/step-{step}"));
+        assert_eq!(lines(&grid.join("manifest.jsonl")), 4, "step {step}");
+        for entry in std::fs::read_dir(&grid).unwrap() {
+            let name = entry.unwrap().file_name();
+            if eval_set.is_empty() || !name.to_string_lossy().ends_with(".png") {
+                continue;
+            }
+            let same = whole.join(format!("eval/{eval_set}/images")).join(&name);
+            assert!(
+                std::fs::read(grid.join(&name)).unwrap() == std::fs::read(&same).unwrap(),
+                "step {step}: {name:?} differs from the {eval_set} evaluation image"
+            );
+        }
+    }
+    let eval_images = |set: &str| artifacts(&whole.join(format!("eval/{set}/images")));
+    let moved = eval_images("base")
+        .iter()
+        .zip(eval_images("aligned").values())
+        .filter(|((name, base), aligned)| {
+            name.extension().is_some_and(|e| e == "png") && base != aligned
+        })
+        .count();
+    assert!(
+        moved > 0,
+        "training changed no evaluation image, so the grids prove nothing"
+    );
     for file in ["pytorch_lora_weights.safetensors", "lora_kohya.safetensors"] {
         assert!(whole.join("train/step-2").join(file).exists(), "{file}");
     }
