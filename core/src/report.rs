@@ -82,6 +82,29 @@ pub struct Report {
     /// Classifiers whose weights the folder carries, so the explorer can run them on a dropped image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub carried_classifiers: Vec<CarriedClassifier>,
+    /// Grids sampled during training (`[train] sample_every`), per trained model and step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleGrid>,
+}
+
+/// The images of one training-time sample grid: the same prompts and starting noises at every step, so
+/// one cell across the grids of a model shows that image change as training goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleGrid {
+    /// The trained model's label in `models`.
+    pub model: String,
+    /// Training steps done when sampled (counted across rounds).
+    pub step: usize,
+    pub cells: Vec<SampleCell>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleCell {
+    pub prompt: String,
+    /// The image's number among its prompt's.
+    pub index: usize,
+    /// Relative to the report folder; `None` when the image could not be read.
+    pub thumbnail: Option<String>,
 }
 
 /// A classifier shipped inside the report folder (`popalign report --face-weights DIR`, `--clip-weights

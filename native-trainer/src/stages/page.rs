@@ -77,6 +77,7 @@ pub fn render(report: &Report, explorer: bool) -> String {
             .collect();
         html.push_str(&prompt_section(report, prompt, &slots, &names));
     }
+    html.push_str(&samples_section(report));
     let config = serde_json::to_string_pretty(&report.config).unwrap_or_default();
     let _ = write!(
         html,
@@ -262,6 +263,57 @@ fn prompt_section(report: &Report, prompt: &str, slots: &[&ImageSlot], names: &[
     html
 }
 
+/// Per trained model, its sample grids: one column per prompt and starting noise, one row per step.
+fn samples_section(report: &Report) -> String {
+    if report.samples.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Samples during training</h2><p>The same prompts and starting noises at each step, \
+         from the base model (step 0) to the trained one.</p>",
+    );
+    let mut models: Vec<&str> = Vec::new();
+    for grid in &report.samples {
+        if !models.contains(&grid.model.as_str()) {
+            models.push(&grid.model);
+        }
+    }
+    for model in models {
+        let grids: Vec<_> = report.samples.iter().filter(|g| g.model == model).collect();
+        let _ = write!(
+            html,
+            "<section><h3>{}</h3><div class=\"grid\"><div class=\"slot\">",
+            escape(model)
+        );
+        for grid in &grids {
+            let _ = write!(html, "<span class=\"label\">step {}</span>", grid.step);
+        }
+        html.push_str("</div>");
+        for (column, cell) in grids[0].cells.iter().enumerate() {
+            html.push_str("<div class=\"slot\">");
+            for grid in &grids {
+                let picture = match grid.cells.get(column).and_then(|c| c.thumbnail.as_ref()) {
+                    Some(path) => format!(
+                        "<img src=\"{}\" alt=\"{}\">",
+                        escape(path),
+                        escape(&cell.prompt)
+                    ),
+                    None => "<span>(missing)</span>".into(),
+                };
+                let _ = write!(html, "<figure>{picture}</figure>");
+            }
+            let _ = write!(
+                html,
+                "<p>{} #{}</p></div>",
+                escape(&cell.prompt),
+                cell.index
+            );
+        }
+        html.push_str("</div></section>");
+    }
+    html
+}
+
 fn figure(image: &SlotImage, name: &str) -> String {
     let caption = if image.face_found {
         image
@@ -306,6 +358,7 @@ mod tests {
             table: attack.into(),
             training: vec![],
             carried_classifiers: vec![],
+            samples: vec![],
             images: vec![ImageSlot {
                 prompt: attack.into(),
                 name: "a'b.png".into(),

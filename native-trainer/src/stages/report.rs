@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use popalign_core::classify::AxisSpec;
 use popalign_core::report::{
-    CarriedClassifier, ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SlotImage, TrainingCurve,
+    CarriedClassifier, ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SampleCell, SampleGrid,
+    SlotImage, TrainingCurve,
 };
 
 use super::classify::{AttributeRow, read_rows};
 use super::config::{RunConfig, round_dir};
-use super::images::{runtime, write_atomic};
+use super::images::{read_manifest, runtime, write_atomic};
 use crate::error::{CliResult, input};
 
 /// Longest side of a thumbnail; smaller images are copied as they are.
@@ -146,6 +147,48 @@ fn round_metrics(run: &EvaluatedRun) -> Vec<(PathBuf, usize)> {
         .collect()
 }
 
+/// The sample grids of every round of `run` (`train/samples/step-<n>/`), steps counted across rounds,
+/// their images shrunk into `out/images/<label>/samples/step-<n>/`.
+fn read_samples(run: &EvaluatedRun, label: &str, out: &Path) -> CliResult<Vec<SampleGrid>> {
+    let mut grids = Vec::new();
+    for (metrics, offset) in round_metrics(run) {
+        let train = metrics.parent().expect("metrics.jsonl lies in train/");
+        let Ok(entries) = std::fs::read_dir(train.join("samples")) else {
+            continue;
+        };
+        let mut steps: Vec<usize> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("step-")?.parse().ok())
+            .collect();
+        steps.sort();
+        for step in steps {
+            let manifest = read_manifest(&train.join(format!("samples/step-{step}")))?;
+            let folder = format!("{}/samples/step-{}", folder_name(label), offset + step);
+            let cells = manifest
+                .into_iter()
+                .map(|entry| {
+                    Ok(SampleCell {
+                        thumbnail: thumbnail(
+                            &train.join(&entry.file),
+                            out,
+                            &folder,
+                            &file_name(&entry.file),
+                        )?,
+                        prompt: entry.job.prompt,
+                        index: entry.job.index,
+                    })
+                })
+                .collect::<CliResult<_>>()?;
+            grids.push(SampleGrid {
+                model: label.to_string(),
+                step: offset + step,
+                cells,
+            });
+        }
+    }
+    Ok(grids)
+}
+
 /// The classifiers a report carries: the folders of `--face-weights` and `--clip-weights`.
 #[derive(Default)]
 pub struct Carry {
@@ -179,7 +222,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path, carry: &Carry) -> CliResult
     let shared_base = runs
         .windows(2)
         .all(|w| base_rows(&w[0]) == base_rows(&w[1]));
-    let (mut models, mut training) = (Vec::new(), Vec::new());
+    let (mut models, mut training, mut samples) = (Vec::new(), Vec::new(), Vec::new());
     for (i, run) in runs.iter().enumerate() {
         let model = |label: String, summary: &ModelSummary| ReportModel {
             label,
@@ -199,6 +242,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path, carry: &Carry) -> CliResult
         if let Some(curve) = read_training(&round_metrics(run), &aligned)? {
             training.push(curve);
         }
+        samples.extend(read_samples(run, &aligned, out)?);
         models.push(model(aligned, &run.aligned));
     }
     let config = if single {
@@ -222,6 +266,7 @@ pub fn report_for_runs(runs: &[PathBuf], out: &Path, carry: &Carry) -> CliResult
         objective: "popalign".into(),
         training,
         carried: carry.write(out)?,
+        samples,
     };
     write_report_folder(out, &models, info)
 }
@@ -232,6 +277,7 @@ struct RunInfo {
     objective: String,
     training: Vec<TrainingCurve>,
     carried: Vec<CarriedClassifier>,
+    samples: Vec<SampleGrid>,
 }
 
 /// The comparison table printed on stdout: one column per model.
@@ -397,6 +443,7 @@ fn write_report_folder(out: &Path, models: &[ReportModel], info: RunInfo) -> Cli
         images,
         training: info.training,
         carried_classifiers: info.carried,
+        samples: info.samples,
     };
     let json = serde_json::to_string_pretty(&report).expect("report serialises");
     write_atomic(&out.join("report.json"), json.as_bytes())?;

@@ -185,7 +185,17 @@ fn a_cached_sdxl_runs_every_stage_and_resumes_after_kills_to_the_same_bytes() {
         assert_eq!(summary["more_quality"][0]["scorer"], "hps", "{summary}");
         assert_eq!(summary["axes"]["gender"]["n_images"], 4, "{summary}");
     }
-    assert!(whole.join("report/report.json").exists());
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(whole.join("report/report.json")).unwrap()).unwrap();
+    let grids = report["samples"].as_array().unwrap();
+    let steps: Vec<u64> = grids.iter().map(|g| g["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [0, 1, 2]);
+    for cell in grids.iter().flat_map(|g| g["cells"].as_array().unwrap()) {
+        let thumbnail = cell["thumbnail"].as_str().unwrap();
+        assert!(whole.join("report").join(thumbnail).exists(), "{thumbnail}");
+    }
+    let page = std::fs::read_to_string(whole.join("report/index.html")).unwrap();
+    assert!(page.contains("Samples during training") && page.contains("step 2"));
     for row in [
         "gender discrepancy",
         "clip-score (mean)",
