@@ -123,10 +123,14 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Loads the classifier and the scorers that `stages` will use, so that wrong weights are reported
-    /// before hours of generation rather than after.
+    /// Builds the prompt sets and loads the classifier and the scorers that `stages` will use, so that an
+    /// unknown occupation or wrong weights are reported before anything is written, not after hours of
+    /// generation.
     fn load_models_for(&self, stages: &[Stage]) -> CliResult {
         use Stage::*;
+        if stages.contains(&Prompts) {
+            super::world::prompts(self.config, &self.dir)?;
+        }
         if stages
             .iter()
             .any(|s| matches!(s, Classify | Preferences | Train | Evaluate))

@@ -232,7 +232,7 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
     let home = hf_home(dir.path());
     let partial = cache_repo(&home, "org/partial", &fixtures().join("tiny-sdxl"));
     std::fs::remove_dir_all(partial.join("unet")).unwrap();
-    let cases: [(&str, &str, &[&str]); 7] = [
+    let cases: [(&str, &str, &[&str]); 8] = [
         (
             "unknown-repo",
             &RUN.replace("stabilityai/tiny-sdxl", "nobody/no-such-model"),
@@ -262,6 +262,11 @@ fn bad_run_configs_are_one_line_errors_that_write_nothing() {
             "no-occupations",
             &RUN.replace("occupations = [\"doctor\", \"nurse\"]", "occupations = []"),
             &["occupations is empty"],
+        ),
+        (
+            "unknown-occupation",
+            &RUN.replace("\"nurse\"", "\"astronaut-king\""),
+            &["astronaut-king", "data/occupations.toml"],
         ),
         (
             "export-without-lora",
