@@ -1,32 +1,49 @@
-//! CPU benchmark of the SDXL-shaped U-Net on burn's ndarray backend (or burn-flex when built with
-//! `--features flex`); bench/run.sh compares it with PyTorch.
+//! Benchmark of the U-Net's forward pass and training step on the backend of the build: burn's ndarray
+//! (default), burn-flex (`--features flex`) or CUDA (`--features cuda`). bench/run.sh (CPU) and
+//! bench/gpu/run.sh compare it with PyTorch + diffusers (bench/torch_unet.py) in the same run.
 //!
-//! usage: bench_unet MODEL_DIR [--what forward|train|both] [--iters N] [--train-iters N] [--precision bf16]
-//! (`bf16` needs the flex build: mixed precision as `popalign train` runs it, f32 masters and a bf16 copy.)
-//! MODEL_DIR holds `unet/` and `inputs.safetensors` from bench/make_unet.py. Prints one JSON object.
+//! usage: bench_unet MODEL_DIR [--what load|forward|train|both] [--iters N] [--train-iters N] [--precision bf16]
+//!        [--batch N] [--lora RANK] [--checkpointing] [--inputs FILE] [--variant fp16]
+//! (`bf16` needs flex or cuda: mixed precision as `popalign train` runs it, f32 masters and a bf16 copy.
+//! `--lora` trains rank-RANK adapters on to_q/k/v/out.0 only, the base frozen (in bf16 with `--precision
+//! bf16`), as `popalign train` with `[lora]`; `--checkpointing` runs on burn's balanced checkpointing.)
+//! MODEL_DIR holds `unet/` and `inputs.safetensors` (batch 1, repeated `--batch` times; `--inputs` names another
+//! file) from bench/make_unet.py or tools/fixtures/make_full_sdxl.py. `load` times loading the U-Net alone
+//! (`--variant fp16`: its fp16 files). Prints one JSON object.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-#[cfg(not(feature = "flex"))]
+#[cfg(not(any(feature = "flex", feature = "cuda")))]
 use burn::backend::NdArray;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use burn::tensor::backend::AutodiffBackend;
+use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
+use popalign_core::nn::params::stable_param_ids;
 use popalign_core::precision::Precision;
 use popalign_core::tensor_io::read_tensors;
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 use serde_json::{Value, json};
 
-#[cfg(feature = "flex")]
+#[cfg(feature = "cuda")]
+type Inner = burn::backend::Cuda;
+#[cfg(all(feature = "flex", not(feature = "cuda")))]
 type Inner = burn::backend::Flex;
-#[cfg(not(feature = "flex"))]
+#[cfg(not(any(feature = "flex", feature = "cuda")))]
 type Inner = NdArray<f32>;
 
 struct Args {
     precision: Precision,
+    inputs: Option<PathBuf>,
+    variant: Option<String>,
+    batch: usize,
+    lora: Option<usize>,
+    checkpointing: bool,
     dir: PathBuf,
     what: String,
     iters: usize,
@@ -36,6 +53,11 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         precision: Precision::F32,
+        inputs: None,
+        variant: None,
+        batch: 1,
+        lora: None,
+        checkpointing: false,
         dir: PathBuf::new(),
         what: "both".into(),
         iters: 5,
@@ -48,6 +70,11 @@ fn parse_args() -> Args {
             "--what" => args.what = value(),
             "--iters" => args.iters = value().parse().expect("--iters"),
             "--train-iters" => args.train_iters = value().parse().expect("--train-iters"),
+            "--batch" => args.batch = value().parse().expect("--batch"),
+            "--inputs" => args.inputs = Some(PathBuf::from(value())),
+            "--variant" => args.variant = Some(value()),
+            "--lora" => args.lora = Some(value().parse().expect("--lora")),
+            "--checkpointing" => args.checkpointing = true,
             "--precision" => {
                 args.precision = match value().as_str() {
                     "bf16" => Precision::Bf16,
@@ -118,21 +145,30 @@ struct Inputs<B: Backend> {
 }
 
 impl<B: Backend> Inputs<B> {
-    fn new(data: &BTreeMap<String, TensorData>, device: &B::Device) -> Self {
-        let get = |name: &str| {
-            data.get(name)
+    /// The file's batch-1 inputs, repeated `batch` times.
+    fn new(data: &BTreeMap<String, TensorData>, batch: usize, device: &B::Device) -> Self {
+        fn get<B: Backend, const D: usize>(
+            data: &BTreeMap<String, TensorData>,
+            name: &str,
+            batch: usize,
+            device: &B::Device,
+        ) -> Tensor<B, D> {
+            let one = data
+                .get(name)
                 .unwrap_or_else(|| panic!("inputs.safetensors lacks {name}"))
-                .clone()
-        };
+                .clone();
+            let tensor = Tensor::<B, D>::from_data(one, device);
+            Tensor::cat(vec![tensor; batch], 0)
+        }
         Self {
-            sample: Tensor::from_data(get("sample"), device),
-            timestep: Tensor::from_data(get("timestep"), device),
+            sample: get(data, "sample", batch, device),
+            timestep: get(data, "timestep", batch, device),
             cond: UNetConditioning {
-                encoder_hidden_states: Tensor::from_data(get("encoder_hidden_states"), device),
-                text_embeds: Some(Tensor::from_data(get("text_embeds"), device)),
-                time_ids: Some(Tensor::from_data(get("time_ids"), device)),
+                encoder_hidden_states: get(data, "encoder_hidden_states", batch, device),
+                text_embeds: Some(get(data, "text_embeds", batch, device)),
+                time_ids: Some(get(data, "time_ids", batch, device)),
             },
-            target: Tensor::from_data(get("target"), device),
+            target: get(data, "target", batch, device),
         }
     }
 
@@ -144,6 +180,54 @@ impl<B: Backend> Inputs<B> {
         );
         precision.output(out)
     }
+}
+
+/// Times training steps (MSE against a fixed target, AdamW) on the autodiff backend `A`.
+fn train<A: AutodiffBackend<InnerBackend = Inner>>(
+    args: &Args,
+    data: &BTreeMap<String, TensorData>,
+    report: &mut serde_json::Map<String, Value>,
+) {
+    let device: A::Device = Default::default();
+    let lora = args.lora.map(|rank| LoraConfig::new(rank, rank as f64));
+    let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
+        &args.dir.join("unet"),
+        args.variant.as_deref(),
+        lora.as_ref(),
+        &device,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let unet = stable_param_ids(unet);
+    let unet = match lora {
+        Some(_) => args.precision.store_frozen(TrainOnlyLora::apply(unet)),
+        None => TrainOnlyLora::all_trainable(unet),
+    };
+    let mut unet = Some(unet);
+    let x = Inputs::<A>::new(data, args.batch, &device);
+    // Same hyper-parameters as bench/torch_unet.py (PyTorch's AdamW defaults), not that they change the time.
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(1e-2)
+        .init();
+    let mut n_grads = 0;
+    let step = timed(args.train_iters, || {
+        let model = unet.take().expect("model");
+        let loss = (x.forward(&model, args.precision) - x.target.clone())
+            .powi_scalar(2)
+            .mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        n_grads = grads.len();
+        unet = Some(optim.step(1e-5, model, grads));
+        // A GPU backend queues work; the step is done when the device is.
+        A::sync(&device).expect("device sync");
+    });
+    record(report, "train_step", step);
+    // Checks the step trains what it should: compare with torch_unet.py's param_tensors_with_grad.
+    report.insert("param_tensors_with_grad".into(), json!(n_grads));
+    report.insert(
+        "params".into(),
+        json!(unet.as_ref().expect("model").num_params()),
+    );
 }
 
 fn record(
@@ -158,29 +242,55 @@ fn record(
     report.insert(format!("{name}_all_ms"), json!(wall));
 }
 
-fn main() {
-    let args = parse_args();
-    let data = read_tensors(&args.dir.join("inputs.safetensors")).unwrap_or_else(|e| panic!("{e}"));
-    let unet_dir = args.dir.join("unet");
-    let mut report = serde_json::Map::new();
-    let backend = if cfg!(feature = "flex") {
+fn backend() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else if cfg!(feature = "flex") {
         "flex"
     } else {
         "ndarray"
-    };
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let unet_dir = args.dir.join("unet");
+    let variant = args.variant.as_deref();
+    if args.what == "load" {
+        let device = Default::default();
+        let started = Instant::now();
+        let unet = UNet2DConditionModel::<Inner>::from_dir(&unet_dir, variant, &device)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Inner::sync(&device).expect("device sync");
+        let report = json!({
+            "impl": format!("burn 0.21.0 {}", backend()), "variant": variant,
+            "load_ms": started.elapsed().as_secs_f64() * 1e3,
+            "params": unet.num_params(), "peak_rss_mib": peak_rss_mib(),
+        });
+        println!("{report}");
+        return;
+    }
+    let inputs = args
+        .inputs
+        .clone()
+        .unwrap_or_else(|| args.dir.join("inputs.safetensors"));
+    let data = read_tensors(&inputs).unwrap_or_else(|e| panic!("{e}"));
+    let mut report = serde_json::Map::new();
     report.insert(
         "impl".into(),
-        json!(format!("burn 0.21.0 {backend}, {:?}", args.precision)),
+        json!(format!("burn 0.21.0 {}, {:?}", backend(), args.precision)),
     );
+    report.insert("batch".into(), json!(args.batch));
+    report.insert("lora".into(), json!(args.lora));
+    report.insert("checkpointing".into(), json!(args.checkpointing));
     let precision = args.precision;
 
     if matches!(args.what.as_str(), "forward" | "both") {
-        type B = Inner;
         let device = Default::default();
-        let unet = UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
+        let unet = UNet2DConditionModel::<Inner>::from_dir(&unet_dir, variant, &device)
             .unwrap_or_else(|e| panic!("{e}"));
-        let x = Inputs::<B>::new(&data, &device);
-        // ndarray and flex are eager: the forward call does all the work (into_data() only copies 64 KiB out).
+        let x = Inputs::<Inner>::new(&data, args.batch, &device);
+        // into_data() waits for the device and copies the output out (64 KiB per sample at 64×64 latents).
         record(
             &mut report,
             "forward",
@@ -189,35 +299,10 @@ fn main() {
     }
 
     if matches!(args.what.as_str(), "train" | "both") {
-        type B = Autodiff<Inner>;
-        let device = Default::default();
-        let mut unet = Some(
-            UNet2DConditionModel::<B>::from_dir(&unet_dir, None, &device)
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let x = Inputs::<B>::new(&data, &device);
-        // Same hyper-parameters as bench/torch_unet.py (PyTorch's AdamW defaults), not that they change the time.
-        let mut optim = AdamWConfig::new()
-            .with_epsilon(1e-8)
-            .with_weight_decay(1e-2)
-            .init();
-        let mut n_grads = 0;
-        let step = timed(args.train_iters, || {
-            let model = unet.take().expect("model");
-            let loss = (x.forward(&model, precision) - x.target.clone())
-                .powi_scalar(2)
-                .mean();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            n_grads = grads.len();
-            unet = Some(optim.step(1e-5, model, grads));
-        });
-        record(&mut report, "train_step", step);
-        // Checks the step really trains every parameter: compare with torch_unet.py's param_tensors.
-        report.insert("param_tensors_with_grad".into(), json!(n_grads));
-        report.insert(
-            "params".into(),
-            json!(unet.as_ref().expect("model").num_params()),
-        );
+        match args.checkpointing {
+            true => train::<Autodiff<Inner, BalancedCheckpointing>>(&args, &data, &mut report),
+            false => train::<Autodiff<Inner>>(&args, &data, &mut report),
+        }
     }
     // Whole process: load + warm-up + timed runs.
     report.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
