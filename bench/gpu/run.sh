@@ -43,9 +43,10 @@ if $smoke; then
   memory() { echo "rss"; }
 else
   python="${PYTHON:-python3}"
-  popalign="$repo/.gpu/popalign"
-  bench_unet="$repo/.gpu/bench_unet"
-  [[ -x "$popalign" && -x "$bench_unet" ]] || { echo "no .gpu/ builds: run bash bench/gpu/prepare.sh here and carry .gpu" >&2; exit 2; }
+  [[ -f .gpu/bins.tar.xz ]] || { echo "no .gpu/bins.tar.xz: run bash bench/gpu/prepare.sh here and carry .gpu" >&2; exit 2; }
+  mkdir -p /tmp/popalign-bins && tar xJf .gpu/bins.tar.xz -C /tmp/popalign-bins || exit 2
+  popalign=/tmp/popalign-bins/popalign
+  bench_unet=/tmp/popalign-bins/bench_unet
   # diffusers is not in the device image: install the carried wheel (peft, transformers and torch are there).
   "$python" -m pip install -q --no-index --no-deps --target /tmp/site .gpu/wheels/*.whl && export PYTHONPATH=/tmp/site
   device=cuda precision=bf16 size=1024 sample_size=1024
