@@ -61,16 +61,27 @@ run_flex() {
 # "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first. Every stage reads its
 # whole input: under `pipefail`, a `head` that exits early kills `sort` with SIGPIPE and the script with 141.
 slowest() {
-  { cat "$logs"/test.log "$logs"/flex.log 2>/dev/null || true; } \
+  { cat "$logs"/test.log "$logs"/flex.log "$logs"/wgpu.log 2>/dev/null || true; } \
     | awk '/^ +PASS \[/ { sub(/^ +PASS \[ */, ""); sub(/s\] \([^)]*\) /, " "); print }' \
     | sort -rn | awk 'NR <= 10 {printf "  %8.1fs  %s %s\n", $1, $2, $3}'
 }
 
-# The trainer on its GPU backends, type-checked (no GPU here to run them; a check shares burn-cubecl's and
-# cubecl's metadata between the two, where two unoptimised builds took twice as long).
+# The CUDA build, type-checked with its examples (no GPU here to run it; bench/gpu/run.sh does where one is lent).
 check_gpu() {
-  cargo check -p popalign-trainer --features cuda --bins --examples &&
-    cargo check -p popalign-trainer --features wgpu --bins
+  cargo check -p popalign-trainer --features cuda --bins --examples
+}
+# burn-cubecl's kernels (the ones burn-cuda runs too) executing our models: the `popalign` binary built on wgpu,
+# over Mesa's lavapipe (Vulkan on the CPU), runs the component parity test (every U-Net, VAE and text encoder
+# against the diffusers/transformers goldens, 1e-4), a LoRA forward against peft's, and a LoRA training run
+# killed and resumed to bitwise the same weights. Last, because it rebuilds target/debug/popalign, which the
+# browser step reuses.
+wgpu_tests=(-p popalign-trainer --features wgpu --test suite)
+wgpu_filter='test(run_module_matches) | test(run_module_applies) | test(a_killed_run_resumed)'
+run_wgpu() {
+  [[ -n "$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null)" ]] ||
+    { echo "no lavapipe Vulkan driver (apt-get install mesa-vulkan-drivers)" >&2; return 1; }
+  if have_nextest; then nextest wgpu "${wgpu_tests[@]}" -E "$wgpu_filter"
+  else cargo test "${wgpu_tests[@]}" -- run_module_matches run_module_applies a_killed_run_resumed; fi
 }
 
 t_all=$SECONDS
@@ -81,6 +92,7 @@ step test        run_suite
 step test-flex   run_flex
 step check-gpu   check_gpu
 step web-e2e     bash tools/web-e2e.sh
+step test-wgpu   run_wgpu
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
 if have_nextest; then printf '%s\n' "" "the ten slowest tests:"; slowest; fi
