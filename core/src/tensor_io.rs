@@ -73,7 +73,16 @@ fn decode<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 
 /// Writes f32 tensors to a safetensors file (through a temporary name, then renamed).
 pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Result<(), String> {
-    let serialized = tensors_to_bytes(tensors, None)?;
+    write_tensors_with_metadata(path, tensors, None)
+}
+
+/// [`write_tensors`] with string metadata in the header (written with its keys sorted).
+pub fn write_tensors_with_metadata(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorData>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), String> {
+    let serialized = tensors_to_bytes(tensors, metadata)?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, serialized).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))

@@ -140,18 +140,21 @@ pub fn kohya_metadata(naming: Naming, rank: usize, alpha: f32) -> HashMap<String
 /// the U-Net `config` describes, through a temporary file.
 pub fn write_kohya(peft_file: &Path, config: &UNetConfig, out: &Path) -> Result<(), String> {
     let peft = crate::tensor_io::read_tensors(peft_file).map_err(|e| e.to_string())?;
-    let rank = crate::nn::lora::LoraConfig::from_file(peft_file)
-        .map_err(|e| e.to_string())?
-        .rank;
+    let in_file = |e: String| format!("{}: {e}", peft_file.display());
+    // The rank is the first dimension of any `lora_A` `[r, in]`.
+    let rank = peft
+        .iter()
+        .find(|(key, _)| key.ends_with(".lora_A.weight"))
+        .map(|(_, data)| data.shape[0])
+        .ok_or_else(|| in_file("no `lora_A` tensors: not a diffusers LoRA file".into()))?;
     let naming = Naming::for_unet(config)?;
     let alpha = rank as f32;
-    let tensors =
-        peft_to_kohya(&peft, naming, alpha).map_err(|e| format!("{}: {e}", peft_file.display()))?;
-    let bytes =
-        crate::tensor_io::tensors_to_bytes(&tensors, Some(kohya_metadata(naming, rank, alpha)))?;
-    let tmp = out.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
+    let tensors = peft_to_kohya(&peft, naming, alpha).map_err(in_file)?;
+    crate::tensor_io::write_tensors_with_metadata(
+        out,
+        &tensors,
+        Some(kohya_metadata(naming, rank, alpha)),
+    )
 }
 
 #[cfg(test)]

@@ -507,7 +507,6 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
     Ok(())
 }
 
-/// The main worker's outputs: `metrics.jsonl` and the progress bar.
 /// The `[samples]` grid of `step` when one is due, written by the main worker; every worker learns whether
 /// it succeeded, so none waits for a failed one.
 fn sample_if_due<A: TrainBackend>(
@@ -532,6 +531,7 @@ fn sample_if_due<A: TrainBackend>(
     Ok(())
 }
 
+/// The main worker's outputs: `metrics.jsonl` and the progress bar.
 struct Log {
     path: PathBuf,
     file: std::fs::File,
