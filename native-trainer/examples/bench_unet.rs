@@ -3,10 +3,11 @@
 //! bench/gpu/run.sh compare it with PyTorch + diffusers (bench/torch_unet.py) in the same run.
 //!
 //! usage: bench_unet MODEL_DIR [--what load|forward|train|both] [--iters N] [--train-iters N] [--precision bf16]
-//!        [--batch N] [--lora RANK] [--checkpointing] [--inputs FILE] [--variant fp16]
+//!        [--batch N] [--lora RANK] [--checkpointing] [--burn-attention] [--inputs FILE] [--variant fp16]
 //! (`bf16` needs flex or cuda: mixed precision as `popalign train` runs it, f32 masters and a bf16 copy.
 //! `--lora` trains rank-RANK adapters on to_q/k/v/out.0 only, the base frozen (in bf16 with `--precision
-//! bf16`), as `popalign train` with `[lora]`; `--checkpointing` runs on burn's balanced checkpointing.)
+//! bf16`), as `popalign train` with `[lora]`; `--checkpointing` runs on burn's balanced checkpointing. Training
+//! runs attention through the recomputing op, as `popalign train` does; `--burn-attention` runs burn's own.)
 //! MODEL_DIR holds `unet/` and `inputs.safetensors` (batch 1, repeated `--batch` times; `--inputs` names another
 //! file) from bench/make_unet.py or tools/fixtures/make_full_sdxl.py. `load` times loading the U-Net alone
 //! (`--variant fp16`: its fp16 files). Prints one JSON object.
@@ -18,13 +19,14 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 #[cfg(not(any(feature = "flex", feature = "cuda")))]
 use burn::backend::NdArray;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
+use popalign_core::nn::recomputed_attention;
 use popalign_core::precision::Precision;
 use popalign_core::tensor_io::read_tensors;
 use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
@@ -44,6 +46,7 @@ struct Args {
     batch: usize,
     lora: Option<usize>,
     checkpointing: bool,
+    burn_attention: bool,
     dir: PathBuf,
     what: String,
     iters: usize,
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
         batch: 1,
         lora: None,
         checkpointing: false,
+        burn_attention: false,
         dir: PathBuf::new(),
         what: "both".into(),
         iters: 5,
@@ -75,6 +79,7 @@ fn parse_args() -> Args {
             "--variant" => args.variant = Some(value()),
             "--lora" => args.lora = Some(value().parse().expect("--lora")),
             "--checkpointing" => args.checkpointing = true,
+            "--burn-attention" => args.burn_attention = true,
             "--precision" => {
                 args.precision = match value().as_str() {
                     "bf16" => Precision::Bf16,
@@ -283,6 +288,11 @@ fn main() {
     report.insert("batch".into(), json!(args.batch));
     report.insert("lora".into(), json!(args.lora));
     report.insert("checkpointing".into(), json!(args.checkpointing));
+    report.insert("recomputed_attention".into(), json!(!args.burn_attention));
+    if !args.burn_attention {
+        recomputed_attention::enable::<Inner, NoCheckpointing>();
+        recomputed_attention::enable::<Inner, BalancedCheckpointing>();
+    }
     let precision = args.precision;
 
     if matches!(args.what.as_str(), "forward" | "both") {

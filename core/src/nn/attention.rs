@@ -3,10 +3,9 @@
 
 use burn::nn::GroupNorm;
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use super::lora::{Linear, LoraConfig};
+use super::recomputed_attention::attention;
 use super::{from_tokens, merge_heads, split_heads, to_tokens};
 
 #[derive(Module, Debug)]
@@ -51,7 +50,7 @@ impl<B: Backend> Attention<B> {
         let q = split_heads(self.to_q.forward(x), self.heads);
         let k = split_heads(self.to_k.forward(context.clone()), self.heads);
         let v = split_heads(self.to_v.forward(context), self.heads);
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = attention(q, k, v);
         self.to_out[0].forward(merge_heads(out))
     }
 

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod kohya;
 pub mod lora;
 pub mod params;
+pub mod recomputed_attention;
 pub mod resnet;
 pub mod sampling;
 

@@ -3,8 +3,9 @@
 //! through the last K = 1 or K = 2 steps. Checked: final latents, rewards, loss, and the gradient of every
 //! LoRA tensor, on plain autodiff and on burn's balanced checkpointing (which must not change the numbers).
 //!
-//! Measured (f32, NdArray, both strategies identical): final latents 7.9e-6 max abs, rewards 1.5e-7 max abs,
-//! loss 0 relative, LoRA gradients 3.5e-6 (K = 1) and 1.3e-6 (K = 2) max |Δ| / max |golden|. The golden
+//! Measured (f32, NdArray, both strategies identical): final latents 1.06e-6 relative (max |Δ| / max |golden|;
+//! the latents reach ~11, and the absolute error was 7.9e-6 on one EPYC and 1.17e-5 on another, so the bound is
+//! relative), rewards 1.5e-7 max abs, loss 0 relative, LoRA gradients 3.5e-6 (K = 1) and 1.3e-6 (K = 2) max |Δ| / max |golden|. The golden
 //! gradients differ by ~100× between K = 1 and K = 2, so a wrong truncation point cannot pass.
 
 use crate::common;
@@ -18,7 +19,7 @@ use common::lora_unet::{max_abs, relative, values};
 use popalign_core::objectives::alignprop::Truncation;
 use popalign_core::precision::Precision;
 
-/// Measured errors of one run: latents max abs, rewards max abs, loss relative, gradients
+/// Measured errors of one run: latents relative, rewards max abs, loss relative, gradients
 /// max |Δ| / max |golden| over all 272 LoRA tensors.
 #[derive(Debug)]
 struct Errors {
@@ -33,19 +34,19 @@ fn run<A: AutodiffBackend>(k: usize) -> Errors {
     let expected = |name: &str| values(golden[&format!("k{k}_{name}")].clone());
     let ours = run_alignprop::<A>(k, Precision::F32);
     Errors {
-        latents: max_abs(&ours.latents, &expected("latents")),
+        latents: relative(&ours.latents, &expected("latents")),
         rewards: max_abs(&ours.rewards, &expected("reward")),
         loss: relative(&[ours.loss], &expected("loss")),
         grads: relative(&ours.grads, &ours.golden_grads("alignprop", k)),
     }
 }
 
-fn check<A: AutodiffBackend>(label: &str) {
+pub(crate) fn check<A: AutodiffBackend>(label: &str) {
     for k in [1, 2] {
         let e = run::<A>(k);
         println!("{label}, K = {k}: {e:?}");
         assert!(
-            e.latents <= 1e-5 && e.rewards <= 1e-5,
+            e.latents <= 5e-6 && e.rewards <= 1e-5,
             "{label}, K = {k}: {e:?}"
         );
         assert!(e.loss <= 1e-4 && e.grads <= 1e-4, "{label}, K = {k}: {e:?}");

@@ -23,6 +23,7 @@ mod pipeline;
 mod preferences;
 mod prompts;
 mod quality_scorers;
+mod recomputed_attention;
 mod schedulers;
 mod tokenizer;
 mod toy;

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
@@ -31,6 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::load::read_config;
 use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
+use popalign_core::nn::recomputed_attention;
 use popalign_core::objectives::dpo::dpo_loss;
 use popalign_core::objectives::pairwise::pairwise_loss;
 use popalign_core::objectives::popalign::{ReferencePointReduce, SingleWorker, popalign_loss};
@@ -132,6 +133,7 @@ pub fn run(args: Args) -> CliResult {
 /// Trains as `config` says (its paths absolute, or relative to the working directory).
 pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
     config.validate().map_err(input)?;
+    enable_recomputed_attention();
     let devices = config.parsed_devices()?;
     let world = devices.len();
     if config.precision == Precision::Bf16
@@ -331,6 +333,13 @@ fn setup<A: TrainBackend>(
         data,
         validation,
     })
+}
+
+/// Attention on both training backends recomputes its scores in the backward pass instead of keeping the
+/// L×L matrix on the tape (core's `nn::recomputed_attention`): the same gradients, memory linear in L.
+fn enable_recomputed_attention() {
+    recomputed_attention::enable::<Backend, NoCheckpointing>();
+    recomputed_attention::enable::<Backend, BalancedCheckpointing>();
 }
 
 /// [`train_worker`] on plain autodiff, or, with `gradient_checkpointing`, on burn's balanced
