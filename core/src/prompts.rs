@@ -1,4 +1,4 @@
-//! Prompt sets and demographic augmentation (design §1 `prompts/`, §6).
+//! Prompt sets and demographic augmentation (docs/design.md §1 `prompts/`, §6).
 //!
 //! PopAlign measures bias on neutral prompts ("a photo of a doctor"), checks identity-specific accuracy on
 //! prompts that name every combination of the chosen attributes ("a photo of an Asian female doctor"), and

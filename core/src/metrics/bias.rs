@@ -1,4 +1,4 @@
-//! Bias metrics for one attribute axis (gender, race, age, or an intersection of two), design §6.
+//! Bias metrics for one attribute axis (gender, race, age, or an intersection of two), docs/design.md §6.
 //!
 //! Input: one [`Observation`] per generated image, holding the prompt and the classifier's class
 //! probabilities, or `None` when no face was found (counted in `n_images`, excluded from the distribution).

@@ -1,4 +1,4 @@
-//! Evaluation metrics computed from classifier outputs and quality scores (design §6). Pure Rust, no tensors, no I/O:
+//! Evaluation metrics computed from classifier outputs and quality scores (docs/design.md §6). Pure Rust, no tensors, no I/O:
 //! the same code runs in the CLI and in the browser build.
 
 pub mod bias;

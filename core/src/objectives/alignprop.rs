@@ -1,4 +1,4 @@
-//! AlignProp (Prabhudesai et al. 2023; papers.md §4): backpropagate a differentiable reward of the decoded
+//! AlignProp (Prabhudesai et al. 2023; docs/papers.md §4): backpropagate a differentiable reward of the decoded
 //! image through the sampling chain into the LoRA U-Net.
 //!
 //! ```text

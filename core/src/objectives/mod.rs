@@ -1,6 +1,6 @@
 //! Preference objectives over per-sample denoising errors, one file each with its formula.
 //!
-//! Notation (design §5): a batch of B pairs is laid out `[preferred_1..B, dispreferred_1..B]`;
+//! Notation (docs/design.md §5): a batch of B pairs is laid out `[preferred_1..B, dispreferred_1..B]`;
 //! `e_θ(x) = mean_{c,h,w}(ε_θ(x_t, t, c) − ε)²`, `e_ref` the same for the frozen reference, and the implicit
 //! reward `g = e_ref − e_θ`. Both members of a pair share `t` and `ε`.
 

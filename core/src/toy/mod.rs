@@ -1,4 +1,4 @@
-//! The toy world: a miniature of the real problem that runs on a laptop CPU in minutes (design §7).
+//! The toy world: a miniature of the real problem that runs on a laptop CPU in minutes (docs/design.md §7).
 //!
 //! 16×16 pictures of one figure on an occupation's background. The figure's shape plays the role of
 //! gender (2 values) and its colour the role of race (6 values); prompts use real words, so the real

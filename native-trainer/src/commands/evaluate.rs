@@ -1,4 +1,4 @@
-//! `popalign evaluate --attributes CSV...`: the bias metrics of classified image sets (design §6), from the
+//! `popalign evaluate --attributes CSV...`: the bias metrics of classified image sets (docs/design.md §6), from the
 //! attribute CSVs `popalign classify` (or a run) writes, into `summary.json` and a readable table.
 //!
 //! Per set (one CSV, named by its file stem) and axis: PopAlign's discrepancy with `K` fixed and the official

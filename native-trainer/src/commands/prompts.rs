@@ -1,4 +1,4 @@
-//! `popalign prompts --out DIR`: writes the prompt sets of a run (design §1 `prompts/`): `neutral.csv`
+//! `popalign prompts --out DIR`: writes the prompt sets of a run (docs/design.md §1 `prompts/`): `neutral.csv`
 //! (evaluation, one prompt per occupation), `specific.csv` (every combination of the chosen axes per
 //! occupation) and `training.csv` (every combination per occupation and scene; `base_prompt` is the neutral
 //! training caption). `popalign prompts --check FILE` reads a prompt CSV the way later stages do.

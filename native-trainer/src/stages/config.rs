@@ -1,4 +1,4 @@
-//! `run.toml`: the resolved configuration of every stage of a run (design §1). Unknown keys are errors.
+//! `run.toml`: the resolved configuration of every stage of a run (docs/design.md §1). Unknown keys are errors.
 //! Its hash is written into `run.lock.json` by the first stage that runs; a later invocation with a
 //! different configuration is refused (its artifacts would mix two configurations) unless the user
 //! passes `--allow-config-change`.
@@ -326,7 +326,7 @@ impl RunConfig {
                 // toy's pixel-space errors differ by about 1e-3 between members of a pair. With β = 150
                 // the race distribution overshot from red to green within a small change of learning
                 // rate; β = 500 saturates the solved pairs sooner and was the most stable we measured
-                // (README, "what we tried").
+                // (docs/results.md, "Rounds": what we tried).
                 learning_rate: 8e-6,
                 beta: 500.0,
                 lora_rank: 0,
@@ -334,13 +334,13 @@ impl RunConfig {
                 sft_weight: 0.0,
                 // The figure's shape is decided at high noise levels; skipping the lowest fifth of the
                 // timesteps moves it further in the same steps (with [100, 1000) seed 0's gender fell
-                // by 49%, with [200, 1000) by 100%; README, "Rounds").
+                // by 49%, with [200, 1000) by 100%; docs/results.md, "Rounds").
                 timestep_range: Some([200, 1000]),
                 proportion_empty_prompts: 0.0,
                 // Round 1 overshoots (most neutral figures turn green, "not red" being the pairs'
                 // strongest signal); rounds 2 and 3, on populations the previous U-Net samples, pull
-                // the colours back towards uniform and move the shapes further (README, "what we
-                // tried").
+                // the colours back towards uniform and move the shapes further (docs/results.md,
+                // "Rounds").
                 rounds: 3,
                 round_steps: Some(150),
                 devices: cpu_workers(),

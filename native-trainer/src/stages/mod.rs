@@ -1,4 +1,4 @@
-//! The pipeline's stages over one run directory (design §1): `popalign run` executes those a `run.toml`
+//! The pipeline's stages over one run directory (docs/design.md §1): `popalign run` executes those a `run.toml`
 //! lists, and `popalign demo` runs them all on the toy world.
 
 pub mod carried;

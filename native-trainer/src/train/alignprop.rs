@@ -1,4 +1,4 @@
-//! `objective = "alignprop"`: reward fine-tuning by backpropagation through the sampler (papers.md §4,
+//! `objective = "alignprop"`: reward fine-tuning by backpropagation through the sampler (docs/papers.md §4,
 //! `popalign_core::objectives::alignprop`). Each micro-batch draws `batch_size` prompts, samples them with
 //! DDIM and guidance through the LoRA U-Net, keeps the gradient of the last K steps, decodes, and
 //! minimises the configured mixture of reward losses. The optimiser, LoRA, clipping, learning-rate

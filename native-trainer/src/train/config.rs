@@ -132,7 +132,7 @@ fn four() -> usize {
     4
 }
 
-/// `[alignprop]`: the sampler the reward is backpropagated through, and the rewards (papers.md §4).
+/// `[alignprop]`: the sampler the reward is backpropagated through, and the rewards (docs/papers.md §4).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlignPropConfig {

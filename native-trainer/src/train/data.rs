@@ -1,4 +1,4 @@
-//! Preference data (`preferences.jsonl`, design §1) and image preprocessing as the official trainer does
+//! Preference data (`preferences.jsonl`, docs/design.md §1) and image preprocessing as the official trainer does
 //! it: shorter side resized to the resolution (bilinear), centre crop, both images of a pair flipped
 //! together, pixels to [-1, 1]; SDXL `time_ids` from the original size and the crop.
 

@@ -1,4 +1,4 @@
-//! The CLI contract of design §4, run as a user runs it: outputs equal the reference goldens, bad input
+//! The CLI contract of docs/design.md §4, run as a user runs it: outputs equal the reference goldens, bad input
 //! exits with code 2 and one line on stderr.
 
 use std::path::{Path, PathBuf};
