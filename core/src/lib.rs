@@ -1,25 +1,24 @@
-//! popalign-core: models, schedulers and objectives of popalign-rs, generic over burn backends.
+//! popalign-core: models, schedulers, objectives, metrics and the report schema of popalign-rs, generic over
+//! burn backends (`B: Backend`), also built for wasm32. Modules by layer, each using only those above it:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`nn`], [`io`] | building blocks (attention, LoRA, ResNet blocks); safetensors and model-folder loading |
+//! | [`models`] | CLIP, open_clip, the U-Net, the VAE, MTCNN, the face-attribute networks, the tokenizer |
+//! | [`diffusion`] | schedulers, the text-to-image pipeline, mixed precision |
+//! | [`align`] | training objectives, preference construction, prompt sets |
+//! | [`eval`] | attribute classifiers and quality scorers, bias and quality metrics |
+//! | [`schema`] | `report.json`, shared by the CLI and the browser |
+//! | [`toy`] | the toy world |
 
-pub mod classify;
-pub mod clip;
-pub mod face;
-pub mod face_attributes;
-pub mod load;
-pub mod metrics;
+pub mod align;
+pub mod diffusion;
+pub mod eval;
+pub mod io;
+pub mod models;
 pub mod nn;
-pub mod objectives;
-pub mod open_clip;
-pub mod pipeline;
-pub mod precision;
-pub mod preferences;
-pub mod prompts;
-pub mod report;
-pub mod schedulers;
-pub mod tensor_io;
-pub mod tokenizer;
+pub mod schema;
 pub mod toy;
-pub mod unet;
-pub mod vae;
 
 /// The crate version, shown by the CLI and the browser app.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,12 +24,12 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::io::tensor_io::read_tensors;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
 use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
 use popalign_core::nn::recomputed_attention;
-use popalign_core::precision::Precision;
-use popalign_core::tensor_io::read_tensors;
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 use serde_json::{Value, json};
 
 #[cfg(feature = "cuda")]

@@ -1,6 +1,6 @@
 //! The CLI's two kinds of failure and their exit codes: 2 for bad input, 1 for a failure while running.
 
-use popalign_core::load::LoadError;
+use popalign_core::io::load::LoadError;
 
 #[derive(Debug)]
 pub enum CliError {

@@ -5,7 +5,7 @@ use crate::{Probe, Route, classify, fetch, gpu, overview, prompt};
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use popalign_core::report::Report;
+use popalign_core::schema::report::Report;
 use wasm_bindgen::prelude::*;
 
 /// Page title, rendered by Leptos (the static `<title>` in `www/index.html` says the same).

@@ -10,7 +10,7 @@ use base64::Engine;
 use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
 use burn::prelude::*;
-use popalign_core::classify::decode_unit_rgb;
+use popalign_core::eval::classify::decode_unit_rgb;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 

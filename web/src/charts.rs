@@ -2,7 +2,7 @@
 //! dashed line, so nothing depends on telling colours apart.
 
 use leptos::prelude::*;
-use popalign_core::report::Report;
+use popalign_core::schema::report::Report;
 
 use crate::format::{axes, percent};
 

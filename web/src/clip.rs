@@ -7,11 +7,11 @@ use std::rc::Rc;
 
 use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
-use popalign_core::classify::Attributes;
-use popalign_core::classify::clip_zero_shot::{
+use popalign_core::eval::classify::Attributes;
+use popalign_core::eval::classify::clip_zero_shot::{
     CARRIED_CONFIG, CARRIED_PROMPTS, CARRIED_VISION, ClipZeroShot,
 };
-use popalign_core::report::CarriedClassifier;
+use popalign_core::schema::report::CarriedClassifier;
 
 use crate::carried::{file_bytes, image_tensor, load_once};
 

@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
-use popalign_core::classify::Attributes;
-use popalign_core::classify::detected::DetectedFaces;
-use popalign_core::face::Mtcnn;
-use popalign_core::face_attributes::{
+use popalign_core::eval::classify::Attributes;
+use popalign_core::eval::classify::detected::DetectedFaces;
+use popalign_core::models::face::Mtcnn;
+use popalign_core::models::face_attributes::{
     AgeBands, AgeNet, AgeNetConfig, DlibAgeGender, DlibGender, GenderNet,
 };
-use popalign_core::report::CarriedClassifier;
+use popalign_core::schema::report::CarriedClassifier;
 
 use crate::carried::{file_bytes, image_tensor, load_once};
 use crate::classify::read_back;
@@ -43,7 +43,7 @@ impl FaceClassifier {
         let (mut detector, mut gender, mut age) = (None, None, None);
         for file in &carried.files {
             let bytes = file_bytes(file).await?;
-            let err = |e: popalign_core::load::LoadError| e.to_string();
+            let err = |e: popalign_core::io::load::LoadError| e.to_string();
             match file.rsplit('/').next().unwrap_or_default() {
                 "mtcnn.safetensors" => {
                     detector = Some(Mtcnn::from_bytes(file, bytes, &device).map_err(err)?)

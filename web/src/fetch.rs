@@ -1,6 +1,6 @@
 //! Reads files of the report folder with `fetch`, relative to the page.
 
-use popalign_core::report::Report;
+use popalign_core::schema::report::Report;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -36,7 +36,7 @@ pub async fn bytes(url: &str) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// `report.json` next to the page, parsed with the schema check of `popalign_core::report`. Opened from
+/// `report.json` next to the page, parsed with the schema check of `popalign_core::schema::report`. Opened from
 /// disk, the page has loaded the same text from `report.js` (`window.POPALIGN_REPORT`) instead.
 pub async fn report() -> Result<Report, String> {
     let embedded = js_sys::Reflect::get(&gloo::utils::window(), &"POPALIGN_REPORT".into())

@@ -1,6 +1,6 @@
 //! How numbers and report lookups are shown; pure, so tested natively.
 
-use popalign_core::report::Report;
+use popalign_core::schema::report::Report;
 
 /// Three decimals, or an en dash where the report has no value.
 pub fn number(value: Option<f64>) -> String {

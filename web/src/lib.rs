@@ -2,7 +2,7 @@
 //!
 //! Built for `wasm32-unknown-unknown` and turned into `www/pkg/popalign_web.js` by `tools/build-web.sh`
 //! (`wasm-bindgen --target web`). The page loads `report.json` from its own folder (schema in
-//! `popalign_core::report`) and shows the overview (`#/`) or one prompt (`#/prompt/N`). Everything from the
+//! `popalign_core::schema::report`) and shows the overview (`#/`) or one prompt (`#/prompt/N`). Everything from the
 //! report is rendered as text nodes by Leptos, never as HTML. The toy classifier re-runs in the browser on
 //! WebGPU, on shown images or on a dropped file; a report that carries the face classifier (MTCNN and the dlib
 //! networks, `faces.rs`) runs it on dropped photos.

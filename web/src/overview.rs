@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use popalign_core::report::Report;
+use popalign_core::schema::report::Report;
 
 use crate::charts::{Curve, distributions};
 use crate::format::{axes, interval, number, prompts};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use popalign_core::report::{ImageSlot, Report};
+use popalign_core::schema::report::{ImageSlot, Report};
 
 use crate::charts::distributions;
 use crate::classify::ClassifyButton;

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use burn::tensor::TensorData;
 
-use crate::unet::config::{PerBlock, UNetConfig};
+use crate::models::unet::config::{PerBlock, UNetConfig};
 
 /// The module-name scheme of the exported keys.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,7 +139,7 @@ pub fn kohya_metadata(naming: Naming, rank: usize, alpha: f32) -> HashMap<String
 /// Reads a peft U-Net LoRA file written by `popalign train` (α = rank) and writes it in kohya's layout for
 /// the U-Net `config` describes, through a temporary file.
 pub fn write_kohya(peft_file: &Path, config: &UNetConfig, out: &Path) -> Result<(), String> {
-    let peft = crate::tensor_io::read_tensors(peft_file).map_err(|e| e.to_string())?;
+    let peft = crate::io::tensor_io::read_tensors(peft_file).map_err(|e| e.to_string())?;
     let in_file = |e: String| format!("{}: {e}", peft_file.display());
     // The rank is the first dimension of any `lora_A` `[r, in]`.
     let rank = peft
@@ -150,7 +150,7 @@ pub fn write_kohya(peft_file: &Path, config: &UNetConfig, out: &Path) -> Result<
     let naming = Naming::for_unet(config)?;
     let alpha = rank as f32;
     let tensors = peft_to_kohya(&peft, naming, alpha).map_err(in_file)?;
-    crate::tensor_io::write_tensors_with_metadata(
+    crate::io::tensor_io::write_tensors_with_metadata(
         out,
         &tensors,
         Some(kohya_metadata(naming, rank, alpha)),

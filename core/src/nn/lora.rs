@@ -40,7 +40,7 @@ impl LoraConfig {
 
     /// The adapter layout of a diffusers/peft LoRA file: targets from its keys, rank from `lora_A`.
     /// Files without adapter metadata mean α = rank (scale 1), as diffusers reads them.
-    pub fn from_file(file: &std::path::Path) -> Result<Self, crate::load::LoadError> {
+    pub fn from_file(file: &std::path::Path) -> Result<Self, crate::io::load::LoadError> {
         const KNOWN: [&str; 8] = [
             "to_q",
             "to_k",
@@ -51,7 +51,7 @@ impl LoraConfig {
             "ff.net.0.proj",
             "ff.net.2",
         ];
-        let tensors = crate::tensor_io::read_tensors(file)?;
+        let tensors = crate::io::tensor_io::read_tensors(file)?;
         let mut targets: Vec<String> = Vec::new();
         let mut rank = None;
         for (key, data) in &tensors {
@@ -75,7 +75,7 @@ impl LoraConfig {
                 }
             }
         }
-        let bad = |message: &str| crate::load::LoadError::Config {
+        let bad = |message: &str| crate::io::load::LoadError::Config {
             path: file.to_path_buf(),
             message: message.into(),
         };

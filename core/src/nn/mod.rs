@@ -68,7 +68,7 @@ pub fn normalize_in_f32<B: Backend, const D: usize, M: Module<B>>(
         DType::F16 => FloatDType::F16,
         _ => return forward(norm, x),
     };
-    let norm = crate::precision::cast_params(norm.clone(), FloatDType::F32);
+    let norm = params::cast_params(norm.clone(), FloatDType::F32);
     forward(&norm, x.cast(FloatDType::F32)).cast(half)
 }
 

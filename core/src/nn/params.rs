@@ -3,6 +3,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 /// The checkpoint key of a parameter path: enum variant segments (`Linear`, `Conv`) dropped, as burn-store
 /// does with `skip_enum_variants`.
@@ -62,4 +63,38 @@ pub fn param_data<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, burn::te
     let mut visitor = Visitor(Vec::new(), Vec::new());
     module.visit(&mut visitor);
     visitor.1
+}
+
+/// The module with every float parameter cast to `dtype`, keeping the parameter ids (so gradients computed
+/// through the copy are found on the original by `GradientsParams::from_grads`).
+pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut CastParams {
+        dtype,
+        frozen_only: false,
+    })
+}
+
+/// The module with the parameters that take no gradient cast to `dtype`; trained ones stay as they are.
+pub fn cast_frozen_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut CastParams {
+        dtype,
+        frozen_only: true,
+    })
+}
+
+struct CastParams {
+    dtype: FloatDType,
+    /// Leave the parameters that take a gradient as they are.
+    frozen_only: bool,
+}
+
+impl<B: Backend> ModuleMapper<B> for CastParams {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let tensor = match self.frozen_only && tensor.is_require_grad() {
+            true => tensor,
+            false => tensor.cast(self.dtype),
+        };
+        Param::from_mapped_value(id, tensor, mapper)
+    }
 }

@@ -61,26 +61,6 @@ pub fn is_enabled<B: Backend>() -> bool {
         .any(|(id, _)| *id == TypeId::of::<B>())
 }
 
-fn register<B: Backend>(op: Erased) {
-    let mut registered = REGISTERED
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !registered.iter().any(|(id, _)| *id == TypeId::of::<B>()) {
-        registered.push((TypeId::of::<B>(), op));
-    }
-}
-
-/// Query rows per block, so that one block's scores hold at most `scores_per_block` elements.
-fn block_rows(
-    q: &Tensor<impl Backend, 4>,
-    k: &Tensor<impl Backend, 4>,
-    scores_per_block: usize,
-) -> usize {
-    let [b, h, l_q, _] = q.dims();
-    let l_k = k.dims()[2];
-    (scores_per_block / (b * h * l_k).max(1)).clamp(1, l_q.max(1))
-}
-
 /// `(start, length)` of each query block.
 fn blocks(l_q: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..l_q)
@@ -155,6 +135,26 @@ mod autodiff_op {
     use super::*;
 
     type Heads<B, C> = Tensor<Autodiff<B, C>, 4>;
+
+    fn register<B: Backend>(op: Erased) {
+        let mut registered = REGISTERED
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !registered.iter().any(|(id, _)| *id == TypeId::of::<B>()) {
+            registered.push((TypeId::of::<B>(), op));
+        }
+    }
+
+    /// Query rows per block, so that one block's scores hold at most `scores_per_block` elements.
+    fn block_rows(
+        q: &Tensor<impl Backend, 4>,
+        k: &Tensor<impl Backend, 4>,
+        scores_per_block: usize,
+    ) -> usize {
+        let [b, h, l_q, _] = q.dims();
+        let l_k = k.dims()[2];
+        (scores_per_block / (b * h * l_k).max(1)).clamp(1, l_q.max(1))
+    }
 
     /// Makes [`attention`] run [`recomputed_attention`] on `Autodiff<B, C>` from now on, process-wide.
     pub fn enable<B: Backend, C: CheckpointStrategy>() {

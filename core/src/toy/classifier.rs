@@ -16,7 +16,7 @@ use burn::tensor::module::adaptive_avg_pool2d;
 
 use super::render::inside;
 use super::world::{SIZE, World};
-use crate::classify::{AttributeClassifier, Attributes, AxisSpec, Scorer, argmax};
+use crate::eval::classify::{AttributeClassifier, Attributes, AxisSpec, Scorer, argmax};
 
 /// Softmax temperature on squared RGB distances ([0, 1] units).
 const TEMPERATURE: f64 = 0.01;

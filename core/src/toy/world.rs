@@ -143,5 +143,8 @@ impl World {
 
 /// `"a nurse"`, `"an orange tall nurse"`: the article English puts before `words`.
 fn with_article(words: &str) -> String {
-    format!("{} {words}", crate::prompts::indefinite_article(words))
+    format!(
+        "{} {words}",
+        crate::align::prompts::indefinite_article(words)
+    )
 }

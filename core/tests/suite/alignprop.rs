@@ -16,8 +16,8 @@ use burn::tensor::backend::AutodiffBackend;
 use common::alignprop_run::run_alignprop;
 use common::io;
 use common::lora_unet::{max_abs, relative, values};
-use popalign_core::objectives::alignprop::Truncation;
-use popalign_core::precision::Precision;
+use popalign_core::align::objectives::alignprop::Truncation;
+use popalign_core::diffusion::precision::Precision;
 
 /// Measured errors of one run: latents relative, rewards max abs, loss relative, gradients
 /// max |Δ| / max |golden| over all 272 LoRA tensors.

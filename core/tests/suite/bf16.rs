@@ -1,4 +1,4 @@
-//! bf16 mixed precision (`popalign_core::precision`) on burn-flex, the CPU backend with bf16 tensors. bf16
+//! bf16 mixed precision (`popalign_core::diffusion::precision`) on burn-flex, the CPU backend with bf16 tensors. bf16
 //! keeps 8 bits of mantissa, so a bf16 run cannot match f32 to 1e-4; the bar is PyTorch's own bf16 run of
 //! the same tiny SDXL U-Net (tools/fixtures/make_bf16.py): our forward output and our gradients (reaching
 //! the f32 master weights through a bf16 copy), the dense objective's log-densities and AlignProp's run may
@@ -11,8 +11,9 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
 use common::{fixtures, io};
-use popalign_core::precision::{Precision, cast_params};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
+use popalign_core::nn::params::cast_params;
 
 type F = Flex;
 type A = Autodiff<Flex>;
@@ -260,9 +261,9 @@ impl burn::module::ModuleMapper<A> for Perturb {
 fn bf16_dense_log_densities_are_as_close_as_pytorchs() {
     use common::dense_transitions::{Transitions, transitions};
     use common::lora_unet::lora_unet;
+    use popalign_core::align::objectives::dense::transition_log_density;
+    use popalign_core::diffusion::schedulers::{DdimScheduler, SchedulerConfig};
     use popalign_core::nn::lora::DisableLora;
-    use popalign_core::objectives::dense::transition_log_density;
-    use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
 
     let golden = io("dense_unet_f64");
     let torch_bf16 = io("dense_unet_bf16");
@@ -274,7 +275,7 @@ fn bf16_dense_log_densities_are_as_close_as_pytorchs() {
         x_next,
         ..
     } = transitions::<F>(&golden);
-    let config: SchedulerConfig = popalign_core::load::read_config(
+    let config: SchedulerConfig = popalign_core::io::load::read_config(
         &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
     )
     .unwrap();

@@ -11,16 +11,16 @@ use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use popalign_core::classify::clip_zero_shot::{
+use popalign_core::eval::classify::clip_zero_shot::{
     CARRIED_CONFIG, CARRIED_PROMPTS, CARRIED_VISION, ClipZeroShot, ZeroShotAxis, default_axes,
 };
-use popalign_core::classify::{AttributeClassifier, Attributes};
-use popalign_core::clip::{
+use popalign_core::eval::classify::{AttributeClassifier, Attributes};
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
+use popalign_core::models::clip::{
     ClipModel, ClipVisionModel, images_to_pixel_values, read_clip_config, read_vision_config,
 };
-use popalign_core::load::LoadError;
-use popalign_core::tensor_io::{read_tensors, write_tensors};
-use popalign_core::tokenizer::ClipTokenizer;
+use popalign_core::models::tokenizer::ClipTokenizer;
 
 /// Probabilities: max abs error against transformers.
 const PROBABILITY_TOLERANCE: f32 = 1e-4;
@@ -356,7 +356,7 @@ fn carried_zero_shot_classifies_as_the_full_model() {
 
     // Damaged files name what is wrong.
     let mut no_race = files.clone();
-    let mut tensors = popalign_core::tensor_io::tensors_from_bytes(
+    let mut tensors = popalign_core::io::tensor_io::tensors_from_bytes(
         Path::new(CARRIED_PROMPTS),
         &files[CARRIED_PROMPTS],
     )
@@ -365,7 +365,8 @@ fn carried_zero_shot_classifies_as_the_full_model() {
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&files[CARRIED_PROMPTS]).unwrap();
     no_race.insert(
         CARRIED_PROMPTS,
-        popalign_core::tensor_io::tensors_to_bytes(&tensors, metadata.metadata().clone()).unwrap(),
+        popalign_core::io::tensor_io::tensors_to_bytes(&tensors, metadata.metadata().clone())
+            .unwrap(),
     );
     let error = carried(&no_race).err().expect("must fail").to_string();
     assert!(
@@ -535,7 +536,7 @@ fn vision_model_with_projection_loads_the_transformers_5_layout() {
 /// `logits_per_image`: PickScore is that logit, CLIP score `max(100 · logit / exp(logit_scale), 0)`.
 #[test]
 fn clip_scorers_match_transformers_logits() {
-    use popalign_core::classify::clip_scores::{
+    use popalign_core::eval::classify::clip_scores::{
         ClipScoreKind, ClipScorer, pickscore_probabilities,
     };
 
@@ -563,7 +564,7 @@ fn clip_scorers_match_transformers_logits() {
             model: model(),
             tokenizer: tokenizer(),
             kind,
-            processor: popalign_core::clip::ImageProcessor::openai_clip(32),
+            processor: popalign_core::models::clip::ImageProcessor::openai_clip(32),
         };
         let scores = scorer
             .score_pixel_values(images.clone(), &pair_prompts)

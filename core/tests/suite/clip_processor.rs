@@ -12,12 +12,12 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use popalign_core::classify::unit_rgb_planes;
-use popalign_core::clip::image_processor::CropRounding;
-use popalign_core::clip::resample::BytePrecision;
-use popalign_core::clip::{ImageProcessor, OpenClipPreprocess};
-use popalign_core::load::LoadError;
-use popalign_core::tensor_io::read_tensors;
+use popalign_core::eval::classify::unit_rgb_planes;
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::read_tensors;
+use popalign_core::models::clip::image_processor::CropRounding;
+use popalign_core::models::clip::resample::BytePrecision;
+use popalign_core::models::clip::{ImageProcessor, OpenClipPreprocess};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -139,7 +139,7 @@ fn float_path_is_differentiable() {
     let grad = images.grad(&grads).unwrap();
     // Each output is a convex combination of inputs divided by std, so the total gradient is 256 / std per channel.
     let total: f32 = grad.sum().into_scalar();
-    let expected: f32 = popalign_core::clip::CLIP_STD
+    let expected: f32 = popalign_core::models::clip::CLIP_STD
         .iter()
         .map(|s| 256.0 / s)
         .sum();

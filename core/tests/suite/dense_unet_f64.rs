@@ -19,10 +19,10 @@ use burn::tensor::TensorData;
 use common::dense_transitions::{Transitions, transitions};
 use common::lora_unet::{grad_errors, lora_grads, lora_unet, max_abs, relative, values};
 use common::{fixtures, io};
+use popalign_core::align::objectives::dense::{DenseConfig, dense_loss, transition_log_density};
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::{DdimScheduler, SchedulerConfig};
 use popalign_core::nn::lora::DisableLora;
-use popalign_core::objectives::dense::{DenseConfig, dense_loss, transition_log_density};
-use popalign_core::precision::Precision;
-use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
 
 type A = Autodiff<NdArray<f64>>;
 
@@ -148,7 +148,7 @@ fn dense_loss_and_lora_gradients_match_pytorch_in_f64() {
         "fixtures/io/dense_unet_f64.safetensors missing: run tools/fixtures/make_dense.py"
     );
     let golden = io("dense_unet_f64");
-    let config: SchedulerConfig = popalign_core::load::read_config(
+    let config: SchedulerConfig = popalign_core::io::load::read_config(
         &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
     )
     .unwrap();

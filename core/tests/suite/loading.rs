@@ -8,11 +8,11 @@ use std::path::Path;
 
 use burn::tensor::TensorData;
 use common::*;
-use popalign_core::clip::ClipTextModel;
-use popalign_core::load::LoadError;
-use popalign_core::tensor_io::{read_tensors, write_tensors};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
-use popalign_core::vae::AutoencoderKL;
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
+use popalign_core::models::clip::ClipTextModel;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
+use popalign_core::models::vae::AutoencoderKL;
 
 /// Copies a component folder into a temp dir, rewriting its weights with `edit`.
 fn edited_copy(

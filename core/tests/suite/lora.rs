@@ -5,8 +5,8 @@ use crate::common;
 
 use burn::prelude::*;
 use common::*;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
 use popalign_core::nn::lora::{DisableLora, LoraConfig};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 
 fn forward(unet: &UNet2DConditionModel<B>) -> Tensor<B, 4> {
     let inputs = io("unet_sdxl_inputs");
@@ -83,7 +83,7 @@ fn saved_adapter_loads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pytorch_lora_weights.safetensors");
     trained.save_lora(&file).unwrap();
-    let keys: Vec<String> = popalign_core::tensor_io::read_tensors(&file)
+    let keys: Vec<String> = popalign_core::io::tensor_io::read_tensors(&file)
         .unwrap()
         .into_keys()
         .collect();

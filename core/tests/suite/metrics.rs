@@ -1,6 +1,6 @@
 //! Bias metrics against hand-computed values (every expectation is derived in the comment above it).
 
-use popalign_core::metrics::*;
+use popalign_core::eval::metrics::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

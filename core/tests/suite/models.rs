@@ -4,9 +4,9 @@
 use crate::common;
 
 use common::*;
-use popalign_core::clip::ClipTextModel;
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
-use popalign_core::vae::AutoencoderKL;
+use popalign_core::models::clip::ClipTextModel;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
+use popalign_core::models::vae::AutoencoderKL;
 
 const TOLERANCE: f32 = 1e-4;
 

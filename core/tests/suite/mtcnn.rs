@@ -18,11 +18,11 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 use common::{B, assert_close, device, fixtures};
-use popalign_core::face::extract::{crop_box, extract_face, resize_bilinear};
-use popalign_core::face::nms::{batched_nms, nms, nms_min};
-use popalign_core::face::{Face, Mtcnn, MtcnnConfig, StageCounts, rgb8_planes};
-use popalign_core::load::LoadError;
-use popalign_core::tensor_io::{read_tensors, write_tensors};
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
+use popalign_core::models::face::extract::{crop_box, extract_face, resize_bilinear};
+use popalign_core::models::face::nms::{batched_nms, nms, nms_min};
+use popalign_core::models::face::{Face, Mtcnn, MtcnnConfig, StageCounts, rgb8_planes};
 
 fn dir() -> PathBuf {
     fixtures().join("mtcnn")

@@ -6,9 +6,9 @@ use crate::common;
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use common::*;
-use popalign_core::objectives::PairErrors;
-use popalign_core::objectives::dpo::dpo_loss;
-use popalign_core::objectives::popalign::{PopAlignConfig, SingleWorker, popalign_loss};
+use popalign_core::align::objectives::PairErrors;
+use popalign_core::align::objectives::dpo::dpo_loss;
+use popalign_core::align::objectives::popalign::{PopAlignConfig, SingleWorker, popalign_loss};
 
 type AD = Autodiff<B>;
 
@@ -94,7 +94,7 @@ fn check_per_sample(
 
 #[test]
 fn objectives_match_the_official_formulas() {
-    use popalign_core::objectives::{pairwise::pairwise_loss, sft::sft_loss};
+    use popalign_core::align::objectives::{pairwise::pairwise_loss, sft::sft_loss};
     let groups: Vec<usize> = io("objectives")["group"]
         .to_vec::<i64>()
         .unwrap()
@@ -146,8 +146,8 @@ fn popalign_reference_point_matches_official() {
 
 #[test]
 fn dense_loss_step_weights_and_log_density_match() {
-    use popalign_core::objectives::dense::{DenseConfig, dense_loss, step_weights};
-    use popalign_core::schedulers::ddim::gaussian_log_density;
+    use popalign_core::align::objectives::dense::{DenseConfig, dense_loss, step_weights};
+    use popalign_core::diffusion::schedulers::ddim::gaussian_log_density;
     let golden = io("objectives");
     let theta = float::<2>(&golden["dense_logp_theta"]);
     let theta = Tensor::<AD, 2>::from_data(theta.into_data(), &device()).require_grad();
@@ -191,7 +191,7 @@ fn softplus_has_gradient_one_half_at_zero() {
     let v = Tensor::<AD, 1>::from_floats([0.0, 3.0, -3.0], &device()).require_grad();
     let grad = v
         .grad(
-            &popalign_core::objectives::softplus(v.clone())
+            &popalign_core::align::objectives::softplus(v.clone())
                 .sum()
                 .backward(),
         )

@@ -4,8 +4,8 @@
 use crate::common;
 
 use common::*;
-use popalign_core::pipeline::{DiffusionPipeline, sdxl_time_ids};
-use popalign_core::schedulers::{EulerDiscreteScheduler, Sampler};
+use popalign_core::diffusion::pipeline::{DiffusionPipeline, sdxl_time_ids};
+use popalign_core::diffusion::schedulers::{EulerDiscreteScheduler, Sampler};
 
 fn check(golden_name: &str, negative_prompt: Option<&str>) {
     let pipeline =

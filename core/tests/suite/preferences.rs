@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use popalign_core::preferences::{Construction, Member, Populations, build};
+use popalign_core::align::preferences::{Construction, Member, Populations, build};
 
 fn member(file: &str, race: &str, gender: &str) -> Member {
     Member {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use popalign_core::prompts::{
+use popalign_core::align::prompts::{
     PromptSets, Template, TemplateSet, Vocabulary, combinations, evaluation_subjects,
     indefinite_article, neutral_prompts, parse_occupations, specific_prompts, training_subjects,
 };

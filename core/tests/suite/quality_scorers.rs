@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use popalign_core::classify::Scorer;
-use popalign_core::classify::aesthetic::{AestheticMlp, AestheticScorer};
-use popalign_core::classify::hps::HpsScorer;
-use popalign_core::clip::{ImageProcessor, token_ids};
-use popalign_core::load::LoadError;
-use popalign_core::open_clip::OpenClipModel;
-use popalign_core::tokenizer::ClipTokenizer;
+use popalign_core::eval::classify::Scorer;
+use popalign_core::eval::classify::aesthetic::{AestheticMlp, AestheticScorer};
+use popalign_core::eval::classify::hps::HpsScorer;
+use popalign_core::io::load::LoadError;
+use popalign_core::models::clip::{ImageProcessor, token_ids};
+use popalign_core::models::open_clip::OpenClipModel;
+use popalign_core::models::tokenizer::ClipTokenizer;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -86,9 +86,11 @@ fn open_clip_text_tower_matches_with_our_tokenizer() {
 #[test]
 fn open_clip_logits_match() {
     let (model, _) = open_clip();
-    let image =
-        popalign_core::clip::unit_rows(model.encode_image(float(&inputs()["pixel_values"])));
-    let text = popalign_core::clip::unit_rows(model.encode_text(int(&inputs()["input_ids"])));
+    let image = popalign_core::models::clip::unit_rows(
+        model.encode_image(float(&inputs()["pixel_values"])),
+    );
+    let text =
+        popalign_core::models::clip::unit_rows(model.encode_text(int(&inputs()["input_ids"])));
     let logits = image.matmul(text.transpose()) * model.logit_scale_exp();
     // Measured: 2.3e-6 (logits up to 9.7).
     assert_close(
@@ -146,7 +148,7 @@ fn hps_scores_decoded_images_through_open_clips_transform() {
     assert_eq!(from_bytes, vec![f64::from(direct)]);
     // The float path differs from the byte path only by the byte rounding of the resize.
     let unit = Tensor::<B, 1>::from_floats(
-        popalign_core::classify::unit_rgb_planes(&rgb, 48, 40).as_slice(),
+        popalign_core::eval::classify::unit_rgb_planes(&rgb, 48, 40).as_slice(),
         &device(),
     )
     .reshape([1, 3, 40, 48]);
@@ -232,13 +234,13 @@ fn aesthetic_scorer_matches_through_clip() {
 #[test]
 fn aesthetic_file_without_a_layer_names_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut tensors = popalign_core::tensor_io::read_tensors(
+    let mut tensors = popalign_core::io::tensor_io::read_tensors(
         &fixtures().join("aesthetic-tiny/model.safetensors"),
     )
     .unwrap();
     tensors.remove("layers.6.weight");
     let file = tmp.path().join("mlp.safetensors");
-    popalign_core::tensor_io::write_tensors(&file, &tensors).unwrap();
+    popalign_core::io::tensor_io::write_tensors(&file, &tensors).unwrap();
     let err = AestheticMlp::<B>::load(&file, &device())
         .unwrap_err()
         .to_string();

@@ -5,7 +5,7 @@ use crate::common;
 
 use burn::prelude::*;
 use common::*;
-use popalign_core::schedulers::{
+use popalign_core::diffusion::schedulers::{
     DdimScheduler, EulerDiscreteScheduler, NoiseSchedule, Sampler, SchedulerConfig, Spacing,
 };
 use serde_json::Value;
@@ -17,7 +17,7 @@ fn reference() -> Value {
 
 fn config() -> SchedulerConfig {
     let path = fixtures().join("tiny-sdxl/scheduler/scheduler_config.json");
-    popalign_core::load::read_config(&path).unwrap()
+    popalign_core::io::load::read_config(&path).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -227,7 +227,7 @@ fn ddim_per_row_steps_match_the_single_step() {
 /// A step of zero variance (the last one when `set_alpha_to_one`) gets no weight in dense DPO's step draw.
 #[test]
 fn dense_step_weights_skip_a_zero_variance_step() {
-    use popalign_core::objectives::dense::{scheduler_step_weights, step_weights};
+    use popalign_core::align::objectives::dense::{scheduler_step_weights, step_weights};
     let plain = DdimScheduler::new(&config(), 4, 1.0);
     assert_eq!(scheduler_step_weights(0.9, &plain), step_weights(0.9, 4));
 

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use popalign_core::tokenizer::ClipTokenizer;
+use popalign_core::models::tokenizer::ClipTokenizer;
 
 fn check(folder: &str) {
     let dir = common::fixtures().join("clip-tokenizer");

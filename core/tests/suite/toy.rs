@@ -3,7 +3,7 @@
 
 use burn::backend::NdArray;
 use burn::prelude::*;
-use popalign_core::classify::{AttributeClassifier, Scorer, argmax};
+use popalign_core::eval::classify::{AttributeClassifier, Scorer, argmax};
 use popalign_core::toy::classifier::OccupationAccuracy;
 use popalign_core::toy::render::render;
 use popalign_core::toy::world::SIZE;

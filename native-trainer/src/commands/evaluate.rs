@@ -15,13 +15,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use popalign_core::classify::{AttributeClassifier, AxisSpec};
-use popalign_core::metrics::bias::{
+use popalign_core::align::prompts::Vocabulary;
+use popalign_core::eval::classify::{AttributeClassifier, AxisSpec};
+use popalign_core::eval::metrics::bias::{
     AxisSummary, BiasOptions, Counting, IdentityAccuracy, Observation, identity_accuracy,
     intersectional_classes, intersectional_observations, intersectional_target, summarize_axis,
 };
-use popalign_core::metrics::quality::{Bootstrap, QualitySummary};
-use popalign_core::prompts::Vocabulary;
+use popalign_core::eval::metrics::quality::{Bootstrap, QualitySummary};
 use popalign_core::toy::{TOY, ToyClassifier};
 use serde::Serialize;
 

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use popalign_core::load::read_config;
+use popalign_core::io::load::read_config;
+use popalign_core::models::unet::config::UNetConfig;
 use popalign_core::nn::kohya;
-use popalign_core::unet::config::UNetConfig;
 
 use crate::error::{CliResult, input};
 

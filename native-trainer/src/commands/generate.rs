@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::pipeline::{DiffusionPipeline, GenerateOptions};
-use popalign_core::schedulers::sampler;
+use popalign_core::diffusion::pipeline::{DiffusionPipeline, GenerateOptions};
+use popalign_core::diffusion::schedulers::sampler;
 use serde_json::json;
 
 use crate::backend::{Backend as B, device};
@@ -59,8 +59,8 @@ pub fn run(mut args: Args) -> CliResult {
     let mut pipeline =
         DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
     if let Some(lora) = &args.lora {
-        let unet_dir = popalign_core::load::component_dir(&args.model, "unet");
-        pipeline.unet = popalign_core::unet::UNet2DConditionModel::from_dir_and_lora_file(
+        let unet_dir = popalign_core::io::load::component_dir(&args.model, "unet");
+        pipeline.unet = popalign_core::models::unet::UNet2DConditionModel::from_dir_and_lora_file(
             &unet_dir,
             args.variant.as_deref(),
             Some(lora),

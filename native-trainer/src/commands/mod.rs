@@ -8,7 +8,7 @@ pub mod run_module;
 pub mod schedule;
 pub mod tokenize;
 
-use popalign_core::schedulers::SchedulerKind;
+use popalign_core::diffusion::schedulers::SchedulerKind;
 
 use crate::error::{CliResult, input};
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use popalign_core::prompts::{
+use popalign_core::align::prompts::{
     Axis, Occupation, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
 };
 

@@ -2,7 +2,7 @@
 //! CSVs, so every bias number sits next to what it cost in image quality.
 //!
 //! Each image is decoded once and scored by every selected scorer, preprocessed byte for byte as the scorer's
-//! reference does (see `popalign_core::clip::image_processor`). Per set the summary gets mean, median and a
+//! reference does (see `popalign_core::models::clip::image_processor`). Per set the summary gets mean, median and a
 //! bootstrap interval of the mean; with `--baseline SET`, every other set gets the paired difference against it
 //! over the images both sets have (same prompt, same file name: the generation job id carries prompt and seed,
 //! so base and aligned images of one job pair up). Per-image scores go to `scores.csv`.
@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use popalign_core::classify::Scorer;
-use popalign_core::classify::aesthetic::AestheticScorer;
-use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
-use popalign_core::classify::hps::HpsScorer;
-use popalign_core::metrics::quality::{
+use popalign_core::eval::classify::Scorer;
+use popalign_core::eval::classify::aesthetic::AestheticScorer;
+use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
+use popalign_core::eval::classify::hps::HpsScorer;
+use popalign_core::eval::metrics::quality::{
     Bootstrap, PairedDifference, QualitySummary, paired_difference, summarize_scores,
 };
 use serde::{Deserialize, Serialize};

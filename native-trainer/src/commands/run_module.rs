@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData};
-use popalign_core::clip::ClipTextModel;
-use popalign_core::load::{component_dir, read_config};
-use popalign_core::tensor_io::{read_tensors, write_tensors};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
-use popalign_core::vae::AutoencoderKL;
+use popalign_core::io::load::{component_dir, read_config};
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
+use popalign_core::models::clip::ClipTextModel;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
+use popalign_core::models::vae::AutoencoderKL;
 
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult, input};

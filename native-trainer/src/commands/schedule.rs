@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use popalign_core::load::read_config;
-use popalign_core::schedulers::{
+use popalign_core::diffusion::schedulers::{
     DdimScheduler, EulerDiscreteScheduler, SchedulerConfig, SchedulerKind,
 };
+use popalign_core::io::load::read_config;
 use serde_json::json;
 
 use crate::error::{CliResult, input};

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use popalign_core::tokenizer::ClipTokenizer;
+use popalign_core::models::tokenizer::ClipTokenizer;
 
 use crate::error::{CliError, CliResult};
 

@@ -9,11 +9,11 @@
 use std::path::Path;
 
 use base64::Engine;
-use popalign_core::classify::clip_zero_shot::{ClipZeroShot, default_axes};
-use popalign_core::classify::{AttributeClassifier, AxisSpec};
-use popalign_core::face::WEIGHTS_FILE;
-use popalign_core::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
-use popalign_core::report::{CLIP, CarriedClassifier, FACES};
+use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
+use popalign_core::eval::classify::{AttributeClassifier, AxisSpec};
+use popalign_core::models::face::WEIGHTS_FILE;
+use popalign_core::models::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
+use popalign_core::schema::report::{CLIP, CarriedClassifier, FACES};
 
 use super::images::{runtime, write_atomic};
 use crate::backend::{Backend as B, device};
@@ -48,12 +48,12 @@ pub fn carry_faces(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
 }
 
 /// The CLIP zero-shot classifier of `popalign classify --classifier clip --weights DIR`, carried as its
-/// image side and the prompt embeddings computed here (`popalign_core::classify::clip_zero_shot`), into
+/// image side and the prompt embeddings computed here (`popalign_core::eval::classify::clip_zero_shot`), into
 /// `out/classifiers/clip/`.
 pub fn carry_clip(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
     let classifier = ClipZeroShot::<B>::from_dir(dir, default_axes(), &device())?;
     let config_path = dir.join("config.json");
-    let config: serde_json::Value = popalign_core::load::read_config(&config_path)?;
+    let config: serde_json::Value = popalign_core::io::load::read_config(&config_path)?;
     let scratch = out.join("classifiers").join(CLIP);
     std::fs::create_dir_all(&scratch).map_err(|e| runtime(&scratch, e))?;
     let mut files = Vec::new();

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use popalign_core::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
+use popalign_core::eval::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
 use serde::{Deserialize, Serialize};
 
 use super::images::{read_manifest, runtime, write_atomic};

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use popalign_core::objectives::ObjectiveKind;
-use popalign_core::precision::Precision;
-use popalign_core::schedulers::SchedulerKind;
+use popalign_core::align::objectives::ObjectiveKind;
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::SchedulerKind;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::classify::ClassifierArgs;
@@ -160,12 +160,12 @@ fn batch() -> usize {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreferencesConfig {
-    pub construction: popalign_core::preferences::Construction,
+    pub construction: popalign_core::align::preferences::Construction,
     /// The construction of rounds 2 and later (default: `construction`). The demo balances them: after
     /// round 1 the model draws the colour it learnt to avoid less often even when a prompt names it
     /// (red prompts 59–61% red, seeds 0 and 1), so the official draw's preferred sets under-represent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub round_construction: Option<popalign_core::preferences::Construction>,
+    pub round_construction: Option<popalign_core::align::preferences::Construction>,
     /// Population draws; each gives `set_size` pairs.
     pub iterations: usize,
     pub set_size: usize,
@@ -312,8 +312,8 @@ impl RunConfig {
                 scheduler: None,
             },
             preferences: PreferencesConfig {
-                construction: popalign_core::preferences::Construction::Official,
-                round_construction: Some(popalign_core::preferences::Construction::Balanced),
+                construction: popalign_core::align::preferences::Construction::Official,
+                round_construction: Some(popalign_core::align::preferences::Construction::Balanced),
                 iterations: 400,
                 set_size: 5,
             },

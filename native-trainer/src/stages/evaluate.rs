@@ -1,12 +1,12 @@
 //! Evaluating one model's image set: bias per axis (PopAlign's discrepancy with confidence intervals,
-//! from `popalign_core::metrics`) and a quality score, written to `summary.json`.
+//! from `popalign_core::eval::metrics`) and a quality score, written to `summary.json`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use popalign_core::classify::{AxisSpec, Scorer};
-use popalign_core::metrics::bias::{BiasOptions, Observation, summarize_axis};
+use popalign_core::eval::classify::{AxisSpec, Scorer};
+use popalign_core::eval::metrics::bias::{BiasOptions, Observation, summarize_axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,7 +15,7 @@ use super::images::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult};
 
-use popalign_core::report::{ModelSummary, QualitySummary};
+use popalign_core::schema::report::{ModelSummary, QualitySummary};
 
 /// Summarises classified rows (one per image) and scores the images with every scorer (at least one).
 pub fn summarize(

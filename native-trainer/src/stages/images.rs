@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use indicatif::ProgressBar;
-use popalign_core::pipeline::DiffusionPipeline;
-use popalign_core::schedulers::{SchedulerKind, sampler};
+use popalign_core::diffusion::pipeline::DiffusionPipeline;
+use popalign_core::diffusion::schedulers::{SchedulerKind, sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend as B, device};

@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
-use popalign_core::metrics::bias::AxisSummary;
-use popalign_core::report::{ImageSlot, ModelSummary, Report, SlotImage};
+use popalign_core::eval::metrics::bias::AxisSummary;
+use popalign_core::schema::report::{ImageSlot, ModelSummary, Report, SlotImage};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
@@ -343,7 +343,7 @@ fn figure(image: &SlotImage, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use popalign_core::report::{ImageSlot, SCHEMA_VERSION, SlotImage};
+    use popalign_core::schema::report::{ImageSlot, SCHEMA_VERSION, SlotImage};
 
     #[test]
     fn a_prompt_with_markup_renders_as_text() {

@@ -1,5 +1,5 @@
 //! The report folder (`report/` of a run, or `popalign report --runs A B --out DIR`): `report.json`
-//! (schema in `popalign_core::report`), `index.html` (a static page, see `page.rs`), the browser explorer
+//! (schema in `popalign_core::schema::report`), `index.html` (a static page, see `page.rs`), the browser explorer
 //! (`explorer.html`, `style.css`, `pkg/`; see `explorer.rs`) when the binary embeds it, and a thumbnail of
 //! every evaluation image, the models' images from the same noise side by side. The folder is
 //! self-contained: open `index.html` from disk or copy the folder to any static host.
@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use popalign_core::classify::AxisSpec;
-use popalign_core::report::{
+use popalign_core::eval::classify::AxisSpec;
+use popalign_core::schema::report::{
     CarriedClassifier, ImageSlot, ModelSummary, Report, SCHEMA_VERSION, SampleCell, SampleGrid,
     SlotImage, TrainingCurve,
 };

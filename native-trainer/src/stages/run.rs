@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::classify::{AttributeClassifier, Scorer};
-use popalign_core::metrics::bias::BiasOptions;
-use popalign_core::pipeline::{DiffusionPipeline, default_resolution};
-use popalign_core::preferences::{self, Member, Populations};
-use popalign_core::schedulers::SchedulerKind;
-use popalign_core::unet::UNet2DConditionModel;
+use popalign_core::align::preferences::{self, Member, Populations};
+use popalign_core::diffusion::pipeline::{DiffusionPipeline, default_resolution};
+use popalign_core::diffusion::schedulers::SchedulerKind;
+use popalign_core::eval::classify::{AttributeClassifier, Scorer};
+use popalign_core::eval::metrics::bias::BiasOptions;
+use popalign_core::models::unet::UNet2DConditionModel;
 use serde_json::json;
 
 use super::classify::{AttributeRow, classify_set, read_rows};
@@ -575,7 +575,7 @@ impl<'a> Run<'a> {
 /// reported before any stage runs, not hours later when training loads the U-Net.
 fn check_components(root: &Path) -> CliResult {
     let index: serde_json::Map<String, serde_json::Value> =
-        popalign_core::load::read_config(&root.join("model_index.json"))?;
+        popalign_core::io::load::read_config(&root.join("model_index.json"))?;
     for (name, entry) in &index {
         // A component entry is `[library, class]`; `[null, null]` declares it absent.
         let listed = entry

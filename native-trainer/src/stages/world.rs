@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use popalign_core::classify::{AttributeClassifier, Scorer};
-use popalign_core::prompts::{Occupation, PromptRow};
+use popalign_core::align::prompts::{Occupation, PromptRow};
+use popalign_core::eval::classify::{AttributeClassifier, Scorer};
 use popalign_core::toy::classifier::OccupationAccuracy;
 use popalign_core::toy::{TOY, ToyClassifier};
 

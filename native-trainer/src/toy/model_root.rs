@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use popalign_core::clip::{ClipTextConfig, ClipTextModel};
-use popalign_core::load;
+use popalign_core::io::load;
+use popalign_core::models::clip::{ClipTextConfig, ClipTextModel};
 use serde_json::{Value, json};
 
 use crate::error::{CliError, CliResult};

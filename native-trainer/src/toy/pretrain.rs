@@ -13,12 +13,12 @@ use burn::backend::Autodiff;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
-use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
+use popalign_core::diffusion::pipeline::{PromptEmbeds, TextConditioner};
+use popalign_core::diffusion::schedulers::{NoiseSchedule, SchedulerConfig};
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use popalign_core::toy::render::render;
 use popalign_core::toy::world::SIZE;
 use popalign_core::toy::{Figure, TOY};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -67,8 +67,9 @@ pub fn run(args: Args) -> CliResult {
     let text = TextConditioner::<Backend>::from_dir(&staging, None, true, &device)?;
     let config: UNetConfig = serde_json::from_value(unet_config()).expect("valid config");
     let mut unet = UNet2DConditionModel::<AD>::new(&config, &device);
-    let scheduler: SchedulerConfig =
-        popalign_core::load::read_config(&staging.join("scheduler").join("scheduler_config.json"))?;
+    let scheduler: SchedulerConfig = popalign_core::io::load::read_config(
+        &staging.join("scheduler").join("scheduler_config.json"),
+    )?;
     let schedule = NoiseSchedule::new(&scheduler);
     let captions = encode_all_captions(&text, &device)?;
     if let Some(n) = args.dump_dataset {
@@ -260,7 +261,7 @@ fn dump_dataset(
         ),
     ]);
     let file = args.out.with_extension("dataset.safetensors");
-    popalign_core::tensor_io::write_tensors(&file, &tensors).map_err(CliError::Runtime)?;
+    popalign_core::io::tensor_io::write_tensors(&file, &tensors).map_err(CliError::Runtime)?;
     let captions_file = args.out.with_extension("captions.json");
     std::fs::write(
         &captions_file,

@@ -1,5 +1,5 @@
 //! `objective = "alignprop"`: reward fine-tuning by backpropagation through the sampler (docs/papers.md §4,
-//! `popalign_core::objectives::alignprop`). Each micro-batch draws `batch_size` prompts, samples them with
+//! `popalign_core::align::objectives::alignprop`). Each micro-batch draws `batch_size` prompts, samples them with
 //! DDIM and guidance through the LoRA U-Net, keeps the gradient of the last K steps, decodes, and
 //! minimises the configured mixture of reward losses. The optimiser, LoRA, clipping, learning-rate
 //! schedule, checkpoints, resume and `metrics.jsonl` are the preference trainer's.
@@ -17,17 +17,19 @@ use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
-use popalign_core::classify::aesthetic::AestheticScorer;
-use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
-use popalign_core::classify::hps::HpsScorer;
-use popalign_core::load::read_config;
-use popalign_core::objectives::alignprop::{
+use popalign_core::align::objectives::alignprop::{
     DifferentiableReward, PixelMeanReward, RewardSpec, Trajectory, alignprop_loss, sample_truncated,
 };
-use popalign_core::pipeline::{ModelIndex, PromptEmbeds, TextConditioner, sdxl_time_ids};
-use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
-use popalign_core::unet::UNetConfig;
-use popalign_core::vae::ImageSpace;
+use popalign_core::diffusion::pipeline::{
+    ModelIndex, PromptEmbeds, TextConditioner, sdxl_time_ids,
+};
+use popalign_core::diffusion::schedulers::{DdimScheduler, SchedulerConfig};
+use popalign_core::eval::classify::aesthetic::AestheticScorer;
+use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
+use popalign_core::eval::classify::hps::HpsScorer;
+use popalign_core::io::load::read_config;
+use popalign_core::models::unet::UNetConfig;
+use popalign_core::models::vae::ImageSpace;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde_json::json;
@@ -280,7 +282,7 @@ impl StepLog {
 fn micro_batch_loss(
     config: &TrainConfig,
     ap: &AlignPropConfig,
-    unet: &popalign_core::unet::UNet2DConditionModel<AP>,
+    unet: &popalign_core::models::unet::UNet2DConditionModel<AP>,
     fixed: &mut Fixed,
     micro_step: u64,
     device: &Device,

@@ -11,7 +11,7 @@ use super::data::{PreferenceData, PreferencePair, prepare_image};
 use super::latent_cache::{CachedLatent, LatentCache};
 use super::trajectory::Trajectory;
 use crate::error::{CliResult, input};
-use popalign_core::objectives::ObjectiveKind;
+use popalign_core::align::objectives::ObjectiveKind;
 use std::path::{Path, PathBuf};
 
 pub struct Batch {

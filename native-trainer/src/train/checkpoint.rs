@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use popalign_core::unet::UNet2DConditionModel;
+use popalign_core::models::unet::UNet2DConditionModel;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use popalign_core::align::objectives::ObjectiveKind;
+use popalign_core::align::objectives::alignprop::{RewardSpec, Truncation};
+use popalign_core::align::objectives::dense::DenseConfig;
+use popalign_core::align::objectives::popalign::PopAlignConfig;
+use popalign_core::diffusion::precision::Precision;
 use popalign_core::nn::lora::LoraConfig;
-use popalign_core::objectives::ObjectiveKind;
-use popalign_core::objectives::alignprop::{RewardSpec, Truncation};
-use popalign_core::objectives::dense::DenseConfig;
-use popalign_core::objectives::popalign::PopAlignConfig;
-use popalign_core::precision::Precision;
 use serde::{Deserialize, Serialize};
 
 use super::alignprop::REWARDS;
@@ -67,7 +67,7 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_latents: bool,
     /// `"bf16"`: mixed precision as diffusers' `--mixed_precision bf16`: the U-Nets run forward and
-    /// backward in bf16 while the trained weights and the optimizer state stay f32 (`popalign_core::precision`);
+    /// backward in bf16 while the trained weights and the optimizer state stay f32 (`popalign_core::diffusion::precision`);
     /// frozen weights (full fine-tuning's reference copy, a LoRA run's base U-Net) are stored in bf16.
     /// Needs a backend with bf16 tensors (the `cuda` build, or `flex` on the CPU). Every objective.
     #[serde(default, skip_serializing_if = "is_f32")]
@@ -265,7 +265,7 @@ impl TrainConfig {
     pub fn unet_dir(&self) -> PathBuf {
         self.unet
             .clone()
-            .unwrap_or_else(|| popalign_core::load::component_dir(&self.model, "unet"))
+            .unwrap_or_else(|| popalign_core::io::load::component_dir(&self.model, "unet"))
     }
 
     /// The weight variant of `unet_dir` (a separate U-Net folder is read without one).

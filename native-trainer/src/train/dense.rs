@@ -1,16 +1,16 @@
-//! `objective = "dense"`: temporally discounted DPO (`popalign_core::objectives::dense`, formula there) on
+//! `objective = "dense"`: temporally discounted DPO (`popalign_core::align::objectives::dense`, formula there) on
 //! the recorded DDIM η = 1 chains of each pair's images (`trajectory.rs`). Each pair draws its M steps
 //! from the discounted weights; the preferred and the dispreferred chain are evaluated at the same steps,
 //! under the pair's caption and the guidance the chains were sampled with, by the policy and the reference.
 
 use burn::prelude::*;
-use popalign_core::objectives::ObjectiveOutput;
-use popalign_core::objectives::dense::{
+use popalign_core::align::objectives::ObjectiveOutput;
+use popalign_core::align::objectives::dense::{
     dense_objective, sample_steps, scheduler_step_weights, transition_log_density,
 };
-use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning, sdxl_time_ids};
-use popalign_core::schedulers::DdimScheduler;
-use popalign_core::unet::UNet2DConditionModel;
+use popalign_core::diffusion::pipeline::{PromptEmbeds, guidance_conditioning, sdxl_time_ids};
+use popalign_core::diffusion::schedulers::DdimScheduler;
+use popalign_core::models::unet::UNet2DConditionModel;
 
 use super::batch::Batch;
 use super::trajectory::Trajectory;

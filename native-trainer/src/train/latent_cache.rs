@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::TensorData;
-use popalign_core::tensor_io::{read_tensors, write_tensors};
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
 
 use super::config::TrainConfig;
 

@@ -28,23 +28,25 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::load::read_config;
+use popalign_core::align::objectives::dpo::dpo_loss;
+use popalign_core::align::objectives::pairwise::pairwise_loss;
+use popalign_core::align::objectives::popalign::{
+    ReferencePointReduce, SingleWorker, popalign_loss,
+};
+use popalign_core::align::objectives::sft::sft_loss;
+use popalign_core::align::objectives::{
+    Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
+};
+use popalign_core::diffusion::pipeline::ModelIndex;
+use popalign_core::diffusion::pipeline::{PromptEmbeds, TextConditioner};
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::{NoiseSchedule, SchedulerConfig};
+use popalign_core::io::load::read_config;
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
+use popalign_core::models::vae::ImageSpace;
 use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
 use popalign_core::nn::recomputed_attention;
-use popalign_core::objectives::dpo::dpo_loss;
-use popalign_core::objectives::pairwise::pairwise_loss;
-use popalign_core::objectives::popalign::{ReferencePointReduce, SingleWorker, popalign_loss};
-use popalign_core::objectives::sft::sft_loss;
-use popalign_core::objectives::{
-    Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
-};
-use popalign_core::pipeline::ModelIndex;
-use popalign_core::pipeline::{PromptEmbeds, TextConditioner};
-use popalign_core::precision::Precision;
-use popalign_core::schedulers::{NoiseSchedule, SchedulerConfig};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
-use popalign_core::vae::ImageSpace;
 use serde_json::json;
 
 use crate::backend::{Backend, Device};

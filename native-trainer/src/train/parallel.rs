@@ -15,7 +15,7 @@ use burn::collective::{
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-use popalign_core::objectives::popalign::ReferencePointReduce;
+use popalign_core::align::objectives::popalign::ReferencePointReduce;
 
 use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult};

@@ -8,11 +8,12 @@
 use burn::module::AutodiffModule;
 use burn::tensor::FloatDType;
 use indicatif::ProgressBar;
-use popalign_core::pipeline::{DiffusionPipeline, TextConditioner};
-use popalign_core::precision::{Precision, cast_params};
-use popalign_core::schedulers::SchedulerKind;
-use popalign_core::unet::UNet2DConditionModel;
-use popalign_core::vae::ImageSpace;
+use popalign_core::diffusion::pipeline::{DiffusionPipeline, TextConditioner};
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::SchedulerKind;
+use popalign_core::models::unet::UNet2DConditionModel;
+use popalign_core::models::vae::ImageSpace;
+use popalign_core::nn::params::cast_params;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

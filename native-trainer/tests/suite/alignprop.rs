@@ -44,7 +44,7 @@ fn alignprop_raises_the_mean_reward() {
 #[test]
 fn alignprop_raises_the_mean_reward_in_bf16() {
     let dir = raises_the_mean_reward("precision = \"bf16\"\n");
-    let saved = popalign_core::tensor_io::read_tensors(
+    let saved = popalign_core::io::tensor_io::read_tensors(
         &dir.path()
             .join("out/step-40/pytorch_lora_weights.safetensors"),
     )

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use popalign_core::tensor_io::read_tensors;
+use popalign_core::io::tensor_io::read_tensors;
 
 pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -320,7 +320,7 @@ fn run_module_applies_a_diffusers_lora_like_peft() {
         dir.path().join("in.safetensors"),
         dir.path().join("out.safetensors"),
     );
-    popalign_core::tensor_io::write_tensors(&input_file, &inputs).unwrap();
+    popalign_core::io::tensor_io::write_tensors(&input_file, &inputs).unwrap();
     popalign()
         .args(["run-module", "--component", "unet", "--model"])
         .arg(fixtures().join("tiny-sdxl"))

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use popalign_core::tensor_io::read_tensors;
+use popalign_core::io::tensor_io::read_tensors;
 
 const RUN: &str = r#"model = "toy"
 seed = 0

@@ -259,10 +259,10 @@ fn identity_accuracy_counts_prompts_that_name_a_class() {
 mod quality {
     use super::*;
     use burn::backend::NdArray;
-    use popalign_core::classify::Scorer;
-    use popalign_core::classify::aesthetic::AestheticScorer;
-    use popalign_core::classify::clip_scores::{ClipScoreKind, ClipScorer};
-    use popalign_core::classify::hps::HpsScorer;
+    use popalign_core::eval::classify::Scorer;
+    use popalign_core::eval::classify::aesthetic::AestheticScorer;
+    use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
+    use popalign_core::eval::classify::hps::HpsScorer;
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {

@@ -106,7 +106,7 @@ fn bf16_mixed_precision_follows_f32() {
     for (a, b) in traces[0].iter().zip(&traces[1]) {
         assert!((a - b).abs() <= 1e-2 * a.abs(), "{traces:?}");
     }
-    let saved = popalign_core::tensor_io::read_tensors(
+    let saved = popalign_core::io::tensor_io::read_tensors(
         &bf16_dir
             .path()
             .join("out/step-6/pytorch_lora_weights.safetensors"),
@@ -236,7 +236,7 @@ fn a_killed_run_resumed_ends_with_identical_weights() {
     );
 
     let weights = |d: &Path| {
-        let tensors = popalign_core::tensor_io::read_tensors(
+        let tensors = popalign_core::io::tensor_io::read_tensors(
             &d.join("out/step-6/pytorch_lora_weights.safetensors"),
         )
         .unwrap();
@@ -313,7 +313,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
 /// writes from the diffusers one.
 fn kohya_export_beside_each_checkpoint(step: &Path) {
     let written =
-        popalign_core::tensor_io::read_tensors(&step.join("lora_kohya.safetensors")).unwrap();
+        popalign_core::io::tensor_io::read_tensors(&step.join("lora_kohya.safetensors")).unwrap();
     assert_eq!(
         written.len(),
         3 * 4 * 34,
@@ -335,7 +335,7 @@ fn kohya_export_beside_each_checkpoint(step: &Path) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(written == popalign_core::tensor_io::read_tensors(&out).unwrap());
+    assert!(written == popalign_core::io::tensor_io::read_tensors(&out).unwrap());
 }
 
 #[test]
@@ -416,7 +416,7 @@ fn two_workers_with_batch_b_train_as_one_worker_with_batch_2b() {
         }
     }
     let weights = |d: &Path| {
-        popalign_core::tensor_io::read_tensors(
+        popalign_core::io::tensor_io::read_tensors(
             &d.join("out/step-6/pytorch_lora_weights.safetensors"),
         )
         .unwrap()
@@ -515,7 +515,7 @@ fn cached_latents_train_as_fresh_encoding_does_and_a_bad_entry_is_recomputed() {
     assert!(
         entries
             .iter()
-            .all(|p| popalign_core::tensor_io::read_tensors(p).is_ok())
+            .all(|p| popalign_core::io::tensor_io::read_tensors(p).is_ok())
     );
 }
 

@@ -5,16 +5,16 @@
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
-use popalign_core::objectives::alignprop::{
+use popalign_core::align::objectives::alignprop::{
     DifferentiableReward, PixelMeanReward, RewardLossMode, RewardSpec, Trajectory, Truncation,
     alignprop_loss, sample_truncated,
 };
-use popalign_core::pipeline::PromptEmbeds;
-use popalign_core::precision::Precision;
-use popalign_core::schedulers::{DdimScheduler, SchedulerConfig};
-use popalign_core::unet::UNet2DConditionModel;
-use popalign_core::vae::ImageSpace;
+use popalign_core::diffusion::pipeline::PromptEmbeds;
+use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::{DdimScheduler, SchedulerConfig};
+use popalign_core::models::unet::UNet2DConditionModel;
+use popalign_core::models::vae::ImageSpace;
+use popalign_core::nn::lora::{LoraConfig, TrainOnlyLora};
 
 use super::lora_unet::{lora_grads, values};
 use super::{fixtures, io};
@@ -76,7 +76,7 @@ pub fn run_alignprop<A: AutodiffBackend>(k: usize, precision: Precision) -> Alig
         ImageSpace::<A>::from_root(&fixtures().join("tiny-sdxl"), false, None, &device)
             .unwrap()
             .no_grad();
-    let scheduler_config: SchedulerConfig = popalign_core::load::read_config(
+    let scheduler_config: SchedulerConfig = popalign_core::io::load::read_config(
         &fixtures().join("tiny-sdxl/scheduler/scheduler_config.json"),
     )
     .unwrap();

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use popalign_core::pipeline::{PromptEmbeds, guidance_conditioning};
-use popalign_core::unet::UNetConditioning;
+use popalign_core::diffusion::pipeline::{PromptEmbeds, guidance_conditioning};
+use popalign_core::models::unet::UNetConditioning;
 
 /// Pairs in the fixture: rows `[w1, w2, l1, l2]`.
 pub const PAIRS: usize = 2;

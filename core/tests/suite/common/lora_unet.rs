@@ -9,13 +9,13 @@ use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
+use popalign_core::align::objectives::dpo::dpo_loss;
+use popalign_core::align::objectives::popalign::{PopAlignConfig, SingleWorker, popalign_loss};
+use popalign_core::align::objectives::sft::sft_loss;
+use popalign_core::align::objectives::{PairErrors, per_sample_mse};
+use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
 use popalign_core::nn::lora::{DisableLora, LoraConfig, TrainOnlyLora};
 use popalign_core::nn::params::checkpoint_key;
-use popalign_core::objectives::dpo::dpo_loss;
-use popalign_core::objectives::popalign::{PopAlignConfig, SingleWorker, popalign_loss};
-use popalign_core::objectives::sft::sft_loss;
-use popalign_core::objectives::{PairErrors, per_sample_mse};
-use popalign_core::unet::{UNet2DConditionModel, UNetConditioning};
 
 pub fn values(data: TensorData) -> Vec<f64> {
     data.convert::<f64>().to_vec::<f64>().unwrap()

@@ -19,7 +19,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn io(name: &str) -> BTreeMap<String, TensorData> {
-    popalign_core::tensor_io::read_tensors(
+    popalign_core::io::tensor_io::read_tensors(
         &fixtures().join("io").join(format!("{name}.safetensors")),
     )
     .unwrap_or_else(|e| panic!("{e}"))

@@ -1,0 +1,4 @@
+//! Evaluation: attribute classifiers and quality scorers, and the bias and quality metrics.
+
+pub mod classify;
+pub mod metrics;

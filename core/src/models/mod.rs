@@ -1,0 +1,10 @@
+//! The networks, each laid out as its checkpoint: CLIP and open_clip towers, the U-Net, the VAE, MTCNN, the
+//! face-attribute networks, and the CLIP tokenizer.
+
+pub mod clip;
+pub mod face;
+pub mod face_attributes;
+pub mod open_clip;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;

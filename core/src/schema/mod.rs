@@ -1,0 +1,3 @@
+//! The on-disk schemas the front ends share.
+
+pub mod report;
