@@ -3,7 +3,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`nn`], [`io`] | building blocks (attention, LoRA, ResNet blocks); safetensors and model-folder loading |
+//! | [`io`], [`nn`] | building blocks (attention, LoRA, ResNet blocks); safetensors and model-folder loading |
 //! | [`models`] | CLIP, open_clip, the U-Net, the VAE, MTCNN, the face-attribute networks, the tokenizer |
 //! | [`diffusion`] | schedulers, the text-to-image pipeline, mixed precision |
 //! | [`align`] | training objectives, preference construction, prompt sets |

@@ -9,10 +9,10 @@ use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
 use popalign_core::eval::classify::Attributes;
 use popalign_core::eval::classify::detected::DetectedFaces;
-use popalign_core::models::face::Mtcnn;
-use popalign_core::models::face_attributes::{
+use popalign_core::eval::face_attributes::{
     AgeBands, AgeNet, AgeNetConfig, DlibAgeGender, DlibGender, GenderNet,
 };
+use popalign_core::models::face::Mtcnn;
 use popalign_core::schema::report::CarriedClassifier;
 
 use crate::carried::{file_bytes, image_tensor, load_once};

@@ -3,7 +3,6 @@
 
 pub mod clip;
 pub mod face;
-pub mod face_attributes;
 pub mod open_clip;
 pub mod tokenizer;
 pub mod unet;

@@ -2,7 +2,6 @@
 
 pub mod attention;
 pub mod conv;
-pub mod kohya;
 pub mod lora;
 pub mod params;
 pub mod recomputed_attention;

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Tensor, TensorData};
 use common::*;
 use popalign_core::eval::classify::AttributeClassifier;
-use popalign_core::io::load::LoadError;
-use popalign_core::io::tensor_io::{read_tensors, write_tensors};
-use popalign_core::models::face_attributes::{
+use popalign_core::eval::face_attributes::{
     AGE_CLASSES, AgeBands, AgeNet, AgeNetConfig, DlibAgeGender, FaceReading, GenderNet,
     age_weights, expected_age, normalize, to_chip_size,
 };
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
 
 /// The widths of `fixtures/age-gender/age_reduced.safetensors` (the real network's divided by 4).
 const REDUCED: AgeNetConfig = AgeNetConfig {

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use burn::tensor::{Tensor, TensorData};
 use common::*;
 use popalign_core::eval::classify::{AttributeClassifier, unit_rgb_planes};
+use popalign_core::eval::face_attributes::AgeBands;
+use popalign_core::eval::face_attributes::fairface::{FairFace, FairFaceReading};
+use popalign_core::eval::face_attributes::torchvision_resnet::ResNetConfig;
 use popalign_core::io::load::LoadError;
 use popalign_core::io::tensor_io::{read_tensors, write_tensors};
-use popalign_core::models::face_attributes::AgeBands;
-use popalign_core::models::face_attributes::fairface::{FairFace, FairFaceReading};
-use popalign_core::models::face_attributes::torchvision_resnet::ResNetConfig;
 
 /// The narrow ResNet of the fixture: resnet34 depth, stage widths / 16.
 fn tiny_config() -> ResNetConfig {

@@ -12,10 +12,10 @@ use clap::ValueEnum;
 use popalign_core::eval::classify::AttributeClassifier;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
 use popalign_core::eval::classify::detected::DetectedFaces;
-use popalign_core::models::face::{Mtcnn, MtcnnConfig};
-use popalign_core::models::face_attributes::{
+use popalign_core::eval::face_attributes::{
     DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace,
 };
+use popalign_core::models::face::{Mtcnn, MtcnnConfig};
 use popalign_core::toy::{TOY, ToyClassifier};
 use serde::{Deserialize, Serialize};
 

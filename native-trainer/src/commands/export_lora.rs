@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use popalign_core::io::load::read_config;
 use popalign_core::models::unet::config::UNetConfig;
-use popalign_core::nn::kohya;
+use popalign_core::models::unet::kohya;
 
 use crate::error::{CliResult, input};
 

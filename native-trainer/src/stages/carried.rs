@@ -11,8 +11,8 @@ use std::path::Path;
 use base64::Engine;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
 use popalign_core::eval::classify::{AttributeClassifier, AxisSpec};
+use popalign_core::eval::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
 use popalign_core::models::face::WEIGHTS_FILE;
-use popalign_core::models::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
 use popalign_core::schema::report::{CLIP, CarriedClassifier, FACES};
 
 use super::images::{runtime, write_atomic};

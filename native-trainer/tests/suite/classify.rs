@@ -236,7 +236,7 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
 #[test]
 fn fairface_classifier_writes_gender_race_and_age() {
     use burn::backend::NdArray;
-    use popalign_core::models::face_attributes::torchvision_resnet::{ResNet, ResNetConfig};
+    use popalign_core::eval::face_attributes::torchvision_resnet::{ResNet, ResNetConfig};
 
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights");

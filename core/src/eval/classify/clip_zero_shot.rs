@@ -23,13 +23,13 @@ use burn::tensor::activation::softmax;
 use serde_json::Value;
 
 use super::{AttributeClassifier, Attributes, AxisSpec};
+use crate::eval::face_attributes::{GENDER_CLASSES, RACE_CLASSES};
 use crate::io::load::{self, LoadError};
 use crate::io::tensor_io::{tensors_from_bytes, tensors_to_bytes};
 use crate::models::clip::config::check_hidden_act;
 use crate::models::clip::{
     ClipModel, ClipVisionConfig, ClipVisionModel, images_to_pixel_values, token_ids, unit_rows,
 };
-use crate::models::face_attributes::{GENDER_CLASSES, RACE_CLASSES};
 use crate::models::tokenizer::ClipTokenizer;
 
 /// The carried vision tower's `config.json`: a `CLIPVisionConfig` of a `CLIPVisionModelWithProjection`.

@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod config;
 pub mod embeddings;
+pub mod kohya;
 pub mod transformer;
 pub mod unet;
 
