@@ -1,5 +1,7 @@
 //! The CLI's two kinds of failure and their exit codes: 2 for bad input, 1 for a failure while running.
 
+use std::path::Path;
+
 use popalign_core::io::load::LoadError;
 
 #[derive(Debug)]
@@ -38,4 +40,9 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 /// Shorthand for a bad-input error.
 pub fn input(message: impl Into<String>) -> CliError {
     CliError::Input(message.into())
+}
+
+/// A failure while reading or writing `path`.
+pub fn runtime(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(format!("{}: {e}", path.display()))
 }

@@ -1,5 +1,6 @@
 //! `popalign`: the command-line tool of popalign-rs.
 
+mod artifacts;
 mod backend;
 mod commands;
 mod error;

@@ -19,11 +19,11 @@ use popalign_core::models::face::{Mtcnn, MtcnnConfig};
 use popalign_core::toy::{TOY, ToyClassifier};
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::progress;
 use crate::backend::{Backend as B, device};
+use crate::error::runtime;
 use crate::error::{CliResult, input};
 use crate::stages::classify::{AttributeRow, Entry, classify_entries};
-use crate::stages::images::runtime;
-use crate::stages::run::progress;
 
 /// File extensions read as images (compared case-insensitively).
 const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];

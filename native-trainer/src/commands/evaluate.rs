@@ -27,10 +27,11 @@ use serde::Serialize;
 
 use super::prompts::DEFAULT_ATTRIBUTES;
 use super::quality::{self, Comparison, QualityArgs, SetScores};
+use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
+use crate::error::runtime;
 use crate::error::{CliError, CliResult, input};
 use crate::stages::classify::{AttributeRow, read_rows};
-use crate::stages::images::{runtime, write_atomic};
 
 /// Version of `summary.json`'s layout written by this command.
 const SUMMARY_VERSION: u32 = 1;

@@ -11,9 +11,9 @@ use popalign_core::diffusion::pipeline::{DiffusionPipeline, GenerateOptions};
 use popalign_core::diffusion::schedulers::sampler;
 use serde_json::json;
 
+use crate::artifacts::{png_bytes, write_atomic};
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult, input};
-use crate::stages::images::{png_bytes, write_atomic};
 
 #[derive(clap::Args)]
 pub struct Args {

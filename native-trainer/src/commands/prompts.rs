@@ -12,7 +12,8 @@ use popalign_core::align::prompts::{
     Axis, Occupation, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
 };
 
-use crate::error::{CliError, CliResult, input};
+use crate::artifacts::write_atomic;
+use crate::error::{CliError, CliResult, input, runtime};
 
 const DEFAULT_OCCUPATIONS: &str = include_str!("../../../data/occupations.toml");
 pub(crate) const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
@@ -157,25 +158,18 @@ fn located(name: &str, message: String) -> CliError {
     input(format!("{name}: {message}"))
 }
 
-fn runtime(path: &Path, error: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(format!("{}: {error}", path.display()))
-}
-
 /// Writes rows with header `prompt`, plus `base_prompt` and one column per axis when `axes` is not empty,
-/// to `<path>.tmp` and renames it, so a reader never sees half a file.
+/// atomically ([`write_atomic`]).
 pub fn write_prompt_csv(path: &Path, rows: &[PromptRow], axes: &[&str]) -> CliResult {
-    let tmp = path.with_extension("csv.tmp");
-    let write = || -> Result<(), Box<dyn std::error::Error>> {
-        let mut writer = csv::Writer::from_path(&tmp)?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut write = || -> csv::Result<()> {
         writer.write_record(header(axes))?;
-        for row in rows {
-            writer.write_record(record(row, axes))?;
-        }
-        writer.flush()?;
-        Ok(())
+        rows.iter()
+            .try_for_each(|row| writer.write_record(record(row, axes)))
     };
-    write().map_err(|e| runtime(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| runtime(path, e))
+    write().map_err(|e| runtime(path, e))?;
+    let bytes = writer.into_inner().map_err(|e| runtime(path, e))?;
+    write_atomic(path, &bytes)
 }
 
 fn header<'a>(axes: &[&'a str]) -> Vec<&'a str> {

@@ -19,10 +19,10 @@ use popalign_core::eval::metrics::quality::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::progress;
 use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
 use crate::stages::classify::AttributeRow;
-use crate::stages::run::progress;
 
 /// Which quality scores to compute and where each scorer's model is: `popalign evaluate`'s flags, and
 /// `run.toml`'s `[evaluate]` table (same names, `-` as `_`). Every folder may also be a Hugging Face repo id.

@@ -15,8 +15,9 @@ use popalign_core::eval::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
 use popalign_core::models::face::WEIGHTS_FILE;
 use popalign_core::schema::report::{CLIP, CarriedClassifier, FACES};
 
-use super::images::{runtime, write_atomic};
+use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
+use crate::error::runtime;
 use crate::error::{CliResult, input};
 
 /// Copies MTCNN and the dlib gender network (and the age network where `dir` has `age.safetensors`) from

@@ -13,8 +13,10 @@ use burn::prelude::*;
 use popalign_core::eval::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
 use serde::{Deserialize, Serialize};
 
-use super::images::{read_manifest, runtime, write_atomic};
+use super::images::read_manifest;
+use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
+use crate::error::runtime;
 use crate::error::{CliError, CliResult};
 
 /// One row of `attributes/<set>.csv`, axis columns flattened in by name.

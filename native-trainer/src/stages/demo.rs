@@ -33,7 +33,7 @@ pub fn run(args: Args) -> CliResult {
             "# The toy world's defaults, written by `popalign demo`.\n{}",
             config.to_toml()
         );
-        super::images::write_atomic(&path, text.as_bytes())?;
+        crate::artifacts::write_atomic(&path, text.as_bytes())?;
         config
     };
     run_stages(&args.out, &config, &config.stages.clone(), false)

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::classify::{AttributeRow, load_unit_rgb};
-use super::images::write_atomic;
+use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult};
 

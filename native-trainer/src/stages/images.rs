@@ -7,7 +7,7 @@
 //! the manifest included, is written under a temporary name and renamed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -16,8 +16,9 @@ use popalign_core::diffusion::pipeline::DiffusionPipeline;
 use popalign_core::diffusion::schedulers::{SchedulerKind, sampler};
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::{png_bytes, write_atomic};
 use crate::backend::{Backend as B, device};
-use crate::error::{CliError, CliResult};
+use crate::error::{CliError, CliResult, runtime};
 
 /// One image to make.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -326,40 +327,6 @@ fn write_manifest(dir: &Path, manifest: &[ManifestEntry]) -> CliResult {
         text.push('\n');
     }
     write_atomic(&dir.join("manifest.jsonl"), text.as_bytes())
-}
-
-/// `[1, 3, H, W]` in [0, 1] → 8-bit RGB PNG bytes.
-pub fn png_bytes(image: Tensor<B, 4>) -> CliResult<Vec<u8>> {
-    let [_, _, h, w] = image.dims();
-    let values: Vec<f32> = (image.reshape([3, h, w]).permute([1, 2, 0]) * 255.0)
-        .round()
-        .into_data()
-        .to_vec()
-        .map_err(|e| CliError::Runtime(format!("{e:?}")))?;
-    let bytes: Vec<u8> = values.iter().map(|v| *v as u8).collect();
-    let buffer = image::RgbImage::from_raw(w as u32, h as u32, bytes).expect("buffer matches size");
-    let mut encoded = Vec::new();
-    buffer
-        .write_to(
-            &mut std::io::Cursor::new(&mut encoded),
-            image::ImageFormat::Png,
-        )
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
-    Ok(encoded)
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| runtime(path, e))
-}
-
-pub fn runtime(path: &Path, e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(format!("{}: {e}", PathBuf::from(path).display()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::config::RunConfig;
-use super::images::write_atomic;
+use crate::artifacts::write_atomic;
 use crate::error::{CliResult, input};
 
 #[derive(clap::Args)]

@@ -15,7 +15,9 @@ use popalign_core::schema::report::{
 
 use super::classify::{AttributeRow, read_rows};
 use super::config::{RunConfig, round_dir};
-use super::images::{read_manifest, runtime, write_atomic};
+use super::images::read_manifest;
+use crate::artifacts::write_atomic;
+use crate::error::runtime;
 use crate::error::{CliResult, input};
 
 /// Longest side of a thumbnail; smaller images are copied as they are.

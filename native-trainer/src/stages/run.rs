@@ -9,7 +9,6 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::align::preferences::{self, Member, Populations};
 use popalign_core::diffusion::pipeline::{DiffusionPipeline, default_resolution};
 use popalign_core::diffusion::schedulers::SchedulerKind;
@@ -21,7 +20,9 @@ use serde_json::json;
 use super::classify::{AttributeRow, classify_set, read_rows};
 use super::config::{RunConfig, Stage, check_lock, round_dir};
 use super::evaluate::{summarize, write_summary};
-use super::images::{SamplingOptions, generate_set, jobs_for, write_atomic};
+use super::images::{SamplingOptions, generate_set, jobs_for};
+use crate::artifacts::progress;
+use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
 use crate::error::{CliError, CliResult, input};
@@ -590,11 +591,4 @@ fn check_components(root: &Path) -> CliResult {
         }
     }
     Ok(())
-}
-
-pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let template = format!("{{bar:30}} {{pos}}/{{len}} {what} {{elapsed}} eta {{eta}}");
-    bar.set_style(ProgressStyle::with_template(&template).expect("template"));
-    bar
 }

@@ -11,7 +11,7 @@ use popalign_core::models::unet::UNet2DConditionModel;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use crate::error::{CliError, CliResult, input};
+use crate::error::{CliError, CliResult, input, runtime};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
@@ -20,10 +20,6 @@ pub struct TrainState {
     pub config_hash: String,
     /// Pairs skipped so far for a missing or corrupt image (`on_bad_image = "skip"`).
     pub skipped_pairs: usize,
-}
-
-fn runtime(path: &Path, e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(format!("{}: {e}", path.display()))
 }
 
 pub fn step_dir(output: &Path, step: usize) -> PathBuf {
