@@ -35,16 +35,15 @@ use rand_distr::StandardNormal;
 use serde_json::json;
 
 use super::batch::rng_for;
-use super::config::{AlignPropConfig, TrainConfig};
-use super::{Log, Policy, checkpoint, load_policy, params};
+use super::config::{AlignPropConfig, REWARDS, TrainConfig};
+use super::log::Log;
+use super::policy::{Policy, load_policy};
+use super::{checkpoint, params};
 use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult, input};
 
 /// The autodiff backend of AlignProp: the preference trainer's (plain autodiff; see the module notes).
 pub type AP = super::AD;
-
-/// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
-pub const REWARDS: &[&str] = &["aesthetic", "hps", "pickscore", "clip", "pixel-mean"];
 
 /// The registry of differentiable rewards. The scorers' weights are frozen (`no_grad`): the gradient flows
 /// through them to the images, never into them.

@@ -11,8 +11,10 @@ use popalign_core::diffusion::precision::Precision;
 use popalign_core::nn::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
-use super::alignprop::REWARDS;
 use super::samples::SamplesConfig;
+
+/// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
+pub const REWARDS: &[&str] = &["aesthetic", "hps", "pickscore", "clip", "pixel-mean"];
 use crate::commands::export_lora::LoraExport;
 use crate::error::{CliResult, input};
 

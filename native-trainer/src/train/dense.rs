@@ -13,8 +13,8 @@ use popalign_core::diffusion::schedulers::DdimScheduler;
 use popalign_core::models::unet::UNet2DConditionModel;
 
 use super::batch::Batch;
+use super::policy::{Frozen, TrainBackend, reference_unet, to_autodiff};
 use super::trajectory::Trajectory;
-use super::{Frozen, TrainBackend, to_autodiff};
 use crate::backend::{Backend, Device};
 use crate::error::{CliResult, input};
 
@@ -80,7 +80,7 @@ pub(super) fn chain_loss<A: TrainBackend>(
     let cond = to_autodiff(cond);
     let (x, x_next) = (Tensor::<A, 4>::from_inner(x), Tensor::from_inner(x_next));
     let log_p_ref = transition_log_density(
-        &super::reference_unet(frozen, unet),
+        &reference_unet(frozen, unet),
         config.precision,
         &scheduler,
         &cond,

@@ -9,69 +9,41 @@ pub mod config;
 mod data;
 mod dense;
 mod latent_cache;
+mod log;
+mod loss;
 mod parallel;
 pub(crate) mod params;
+mod policy;
 pub(crate) mod samples;
+mod setup;
 pub(crate) mod trajectory;
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
-use burn::module::AutodiffModule;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
-use popalign_core::align::objectives::dpo::dpo_loss;
-use popalign_core::align::objectives::pairwise::pairwise_loss;
-use popalign_core::align::objectives::popalign::{
-    ReferencePointReduce, SingleWorker, popalign_loss,
-};
-use popalign_core::align::objectives::sft::sft_loss;
-use popalign_core::align::objectives::{
-    Diagnostics, ObjectiveKind, ObjectiveOutput, PairErrors, per_sample_mse,
-};
-use popalign_core::diffusion::pipeline::ModelIndex;
-use popalign_core::diffusion::pipeline::{PromptEmbeds, TextConditioner};
+use popalign_core::align::objectives::{Diagnostics, ObjectiveKind};
 use popalign_core::diffusion::precision::Precision;
-use popalign_core::diffusion::schedulers::{NoiseSchedule, SchedulerConfig};
-use popalign_core::io::load::read_config;
-use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning, UNetConfig};
-use popalign_core::models::vae::ImageSpace;
-use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
-use popalign_core::nn::params::stable_param_ids;
+use popalign_core::models::unet::UNet2DConditionModel;
 use popalign_core::nn::recomputed_attention;
 use serde_json::json;
 
-use crate::backend::{Backend, Device};
+use crate::backend::Backend;
 use crate::commands::export_lora::LoraExport;
 use crate::error::{CliError, CliResult, input};
-use batch::{Batch, ImageInput, Selection, sample_batch};
-use checkpoint::TrainState;
+use batch::{Selection, sample_batch};
 use config::TrainConfig;
-use data::PreferenceData;
-use latent_cache::{CachedLatent, LatentCache};
+use log::Log;
+use loss::{evaluate, pair_loss};
 use parallel::Worker;
+use policy::{Frozen, TrainBackend};
+use setup::{Setup, setup};
 
 type AD = Autodiff<Backend>;
-
-/// The autodiff backends the preference trainer runs on: plain or checkpointed autodiff over `Backend`.
-pub(crate) trait TrainBackend:
-    AutodiffBackend<InnerBackend = Backend> + burn::tensor::backend::BackendTypes<Device = Device>
-{
-}
-
-impl<T> TrainBackend for T where
-    T: AutodiffBackend<InnerBackend = Backend>
-        + burn::tensor::backend::BackendTypes<Device = Device>
-{
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,35 +60,6 @@ pub struct Args {
     /// Also write each checkpoint's LoRA in these layouts (`kohya`); adds to `export` in train.toml.
     #[arg(long, value_enum, value_delimiter = ',')]
     export: Vec<LoraExport>,
-}
-
-/// The frozen parts: text encoders, VAE (or pixel space), noise schedule, and (full fine-tuning) the reference U-Net.
-struct Frozen {
-    text: TextConditioner<Backend>,
-    image_space: ImageSpace<Backend>,
-    schedule: NoiseSchedule,
-    /// The model's `scheduler_config.json`, for the DDIM steps of recorded chains (`dense`).
-    scheduler: SchedulerConfig,
-    /// The negative side of guidance is zeros, not the encoded empty prompt (diffusers'
-    /// `force_zeros_for_empty_prompt`, as generation used it).
-    zero_negative: bool,
-    reference: Option<UNet2DConditionModel<Backend>>,
-    captions: HashMap<String, PromptEmbeds<Backend>>,
-    latent_cache: Option<LatentCache>,
-}
-
-impl Frozen {
-    /// The caption's embeddings, encoded once per run.
-    fn caption(&mut self, caption: &str, device: &Device) -> CliResult<PromptEmbeds<Backend>> {
-        if !self.captions.contains_key(caption) {
-            let embeds = self
-                .text
-                .encode(caption, device)
-                .map_err(CliError::Runtime)?;
-            self.captions.insert(caption.to_string(), embeds);
-        }
-        Ok(self.captions[caption].clone())
-    }
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -179,161 +122,6 @@ pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
             .into_iter()
             .collect::<CliResult<Vec<()>>>()
             .map(|_| ())
-    })
-}
-
-/// Everything a worker sets up before its first step.
-struct Setup<A: AutodiffBackend> {
-    unet_dir: PathBuf,
-    latent_shape: [usize; 3],
-    frozen: Frozen,
-    unet: UNet2DConditionModel<A>,
-    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<A>, A>,
-    state: TrainState,
-    data: PreferenceData,
-    validation: Option<(PreferenceData, usize)>,
-}
-
-/// The trained U-Net with its optimiser and progress: fresh, or the newest checkpoint's with `resume`.
-struct Policy<A: AutodiffBackend> {
-    unet_dir: PathBuf,
-    unet: UNet2DConditionModel<A>,
-    optimizer: OptimizerAdaptor<AdamW, UNet2DConditionModel<A>, A>,
-    state: TrainState,
-    /// Full fine-tuning: a frozen copy of the initial U-Net.
-    reference: Option<UNet2DConditionModel<A::InnerBackend>>,
-}
-
-fn load_policy<A: AutodiffBackend>(
-    config: &TrainConfig,
-    resume: bool,
-    device: &A::Device,
-) -> CliResult<Policy<A>> {
-    let unet_dir = config.unet_dir();
-    let variant = config.unet_variant();
-    // Seeds the backend RNG that initialises fresh LoRA adapters; every later draw comes from
-    // `batch::rng_for`. The RNG is global, so data-parallel workers take turns: each replica then gets
-    // the same adapters as a single-device run.
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let unet = {
-        let _turn = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        <A as burn::tensor::backend::Backend>::seed(device, config.seed);
-        let unet = UNet2DConditionModel::<A>::from_dir_with_lora(
-            &unet_dir,
-            variant,
-            config.lora.as_ref(),
-            device,
-        )?;
-        // burn initialises parameters lazily, at first use; draw them now, while this worker holds the RNG.
-        params::materialize(&unet);
-        unet
-    };
-    let reference = config
-        .lora
-        .is_none()
-        .then(|| config.precision.module(unet.valid()));
-    let lora = config.lora.is_some();
-    let mut unet = trainable(unet, lora);
-    let mut optimizer = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init::<A, UNet2DConditionModel<A>>();
-
-    let hash = config.hash();
-    let mut state = TrainState {
-        step: 0,
-        config_hash: hash.clone(),
-        skipped_pairs: 0,
-    };
-    match (checkpoint::latest(&config.output)?, resume) {
-        (Some((saved, dir)), true) => {
-            if saved.config_hash != hash {
-                return Err(input(format!(
-                    "{}: written under config {} but train.toml is now {hash}",
-                    dir.display(),
-                    saved.config_hash
-                )));
-            }
-            // Ids again after loading, so the optimiser state (keyed by id) finds its parameters.
-            unet = trainable(
-                match config.lora {
-                    Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
-                    None => UNet2DConditionModel::from_dir(&dir.join("unet"), None, device)?,
-                },
-                lora,
-            );
-            optimizer = checkpoint::load_optimizer(optimizer, &dir, device)?;
-            state = saved;
-        }
-        (Some((_, dir)), false) => {
-            return Err(input(format!(
-                "{} exists: pass --resume to continue, or choose another output",
-                dir.display()
-            )));
-        }
-        (None, _) => {}
-    }
-    Ok(Policy {
-        unet_dir,
-        // With LoRA in bf16 the frozen base lives in bf16 (full fine-tuning has nothing frozen here).
-        unet: config.precision.store_frozen(unet),
-        optimizer,
-        state,
-        reference,
-    })
-}
-
-fn setup<A: TrainBackend>(
-    config: &TrainConfig,
-    resume: bool,
-    device: &Device,
-) -> CliResult<Setup<A>> {
-    let preferences = config
-        .preferences
-        .as_ref()
-        .ok_or_else(|| input("preferences is required".to_string()))?;
-    let data = PreferenceData::load(preferences)?;
-    let Policy {
-        unet_dir,
-        unet,
-        optimizer,
-        state,
-        reference,
-    } = load_policy::<A>(config, resume, device)?;
-    let unet_config: UNetConfig = read_config(&unet_dir.join("config.json"))?;
-    let variant = config.variant.as_deref();
-    let scheduler: SchedulerConfig =
-        read_config(&config.model.join("scheduler").join("scheduler_config.json"))?;
-    let sdxl = unet.needs_added_conditioning();
-    let index = ModelIndex::read(&config.model)?;
-    let frozen = Frozen {
-        text: TextConditioner::from_dir(&config.model, variant, sdxl, device)?,
-        image_space: ImageSpace::from_root(&config.model, index.pixel_space(), variant, device)?,
-        schedule: NoiseSchedule::new(&scheduler),
-        scheduler,
-        zero_negative: index.force_zeros_for_empty_prompt.unwrap_or(sdxl),
-        reference,
-        captions: HashMap::new(),
-        latent_cache: LatentCache::for_config(config),
-    };
-    let validation = match &config.validation {
-        Some(v) => Some((PreferenceData::load(&v.preferences)?, v.draws)),
-        None => None,
-    };
-    let factor = frozen.image_space.scale_factor();
-    let latent_shape = [
-        unet_config.in_channels,
-        config.resolution / factor,
-        config.resolution / factor,
-    ];
-    Ok(Setup {
-        unet_dir,
-        latent_shape,
-        frozen,
-        unet,
-        optimizer,
-        state,
-        data,
-        validation,
     })
 }
 
@@ -540,317 +328,4 @@ fn sample_if_due<A: TrainBackend>(
         )));
     }
     Ok(())
-}
-
-/// The main worker's outputs: `metrics.jsonl` and the progress bar.
-struct Log {
-    path: PathBuf,
-    file: std::fs::File,
-    bar: ProgressBar,
-}
-
-impl Log {
-    fn open(config: &TrainConfig, state: &TrainState) -> CliResult<Self> {
-        std::fs::create_dir_all(&config.output)
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", config.output.display())))?;
-        let path = config.output.join("metrics.jsonl");
-        keep_metrics_before(&path, state.step)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
-        let bar = ProgressBar::new(config.steps as u64).with_position(state.step as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} eta {eta} {msg}")
-                .expect("template"),
-        );
-        Ok(Self { path, file, bar })
-    }
-
-    fn write(&mut self, line: &serde_json::Value) -> CliResult {
-        writeln!(self.file, "{line}")
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", self.path.display())))
-    }
-
-    fn flush(&mut self) -> CliResult {
-        self.file
-            .flush()
-            .map_err(|e| CliError::Runtime(format!("{}: {e}", self.path.display())))
-    }
-}
-
-/// Stable parameter ids (the optimiser state is keyed by them), then the trainable flags.
-fn trainable<A: AutodiffBackend>(
-    unet: UNet2DConditionModel<A>,
-    lora: bool,
-) -> UNet2DConditionModel<A> {
-    let unet = stable_param_ids(unet);
-    if lora {
-        TrainOnlyLora::apply(unet)
-    } else {
-        TrainOnlyLora::all_trainable(unet)
-    }
-}
-
-/// Drops metric lines of steps after `step` (work a killed run did past its last checkpoint).
-fn keep_metrics_before(path: &std::path::Path, step: usize) -> CliResult {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect();
-    std::fs::write(path, kept).map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))
-}
-
-/// Encodes images to latents, noises them (shared `t` and `ε` per pair), runs the policy and the
-/// reference, and evaluates the configured objective.
-fn pair_loss<A: TrainBackend>(
-    config: &TrainConfig,
-    unet: &UNet2DConditionModel<A>,
-    frozen: &mut Frozen,
-    batch: &Batch,
-    [c, h, w]: [usize; 3],
-    device: &Device,
-    reduce: &dyn ReferencePointReduce,
-) -> CliResult<ObjectiveOutput<A>> {
-    if config.objective == ObjectiveKind::Dense {
-        return dense::chain_loss(config, unet, frozen, batch, device);
-    }
-    let b = batch.captions.len();
-    let posterior = Tensor::<Backend, 1>::from_floats(batch.posterior_noise.as_slice(), device)
-        .reshape([2 * b, c, h, w]);
-    let latents = batch_latents(config, frozen, batch, posterior, [c, h, w], device)?;
-    let noise =
-        Tensor::<Backend, 1>::from_floats(batch.noise.as_slice(), device).reshape([b, c, h, w]);
-    let noise = Tensor::cat(vec![noise.clone(), noise], 0);
-    let timesteps: Vec<usize> = batch
-        .timesteps
-        .iter()
-        .chain(&batch.timesteps)
-        .copied()
-        .collect();
-    let x_t = frozen
-        .schedule
-        .add_noise(latents, noise.clone(), &timesteps);
-
-    let mut hidden = Vec::new();
-    let mut pooled = Vec::new();
-    for caption in &batch.captions {
-        let embeds = frozen.caption(caption, device)?;
-        hidden.push(embeds.hidden);
-        pooled.extend(embeds.pooled);
-    }
-    let twice = |v: Vec<Tensor<Backend, 3>>| Tensor::cat([v.clone(), v].concat(), 0);
-    let time_ids: Vec<f32> = batch
-        .time_ids
-        .iter()
-        .chain(&batch.time_ids)
-        .flatten()
-        .copied()
-        .collect();
-    let cond = UNetConditioning {
-        encoder_hidden_states: twice(hidden),
-        text_embeds: (!pooled.is_empty())
-            .then(|| Tensor::cat([pooled.clone(), pooled].concat(), 0)),
-        time_ids: Some(
-            Tensor::<Backend, 1>::from_floats(time_ids.as_slice(), device).reshape([2 * b, 6]),
-        ),
-    };
-    let t = Tensor::<Backend, 1>::from_floats(
-        timesteps
-            .iter()
-            .map(|&t| t as f32)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        device,
-    );
-
-    // Mixed precision: the U-Nets see the sample and the text in bf16 (timesteps and time_ids stay f32),
-    // the policy through a bf16 copy of its f32 weights; the errors are taken in f32.
-    let precision = config.precision;
-    let x_t = Tensor::<A, 4>::from_inner(precision.input(x_t));
-    let cond = to_autodiff(precision.conditioning(cond));
-    let (t, noise) = (Tensor::from_inner(t), Tensor::from_inner(noise));
-    let reference_out =
-        precision
-            .module(reference_unet(frozen, unet))
-            .forward(x_t.clone(), t.clone(), &cond);
-    let e_ref = per_sample_mse(precision.output(reference_out), noise.clone()).detach();
-    let out = precision.module(unet.clone()).forward(x_t, t, &cond);
-    let errors = PairErrors {
-        e_theta: per_sample_mse(precision.output(out), noise),
-        e_ref,
-    };
-    Ok(match config.objective {
-        ObjectiveKind::Popalign => popalign_loss(&errors, &config.popalign, reduce),
-        ObjectiveKind::PopalignPairwise => pairwise_loss(&errors, &batch.groups, config.beta),
-        ObjectiveKind::Dpo => dpo_loss(&errors, config.beta),
-        ObjectiveKind::Sft => sft_loss(&errors),
-        ObjectiveKind::Dense | ObjectiveKind::Alignprop => {
-            return Err(CliError::Runtime(
-                "alignprop trains from prompts, not preference pairs".into(),
-            ));
-        }
-    })
-}
-
-/// The batch's images → what the U-Net denoises: encoded in one VAE call (as without a cache), or,
-/// with `cache_latents`, sampled from each image's cached posterior, encoding and caching the new ones.
-fn batch_latents(
-    config: &TrainConfig,
-    frozen: &Frozen,
-    batch: &Batch,
-    posterior: Tensor<Backend, 4>,
-    latent_shape: [usize; 3],
-    device: &Device,
-) -> CliResult<Tensor<Backend, 4>> {
-    let r = config.resolution;
-    let pixels = |rows: Vec<&[f32]>| {
-        let n = rows.len();
-        Tensor::<Backend, 1>::from_floats(rows.concat().as_slice(), device).reshape([n, 3, r, r])
-    };
-    let fresh: Vec<usize> = (0..batch.images.len())
-        .filter(|&i| matches!(batch.images[i], ImageInput::Pixels { .. }))
-        .collect();
-    let Some(cache) = &frozen.latent_cache else {
-        let all = batch.images.iter().filter_map(|i| match i {
-            ImageInput::Pixels { pixels, .. } => Some(pixels.as_slice()),
-            ImageInput::Cached(_) => None,
-        });
-        return Ok(frozen.image_space.encode(pixels(all.collect()), posterior));
-    };
-    let mut cached: Vec<Option<CachedLatent>> = batch
-        .images
-        .iter()
-        .map(|i| match i {
-            ImageInput::Cached(c) => Some(c.clone()),
-            ImageInput::Pixels { .. } => None,
-        })
-        .collect();
-    if !fresh.is_empty() {
-        let rows = fresh
-            .iter()
-            .map(|&i| match &batch.images[i] {
-                ImageInput::Pixels { pixels, .. } => pixels.as_slice(),
-                ImageInput::Cached(_) => unreachable!("fresh images have pixels"),
-            })
-            .collect();
-        let (mean, logvar) = frozen.image_space.moments(pixels(rows));
-        let values = |t: Tensor<Backend, 4>| t.into_data().convert::<f32>().to_vec::<f32>();
-        let (mean, logvar) = (values(mean), values(logvar));
-        let n: usize = latent_shape.iter().product();
-        for (k, &i) in fresh.iter().enumerate() {
-            let (Ok(mean), Ok(logvar)) = (&mean, &logvar) else {
-                return Err(CliError::Runtime(
-                    "cannot read back the VAE posterior".into(),
-                ));
-            };
-            let latent = CachedLatent {
-                mean: mean[k * n..(k + 1) * n].to_vec(),
-                logvar: logvar[k * n..(k + 1) * n].to_vec(),
-                time_ids: batch.images[i].time_ids(),
-            };
-            if let Some(entry) = &batch.cache_entries[i] {
-                cache
-                    .write(entry, &latent, latent_shape)
-                    .map_err(CliError::Runtime)?;
-            }
-            cached[i] = Some(latent);
-        }
-    }
-    let cached: Vec<CachedLatent> = cached.into_iter().flatten().collect();
-    let [c, h, w] = latent_shape;
-    let stack = |pick: fn(&CachedLatent) -> &Vec<f32>| {
-        let values: Vec<f32> = cached
-            .iter()
-            .flat_map(|l| pick(l).iter().copied())
-            .collect();
-        Tensor::<Backend, 1>::from_floats(values.as_slice(), device).reshape([
-            cached.len(),
-            c,
-            h,
-            w,
-        ])
-    };
-    Ok(frozen
-        .image_space
-        .sample_posterior(stack(|l| &l.mean), stack(|l| &l.logvar), posterior))
-}
-
-/// The reference U-Net on the policy's autodiff backend, taking no gradient: full fine-tuning's frozen copy,
-/// or the policy with its adapters off. It runs the policy's own autodiff ops rather than the inner
-/// backend's: a backend may fuse an op on its inner side only (burn-flex's attention), and that alone kept
-/// the two from tying at step 0 (in bf16 by more than the dense objective's log-ratio clip).
-fn reference_unet<A: TrainBackend>(
-    frozen: &Frozen,
-    unet: &UNet2DConditionModel<A>,
-) -> UNet2DConditionModel<A> {
-    match &frozen.reference {
-        Some(copy) => UNet2DConditionModel::from_inner(copy.clone()),
-        None => DisableLora::apply(unet.clone()),
-    }
-    .no_grad()
-}
-
-/// Frozen conditioning, lifted onto the autodiff backend for the policy.
-fn to_autodiff<A: TrainBackend>(cond: UNetConditioning<Backend>) -> UNetConditioning<A> {
-    UNetConditioning {
-        encoder_hidden_states: Tensor::from_inner(cond.encoder_hidden_states),
-        text_embeds: cond.text_embeds.map(Tensor::from_inner),
-        time_ids: cond.time_ids.map(Tensor::from_inner),
-    }
-}
-
-/// Mean loss and implicit accuracy over held-out pairs, `draws` fixed noise/timestep draws each.
-fn evaluate<A: TrainBackend>(
-    config: &TrainConfig,
-    unet: &UNet2DConditionModel<A>,
-    frozen: &mut Frozen,
-    data: &PreferenceData,
-    draws: usize,
-    latent_shape: [usize; 3],
-    device: &Device,
-) -> CliResult<(f64, f64)> {
-    let (mut loss, mut accuracy, mut n) = (0.0, 0.0, 0.0);
-    for draw in 0..draws {
-        for start in (0..data.pairs.len()).step_by(config.batch_size) {
-            let pairs: Vec<usize> =
-                (start..(start + config.batch_size).min(data.pairs.len())).collect();
-            let weight = pairs.len() as f64;
-            // Streams far above the training ones, fixed per (draw, pair), so every evaluation sees the same draws.
-            let stream = (1u64 << 48) + (draw * data.pairs.len() + start) as u64;
-            let batch = sample_batch(
-                config,
-                data,
-                stream,
-                Selection::Fixed(pairs),
-                latent_shape,
-                frozen.schedule.alphas_cumprod.len(),
-                frozen.latent_cache.as_ref(),
-            )?;
-            // Validation runs on the main worker alone: its reference point is its own batch's.
-            let out = pair_loss(
-                config,
-                unet,
-                frozen,
-                &batch,
-                latent_shape,
-                device,
-                &SingleWorker,
-            )?;
-            loss += out.loss.into_scalar().elem::<f64>() * weight;
-            accuracy += out.diagnostics.implicit_accuracy * weight;
-            n += weight;
-        }
-    }
-    Ok((loss / n, accuracy / n))
 }

@@ -119,7 +119,10 @@ mod tests {
     use super::*;
     use crate::train::batch::{Selection, sample_batch};
     use crate::train::config::TrainConfig;
-    use crate::train::{AD, UNet2DConditionModel, pair_loss, setup, trainable};
+    use crate::train::loss::pair_loss;
+    use crate::train::policy::trainable;
+    use crate::train::setup::setup;
+    use crate::train::{AD, UNet2DConditionModel};
 
     /// Four pairs of noisy 64×64 images and a PopAlign LoRA config with `batch_size` pairs per worker.
     fn write_run(dir: &Path, batch_size: usize) -> TrainConfig {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::TrainConfig;
-use super::{Frozen, TrainBackend};
+use super::policy::{Frozen, TrainBackend};
 use crate::backend::Backend;
 use crate::error::CliResult;
 use crate::stages::images::{SamplingOptions, generate_set, jobs_for};
