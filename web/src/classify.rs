@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::Probe;
-use crate::gpu::js_err;
+use crate::gpu::{js_err, read_back};
 
 /// Decodes an image file and classifies it on the WebGPU device the probe initialised.
 pub async fn classify_bytes(bytes: &[u8]) -> Result<Attributes, String> {
@@ -43,12 +43,6 @@ pub async fn classify_bytes(bytes: &[u8]) -> Result<Attributes, String> {
         .pop()
         .ok_or("the classifier returned nothing")?
         .attributes())
-}
-
-pub(crate) async fn read_back<const D: usize>(t: Tensor<Wgpu, D>) -> Result<TensorData, String> {
-    t.into_data_async()
-        .await
-        .map_err(|e| format!("WebGPU readback failed: {e:?}"))
 }
 
 /// Largest |browser − native| over every class of every axis, or why they cannot be compared.

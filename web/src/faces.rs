@@ -16,7 +16,7 @@ use popalign_core::models::face::Mtcnn;
 use popalign_core::schema::report::CarriedClassifier;
 
 use crate::carried::{file_bytes, image_tensor, load_once};
-use crate::classify::read_back;
+use crate::gpu::read_back;
 
 enum Heads {
     Gender(DlibGender<Wgpu>),

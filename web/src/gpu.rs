@@ -1,5 +1,7 @@
 //! WebGPU through burn-wgpu: the probe that initialises the device once, and the helpers it needs.
 
+use burn::backend::Wgpu;
+use burn::prelude::*;
 use wasm_bindgen::prelude::*;
 
 use crate::probe::check_probe_value;
@@ -87,4 +89,10 @@ pub async fn probe_webgpu() -> Result<String, String> {
     } else {
         format!("burn-wgpu on {adapter}")
     })
+}
+
+pub(crate) async fn read_back<const D: usize>(t: Tensor<Wgpu, D>) -> Result<TensorData, String> {
+    t.into_data_async()
+        .await
+        .map_err(|e| format!("WebGPU readback failed: {e:?}"))
 }

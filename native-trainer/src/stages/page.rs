@@ -129,10 +129,7 @@ fn overview(report: &Report, names: &[&str]) -> String {
             &|m| m.axes.get(&axis).map_or("n/a".into(), discrepancy_cell),
         );
     }
-    for (i, name) in super::report::quality_names(&report.models)
-        .iter()
-        .enumerate()
-    {
+    for (i, name) in quality_names(&report.models).iter().enumerate() {
         row(
             "quality: ".to_string() + &escape(name) + " [95% CI]",
             &|m| {
@@ -338,6 +335,13 @@ fn figure(image: &SlotImage, name: &str) -> String {
         "<figure>{picture}<figcaption>{}</figcaption></figure>",
         escape(&caption)
     )
+}
+
+/// The quality metrics' names, as the first model's summary orders them.
+pub(crate) fn quality_names(models: &[ModelSummary]) -> Vec<String> {
+    models.first().map_or(Vec::new(), |m| {
+        m.qualities().map(|q| q.scorer.clone()).collect()
+    })
 }
 
 #[cfg(test)]

@@ -342,13 +342,6 @@ pub fn comparison_table(models: &[ModelSummary]) -> String {
         .join("\n")
 }
 
-/// The quality metrics' names, as the first model's summary orders them.
-pub(crate) fn quality_names(models: &[ModelSummary]) -> Vec<String> {
-    models.first().map_or(Vec::new(), |m| {
-        m.qualities().map(|q| q.scorer.clone()).collect()
-    })
-}
-
 /// The axes as the first model's summary lists them.
 fn axes_of(summary: &ModelSummary) -> Vec<AxisSpec> {
     summary

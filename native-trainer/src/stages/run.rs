@@ -26,8 +26,8 @@ use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::commands::prompts::{read_prompt_csv, write_prompt_csv};
 use crate::error::{CliError, CliResult, input};
+use crate::train::config::SamplesConfig;
 use crate::train::config::{LrSchedule, TrainConfig};
-use crate::train::samples::SamplesConfig;
 
 #[derive(clap::Args)]
 pub struct Args {

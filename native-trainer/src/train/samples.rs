@@ -17,80 +17,11 @@ use popalign_core::nn::params::cast_params;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::config::TrainConfig;
+use super::config::{SamplesConfig, TrainConfig};
 use super::policy::{Frozen, TrainBackend};
 use crate::backend::Backend;
 use crate::error::CliResult;
 use crate::stages::images::{SamplingOptions, generate_set, jobs_for};
-
-/// `[samples]`: what is sampled, and how often.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplesConfig {
-    pub prompts: Vec<String>,
-    #[serde(default = "two")]
-    pub images_per_prompt: usize,
-    /// Training steps between grids (absent: `checkpoint_every`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<usize>,
-    /// Sampler steps (kohya's sample default, 30).
-    #[serde(default = "thirty")]
-    pub steps: usize,
-    #[serde(default = "guidance")]
-    pub guidance: f64,
-    #[serde(default = "euler")]
-    pub scheduler: SchedulerKind,
-    /// Image side in pixels (absent: the training resolution).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<usize>,
-    /// Images denoised together. Batching can change the last bits of an image, so a grid that should
-    /// match another image set (as `popalign run`'s match its evaluation images) batches as that set did.
-    #[serde(default = "one")]
-    pub batch_size: usize,
-    /// The seed in the images' ids, which fix their noise (absent: the training seed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
-
-fn one() -> usize {
-    1
-}
-fn two() -> usize {
-    2
-}
-fn thirty() -> usize {
-    30
-}
-fn guidance() -> f64 {
-    7.5
-}
-fn euler() -> SchedulerKind {
-    SchedulerKind::Euler
-}
-
-impl SamplesConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.prompts.is_empty() {
-            return Err("[samples] prompts is empty".into());
-        }
-        if self.images_per_prompt == 0
-            || self.steps == 0
-            || self.batch_size == 0
-            || self.every == Some(0)
-        {
-            return Err(
-                "[samples] images_per_prompt, steps, batch_size and every must be at least 1"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Whether `step` gets a grid: step 0, every `every` steps, and the last step.
-    pub fn due(&self, step: usize, config: &TrainConfig) -> bool {
-        step % self.every.unwrap_or(config.checkpoint_every) == 0 || step == config.steps
-    }
-}
 
 /// Writes the grid of `step` with the trained `unet`, unless it is already complete.
 pub(super) fn write_grid<A: TrainBackend>(
