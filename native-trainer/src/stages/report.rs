@@ -16,6 +16,7 @@ use popalign_core::schema::report::{
 use super::classify::{AttributeRow, read_rows};
 use super::config::{RunConfig, round_dir};
 use super::images::read_manifest;
+use super::page::quality_names;
 use crate::artifacts::write_atomic;
 use crate::error::runtime;
 use crate::error::{CliResult, input};

@@ -8,6 +8,7 @@ use popalign_core::align::objectives::alignprop::{RewardSpec, Truncation};
 use popalign_core::align::objectives::dense::DenseConfig;
 use popalign_core::align::objectives::popalign::PopAlignConfig;
 use popalign_core::diffusion::precision::Precision;
+use popalign_core::diffusion::schedulers::SchedulerKind;
 use popalign_core::nn::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
@@ -411,17 +412,11 @@ pub struct SamplesConfig {
     pub seed: Option<u64>,
 }
 
-fn one() -> usize {
-    1
-}
 fn two() -> usize {
     2
 }
 fn thirty() -> usize {
     30
-}
-fn guidance() -> f64 {
-    7.5
 }
 fn euler() -> SchedulerKind {
     SchedulerKind::Euler

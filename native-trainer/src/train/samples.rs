@@ -10,11 +10,9 @@ use burn::tensor::FloatDType;
 use indicatif::ProgressBar;
 use popalign_core::diffusion::pipeline::{DiffusionPipeline, TextConditioner};
 use popalign_core::diffusion::precision::Precision;
-use popalign_core::diffusion::schedulers::SchedulerKind;
 use popalign_core::models::unet::UNet2DConditionModel;
 use popalign_core::models::vae::ImageSpace;
 use popalign_core::nn::params::cast_params;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::{SamplesConfig, TrainConfig};
