@@ -2,18 +2,18 @@
 
 mod artifacts;
 mod backend;
-mod commands;
+mod classify;
+mod cli;
 mod error;
+mod evaluate;
 mod hub;
+mod prompt_sets;
+mod report;
 mod stages;
 mod toy;
 mod train;
 
 use clap::{Parser, Subcommand};
-
-use commands::{
-    classify, evaluate, export_lora, generate, prompts, run_module, schedule, tokenize,
-};
 
 #[derive(Parser)]
 #[command(
@@ -29,31 +29,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one model component on tensors from a safetensors file (parity and debugging).
-    RunModule(run_module::Args),
+    RunModule(cli::run_module::Args),
     /// Print the CLIP token ids of prompts, padded and truncated as transformers does.
-    Tokenize(tokenize::Args),
+    Tokenize(cli::tokenize::Args),
     /// Print a sampler's timesteps (and sigmas) as JSON.
-    Schedule(schedule::Args),
+    Schedule(cli::schedule::Args),
     /// Generate images from a prompt with a diffusers model folder.
-    Generate(generate::Args),
+    Generate(cli::generate::Args),
     /// Write the neutral, identity-specific and training prompt sets (CSV) from occupations and attributes.
-    Prompts(prompts::Args),
+    Prompts(cli::prompts::Args),
     /// Classify every image of a folder (gender, race, …) into an attribute CSV.
-    Classify(classify::Args),
+    Classify(cli::classify::Args),
     /// Bias metrics (discrepancy with confidence intervals, KL, TV, face rate) of attribute CSVs.
-    Evaluate(evaluate::Args),
+    Evaluate(cli::evaluate::Args),
     /// Fine-tune the U-Net on preference pairs (PopAlign, Diffusion-DPO, pairwise bound, SFT).
-    Train(train::Args),
+    Train(cli::train::Args),
     /// Write a trained LoRA in another tool's layout (kohya's, which ComfyUI and Automatic1111 load).
-    ExportLora(export_lora::Args),
+    ExportLora(cli::export_lora::Args),
     /// Run the whole PopAlign pipeline on the toy world into runs/demo and print bias before and after.
-    Demo(stages::demo::Args),
+    Demo(cli::demo::Args),
     /// Write a run.toml for a real model (a folder or a Hugging Face repo id) from a shipped recipe.
-    Init(stages::init::Args),
+    Init(cli::init::Args),
     /// Run the stages a run.toml lists over its run directory, skipping what is complete.
-    Run(stages::run::Args),
+    Run(cli::run::Args),
     /// Write a report folder (report.json, static page, browser explorer, thumbnails) for evaluated runs.
-    Report(stages::report::Args),
+    Report(cli::report::Args),
     /// Pretrain the toy world's biased base model (what `popalign demo` starts from).
     ToyModel(toy::Args),
 }
@@ -61,20 +61,20 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::RunModule(args) => run_module::run(args),
-        Command::Tokenize(args) => tokenize::run(args),
-        Command::Schedule(args) => schedule::run(args),
-        Command::Generate(args) => generate::run(args),
-        Command::Prompts(args) => prompts::run(args),
-        Command::Classify(args) => classify::run(args),
-        Command::Evaluate(args) => evaluate::run(args),
-        Command::Train(args) => train::run(args),
-        Command::ExportLora(args) => export_lora::run(args),
+        Command::RunModule(args) => cli::run_module::run(args),
+        Command::Tokenize(args) => cli::tokenize::run(args),
+        Command::Schedule(args) => cli::schedule::run(args),
+        Command::Generate(args) => cli::generate::run(args),
+        Command::Prompts(args) => cli::prompts::run(args),
+        Command::Classify(args) => cli::classify::run(args),
+        Command::Evaluate(args) => cli::evaluate::run(args),
+        Command::Train(args) => cli::train::run(args),
+        Command::ExportLora(args) => cli::export_lora::run(args),
         Command::ToyModel(args) => toy::run(args),
-        Command::Demo(args) => stages::demo::run(args),
-        Command::Init(args) => stages::init::run(args),
-        Command::Run(args) => stages::run::run(args),
-        Command::Report(args) => stages::report::run(args),
+        Command::Demo(args) => cli::demo::run(args),
+        Command::Init(args) => cli::init::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Report(args) => cli::report::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -10,11 +10,11 @@ use popalign_core::diffusion::precision::Precision;
 use popalign_core::diffusion::schedulers::SchedulerKind;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::classify::ClassifierArgs;
-use crate::commands::export_lora::LoraExport;
-use crate::commands::quality::ScorerArgs;
+use super::train_section::TrainSection;
+
+use crate::classify::ClassifierArgs;
 use crate::error::{CliError, CliResult, input};
-use crate::train::config::{LrSchedule, is_f32};
+use crate::evaluate::quality::ScorerArgs;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +140,7 @@ pub struct GenerateConfig {
     pub scheduler: Option<SchedulerKind>,
 }
 
-fn is_false(value: &bool) -> bool {
+pub(super) fn is_false(value: &bool) -> bool {
     !*value
 }
 
@@ -171,93 +171,6 @@ pub struct PreferencesConfig {
     pub set_size: usize,
 }
 
-/// What `train.toml` needs beyond the paths the run fixes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    /// `popalign` (default), `popalign-pairwise`, `dpo`, `sft`, or `dense` (needs `[generate] trajectories`).
-    /// Left out of the serialised config when `popalign`, so older runs keep their hash.
-    #[serde(default = "popalign_objective", skip_serializing_if = "is_popalign")]
-    pub objective: ObjectiveKind,
-    pub steps: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    pub beta: f64,
-    /// 0: full fine-tuning against a frozen copy of the U-Net.
-    pub lora_rank: usize,
-    /// PopAlign's λ_U, the weight of the dispreferred samples (`[popalign] lambda_dispreferred`).
-    #[serde(default = "one")]
-    pub lambda_dispreferred: f64,
-    /// PopAlign's optional SFT anchor (`[popalign] sft_weight` in `train.toml`; 0 = the official loss).
-    #[serde(default)]
-    pub sft_weight: f64,
-    /// Training timesteps `[lo, hi)` (`timestep_range` in `train.toml`; absent = all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timestep_range: Option<[usize; 2]>,
-    /// Share of training captions replaced by `""`, so the unconditional branch that classifier-free
-    /// guidance divides by learns the preferences too (`proportion_empty_prompts` in `train.toml`).
-    /// Left out of the serialised config when 0, so runs made before it existed keep their hash.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub proportion_empty_prompts: f64,
-    /// PopAlign rounds. Each round after the first samples both populations again with the previous
-    /// round's U-Net, classifies and pairs them, and fine-tunes that U-Net (its own reference) for
-    /// `round_steps`, in `rounds/<r>/`; the pairs then correct what the previous round over- or
-    /// under-shot, as the model now samples it. 1 (the official single round) is left out
-    /// of the serialised config, so older runs keep their hash. Full fine-tuning only.
-    #[serde(default = "one_round", skip_serializing_if = "is_one_round")]
-    pub rounds: usize,
-    /// Steps of each round after the first (absent: `steps`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub round_steps: Option<usize>,
-    /// Data-parallel training workers, one per device as `train.toml` names them (`cuda:0`, `cuda:1`;
-    /// `cpu` repeated on the CPU build, where two workers keep both cores of a 2-core box busy).
-    /// `batch_size` stays the global batch and is split evenly over them. Empty (left out of the
-    /// serialised config): the default device.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<String>,
-    /// `bf16`: mixed precision (a cuda build, or flex on the CPU); absent: f32.
-    #[serde(default, skip_serializing_if = "is_f32")]
-    pub precision: Precision,
-    /// Gradient checkpointing (memory for compute; see `train.toml`'s key of the same name).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub gradient_checkpointing: bool,
-    /// The learning-rate schedule (absent: cosine, the toy world's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr_schedule: Option<LrSchedule>,
-    /// Warm-up steps of the schedule (absent: 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_steps: Option<usize>,
-    /// Flip both images of a pair horizontally with probability ½, as the official runs do (absent: no).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub random_flip: Option<bool>,
-    /// Steps between checkpoints (absent: 50).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint_every: Option<usize>,
-    /// Sample a grid during training every this many steps (absent: none): the first four evaluation
-    /// prompts × `sample_images`, with the evaluation's seeds and `[generate]` settings, into
-    /// `train/samples/step-<n>/`. Step 0's grid is the base model's evaluation images, the last the aligned
-    /// model's; the report shows the grids in between.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_every: Option<usize>,
-    /// Images per prompt in each sample grid (absent: 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample_images: Option<usize>,
-    /// Also write the LoRA in these layouts (`["kohya"]`: `lora_kohya.safetensors` beside each
-    /// checkpoint's diffusers file, for ComfyUI and Automatic1111). LoRA runs only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub export: Vec<LoraExport>,
-}
-
-impl TrainSection {
-    /// Steps of round `round` (counted from 1).
-    pub fn steps_of(&self, round: usize) -> usize {
-        match round {
-            1 => self.steps,
-            _ => self.round_steps.unwrap_or(self.steps),
-        }
-    }
-}
-
 /// Round `round`'s folder relative to the run directory, with a trailing `/`: the run directory itself
 /// for round 1.
 pub fn round_dir(round: usize) -> String {
@@ -265,30 +178,6 @@ pub fn round_dir(round: usize) -> String {
         1 => String::new(),
         _ => format!("rounds/{round}/"),
     }
-}
-
-fn one_round() -> usize {
-    1
-}
-
-fn is_one_round(rounds: &usize) -> bool {
-    *rounds == 1
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-fn popalign_objective() -> ObjectiveKind {
-    ObjectiveKind::Popalign
-}
-
-fn is_popalign(kind: &ObjectiveKind) -> bool {
-    *kind == ObjectiveKind::Popalign
-}
-
-fn is_zero(value: &f64) -> bool {
-    *value == 0.0
 }
 
 impl RunConfig {
@@ -329,7 +218,7 @@ impl RunConfig {
                 // (docs/results.md, "Rounds": what we tried).
                 learning_rate: 8e-6,
                 beta: 500.0,
-                lora_rank: 0,
+                lora: None,
                 lambda_dispreferred: 1.0,
                 sft_weight: 0.0,
                 // The figure's shape is decided at high noise levels; skipping the lowest fifth of the
@@ -387,14 +276,14 @@ impl RunConfig {
                 t.devices.len()
             ));
         }
-        if t.rounds > 1 && t.lora_rank != 0 {
+        if t.rounds > 1 && t.lora.is_some() {
             return Err(
                 "[train] rounds > 1 needs full fine-tuning (lora_rank = 0): a later round \
                         starts from the previous round's whole U-Net"
                     .into(),
             );
         }
-        if !t.export.is_empty() && t.lora_rank == 0 {
+        if !t.export.is_empty() && t.lora.is_none() {
             return Err(
                 "[train] export writes a LoRA in other layouts; it needs lora_rank > 0".into(),
             );
@@ -406,7 +295,7 @@ impl RunConfig {
     /// What the toy world and a real model each need: the toy world brings its own prompts, classifier and
     /// scorer, which read only its images; a real model names a classifier and at least one quality metric.
     fn check_world(&self) -> Result<(), String> {
-        use crate::commands::classify::Classifier;
+        use crate::classify::Classifier;
         let classifier = self.classify.as_ref().map(|c| c.classifier);
         if self.is_toy() {
             return match (&self.prompts, &self.evaluate, classifier) {

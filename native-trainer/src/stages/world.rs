@@ -12,10 +12,10 @@ use popalign_core::toy::{TOY, ToyClassifier};
 
 use super::config::{Occupations, RunConfig};
 use crate::backend::{Backend as B, device};
-use crate::commands::classify::load_classifier;
-use crate::commands::prompts::PromptDocuments;
-use crate::commands::quality::load_scorers;
+use crate::classify::load_classifier;
 use crate::error::{CliResult, input};
+use crate::evaluate::quality::load_scorers;
+use crate::prompt_sets::PromptDocuments;
 
 /// A run's three prompt sets (`prompts/{neutral,specific,evaluation}.csv`).
 pub struct RunPrompts {

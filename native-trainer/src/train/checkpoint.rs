@@ -8,6 +8,7 @@ use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use popalign_core::models::unet::UNet2DConditionModel;
+use popalign_core::models::unet::trained::LORA_FILE;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -66,7 +67,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| runtime(&tmp, e))?;
     if config.lora.is_some() {
-        let peft = tmp.join("pytorch_lora_weights.safetensors");
+        let peft = tmp.join(LORA_FILE);
         unet.save_lora(&peft).map_err(CliError::Runtime)?;
         for export in &config.export {
             export.write(&peft, unet_config, &tmp.join(export.file_name()))?;

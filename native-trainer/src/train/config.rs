@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
 pub const REWARDS: &[&str] = &["aesthetic", "hps", "pickscore", "clip", "pixel-mean"];
-use crate::commands::export_lora::LoraExport;
+use super::export::LoraExport;
 use crate::error::{CliResult, input};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -8,6 +8,7 @@ pub(crate) mod checkpoint;
 pub mod config;
 mod data;
 mod dense;
+pub mod export;
 mod latent_cache;
 mod log;
 mod loss;
@@ -18,7 +19,6 @@ pub(crate) mod samples;
 mod setup;
 pub(crate) mod trajectory;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
@@ -33,7 +33,6 @@ use popalign_core::nn::recomputed_attention;
 use serde_json::json;
 
 use crate::backend::Backend;
-use crate::commands::export_lora::LoraExport;
 use crate::error::{CliError, CliResult, input};
 use batch::{Selection, sample_batch};
 use config::TrainConfig;
@@ -44,36 +43,6 @@ use policy::{Frozen, TrainBackend};
 use setup::{Setup, setup};
 
 type AD = Autodiff<Backend>;
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// The run's `train.toml`.
-    #[arg(long)]
-    config: PathBuf,
-    /// Continue from the newest checkpoint in the output folder.
-    #[arg(long)]
-    resume: bool,
-    /// Train data-parallel, one worker per device (`cuda:0,cuda:1`; `cpu,cpu` on the CPU build);
-    /// replaces `devices` in train.toml. `batch_size` is per device.
-    #[arg(long, value_delimiter = ',')]
-    devices: Vec<String>,
-    /// Also write each checkpoint's LoRA in these layouts (`kohya`); adds to `export` in train.toml.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    export: Vec<LoraExport>,
-}
-
-pub fn run(args: Args) -> CliResult {
-    let mut config = TrainConfig::load(&args.config)?;
-    if !args.devices.is_empty() {
-        config.devices = args.devices;
-    }
-    for export in args.export {
-        if !config.export.contains(&export) {
-            config.export.push(export);
-        }
-    }
-    train_with(&config, args.resume)
-}
 
 /// Trains as `config` says (its paths absolute, or relative to the working directory).
 pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {

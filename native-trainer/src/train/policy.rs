@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use popalign_core::diffusion::pipeline::{PromptEmbeds, TextConditioner};
 use popalign_core::diffusion::schedulers::{NoiseSchedule, SchedulerConfig};
-use popalign_core::models::unet::{UNet2DConditionModel, UNetConditioning};
+use popalign_core::models::unet::{TrainedWeights, UNet2DConditionModel, UNetConditioning};
 use popalign_core::models::vae::ImageSpace;
 use popalign_core::nn::lora::{DisableLora, TrainOnlyLora};
 use popalign_core::nn::params::stable_param_ids;
@@ -128,13 +128,8 @@ pub(super) fn load_policy<A: AutodiffBackend>(
                 )));
             }
             // Ids again after loading, so the optimiser state (keyed by id) finds its parameters.
-            unet = trainable(
-                match config.lora {
-                    Some(_) => unet.load_lora(&dir.join("pytorch_lora_weights.safetensors"))?,
-                    None => UNet2DConditionModel::from_dir(&dir.join("unet"), None, device)?,
-                },
-                lora,
-            );
+            let saved_weights = TrainedWeights::in_checkpoint(&dir, lora);
+            unet = trainable(saved_weights.apply(unet, device)?, lora);
             optimizer = checkpoint::load_optimizer(optimizer, &dir, device)?;
             state = saved;
         }

@@ -4,8 +4,10 @@ pub mod blocks;
 pub mod config;
 pub mod embeddings;
 pub mod kohya;
+pub mod trained;
 pub mod transformer;
 pub mod unet;
 
 pub use config::UNetConfig;
+pub use trained::TrainedWeights;
 pub use unet::{UNet2DConditionModel, UNetConditioning};

@@ -13,11 +13,11 @@ use burn::prelude::*;
 use popalign_core::eval::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
 use serde::{Deserialize, Serialize};
 
-use super::images::read_manifest;
 use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::runtime;
 use crate::error::{CliError, CliResult};
+use crate::stages::images::read_manifest;
 
 /// One row of `attributes/<set>.csv`, axis columns flattened in by name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use super::config::RunConfig;
-use super::run::run_stages;
 use crate::error::CliResult;
+use crate::stages::config::RunConfig;
+use crate::stages::run::run_stages;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,12 +1,18 @@
+//! One file per subcommand: its clap arguments, and a `run` that hands them to the modules that do the work.
+
 pub mod classify;
+pub mod demo;
 pub mod evaluate;
 pub mod export_lora;
 pub mod generate;
+pub mod init;
 pub mod prompts;
-pub mod quality;
+pub mod report;
+pub mod run;
 pub mod run_module;
 pub mod schedule;
 pub mod tokenize;
+pub mod train;
 
 use popalign_core::diffusion::schedulers::SchedulerKind;
 

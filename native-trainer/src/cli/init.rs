@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use super::config::RunConfig;
 use crate::artifacts::write_atomic;
 use crate::error::{CliResult, input};
+use crate::stages::config::RunConfig;
 
 #[derive(clap::Args)]
 pub struct Args {

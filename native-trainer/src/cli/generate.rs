@@ -9,6 +9,7 @@ use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use popalign_core::diffusion::pipeline::{DiffusionPipeline, GenerateOptions};
 use popalign_core::diffusion::schedulers::sampler;
+use popalign_core::models::unet::TrainedWeights;
 use serde_json::json;
 
 use crate::artifacts::{png_bytes, write_atomic};
@@ -47,9 +48,10 @@ pub struct Args {
     /// Weight variant, e.g. `fp16`.
     #[arg(long)]
     variant: Option<String>,
-    /// A diffusers LoRA file applied to the U-Net.
-    #[arg(long)]
-    lora: Option<PathBuf>,
+    /// Trained weights in place of the base U-Net: a diffusers LoRA file, or a fine-tuned U-Net folder
+    /// (a training checkpoint's `step-N/unet`).
+    #[arg(long, alias = "lora")]
+    weights: Option<PathBuf>,
 }
 
 pub fn run(mut args: Args) -> CliResult {
@@ -58,14 +60,10 @@ pub fn run(mut args: Args) -> CliResult {
     let device = device();
     let mut pipeline =
         DiffusionPipeline::<B>::from_dir(&args.model, args.variant.as_deref(), &device)?;
-    if let Some(lora) = &args.lora {
-        let unet_dir = popalign_core::io::load::component_dir(&args.model, "unet");
-        pipeline.unet = popalign_core::models::unet::UNet2DConditionModel::from_dir_and_lora_file(
-            &unet_dir,
-            args.variant.as_deref(),
-            Some(lora),
-            &device,
-        )?;
+    if let Some(weights) = &args.weights {
+        let base_unet = popalign_core::io::load::component_dir(&args.model, "unet");
+        pipeline.unet =
+            TrainedWeights::at(weights).load(&base_unet, args.variant.as_deref(), &device)?;
     }
     let factor = pipeline.vae_scale_factor();
     let default_size = pipeline.unet.sample_size.unwrap_or(128) * factor;
@@ -111,7 +109,7 @@ pub fn run(mut args: Args) -> CliResult {
             "id": id, "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
             "index": index, "steps": args.steps, "guidance": args.guidance, "scheduler": args.scheduler,
             "width": options.width, "height": options.height, "model": args.model, "variant": args.variant,
-            "lora": args.lora, "popalign_version": popalign_core::VERSION,
+            "trained_weights": args.weights, "popalign_version": popalign_core::VERSION,
         });
         write_atomic(
             &args.out.join(format!("{id}.json")),

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::progress;
 use crate::backend::{Backend as B, device};
+use crate::classify::attributes::AttributeRow;
 use crate::error::{CliResult, input};
-use crate::stages::classify::AttributeRow;
 
 /// Which quality scores to compute and where each scorer's model is: `popalign evaluate`'s flags, and
 /// `run.toml`'s `[evaluate]` table (same names, `-` as `_`). Every folder may also be a Hugging Face repo id.

@@ -10,9 +10,9 @@ use popalign_core::eval::metrics::bias::{BiasOptions, Observation, summarize_axi
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::classify::{AttributeRow, load_unit_rgb};
 use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
+use crate::classify::attributes::{AttributeRow, load_unit_rgb};
 use crate::error::{CliError, CliResult};
 
 use popalign_core::schema::report::{ModelSummary, QualitySummary};
