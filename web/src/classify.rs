@@ -7,8 +7,9 @@ use burn::backend::Wgpu;
 use burn::backend::wgpu::WgpuDevice;
 use burn::prelude::*;
 use leptos::prelude::*;
+use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::eval::classify::{Attributes, unit_rgb_planes};
-use popalign_core::schema::report::{CLIP, CarriedClassifier};
+use popalign_core::schema::report::CarriedClassifier;
 use popalign_core::toy::classifier::readings;
 use popalign_core::toy::world::SIZE;
 use popalign_core::toy::{TOY, ToyClassifier};
@@ -185,7 +186,7 @@ impl DropClassifier {
     async fn classify(&self, bytes: &[u8]) -> Result<Attributes, String> {
         match self {
             DropClassifier::Toy => classify_bytes(bytes).await,
-            DropClassifier::Carried(c) if c.kind == CLIP => {
+            DropClassifier::Carried(c) if c.kind == ClassifierKind::Clip => {
                 crate::clip::classify(&*crate::clip::shared(c).await?, bytes).await
             }
             DropClassifier::Carried(c) => {
@@ -265,8 +266,8 @@ pub fn DropZone(carried: Signal<Vec<CarriedClassifier>>) -> impl IntoView {
                 .map(|a| a.name.as_str())
                 .collect::<Vec<_>>()
                 .join(" and ");
-            match c.kind.as_str() {
-                CLIP => format!("clip: zero-shot {axes} on the whole image"),
+            match c.kind {
+                ClassifierKind::Clip => format!("clip: zero-shot {axes} on the whole image"),
                 kind => format!("{kind}: MTCNN, then {axes}"),
             }
         }));

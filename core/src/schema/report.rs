@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::classify::kind::ClassifierKind;
 use crate::eval::metrics::bias::AxisSummary;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -111,10 +112,11 @@ pub struct SampleCell {
 /// DIR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarriedClassifier {
-    /// [`FACES`]: MTCNN, then the dlib gender network (and the age network where `files` has it) on the
-    /// largest face, as `popalign classify --classifier faces` runs them. [`CLIP`]: the zero-shot
-    /// classifier of `popalign classify --classifier clip`, as `classify::clip_zero_shot` carries it.
-    pub kind: String,
+    /// [`ClassifierKind::Faces`]: MTCNN, then the dlib gender network (and the age network where `files`
+    /// has it) on the largest face, as `popalign classify --classifier faces` runs them.
+    /// [`ClassifierKind::Clip`]: the zero-shot classifier of `popalign classify --classifier clip`, as
+    /// `classify::clip_zero_shot` carries it. The others are not carried.
+    pub kind: ClassifierKind,
     /// The weight files, relative to the report folder (`classifiers/faces/mtcnn.safetensors`, …). Each
     /// also exists as `<file>.js`, a classic script that stores its bytes as base64 in
     /// `window.POPALIGN_WEIGHTS[<file>]`, for pages opened from disk, which may not fetch.
@@ -122,11 +124,6 @@ pub struct CarriedClassifier {
     /// The axes it reads, classes in output order.
     pub axes: Vec<crate::eval::classify::AxisSpec>,
 }
-
-/// [`CarriedClassifier::kind`] of MTCNN plus the dlib networks.
-pub const FACES: &str = "faces";
-/// [`CarriedClassifier::kind`] of CLIP zero-shot.
-pub const CLIP: &str = "clip";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCurve {

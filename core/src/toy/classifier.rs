@@ -187,6 +187,10 @@ impl<B: Backend> AttributeClassifier<B> for ToyClassifier<B> {
         "toy-palette".into()
     }
 
+    fn kind(&self) -> crate::eval::classify::kind::ClassifierKind {
+        crate::eval::classify::kind::ClassifierKind::Toy
+    }
+
     /// The axes keep their real names: shape plays gender, colour plays race.
     fn axes(&self) -> Vec<AxisSpec> {
         let labels = |values: Vec<&str>| values.into_iter().map(String::from).collect();

@@ -287,6 +287,10 @@ fn zero_shot_loads_from_a_folder_with_its_tokenizer() {
     );
     let classifier = ClipZeroShot::<B>::from_dir(&root, default_axes(), &device()).unwrap();
     assert_eq!(classifier.name(), "clip-zero-shot:my-clip");
+    assert_eq!(
+        popalign_core::eval::classify::kind::ClassifierKind::of_recorded_name(&classifier.name()),
+        Some(classifier.kind())
+    );
     let results = classifier.classify_pixel_values(float(&inputs()["zero_shot_pixel_values"]));
     assert_close(
         "zero-shot gender (from_dir)",

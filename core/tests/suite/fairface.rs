@@ -32,7 +32,7 @@ fn dir() -> PathBuf {
     fixtures().join("fairface")
 }
 
-fn tiny() -> FairFace<B> {
+pub(crate) fn tiny() -> FairFace<B> {
     FairFace::load_with(&dir().join("tiny.safetensors"), &tiny_config(), &device())
         .unwrap_or_else(|e| panic!("{e}"))
 }

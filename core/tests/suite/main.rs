@@ -5,6 +5,7 @@
 mod age_gender;
 mod alignprop;
 mod bf16;
+mod classifier_kind;
 mod clip_model;
 mod clip_processor;
 mod common;

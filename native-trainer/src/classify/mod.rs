@@ -5,10 +5,11 @@ pub mod attributes;
 
 use crate::backend::{Backend as B, device};
 use crate::error::{CliResult, input};
-use clap::ValueEnum;
+use clap::builder::TypedValueParser;
 use popalign_core::eval::classify::AttributeClassifier;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
 use popalign_core::eval::classify::detected::DetectedFaces;
+use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::eval::face_attributes::{
     DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace,
 };
@@ -22,9 +23,11 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierArgs {
-    /// Which classifier reads the images.
-    #[arg(long, value_enum, default_value_t = Classifier::Toy)]
-    pub classifier: Classifier,
+    /// Which classifier reads the images: `toy` (the toy world's palette classifier), `faces` (MTCNN,
+    /// then the CC0 dlib gender and age networks on the largest face), `fairface` (MTCNN, then FairFace's
+    /// ResNet-34: gender, race, age), or `clip` (CLIP zero-shot on the whole image).
+    #[arg(long, default_value_t = ClassifierKind::Toy, value_parser = kind_parser())]
+    pub classifier: ClassifierKind,
     /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
     /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
     /// For `--classifier fairface`: a folder with `mtcnn.safetensors` and `fairface.safetensors`
@@ -44,26 +47,18 @@ pub struct ClassifierArgs {
     pub face_thresholds: Vec<f64>,
 }
 
+/// `--classifier`: the names [`ClassifierKind`] reads, listed in `--help`.
+fn kind_parser() -> impl clap::builder::TypedValueParser<Value = ClassifierKind> {
+    clap::builder::PossibleValuesParser::new(ClassifierKind::ALL.map(ClassifierKind::name))
+        .map(|name| name.parse().expect("one of the possible values"))
+}
+
 fn min_face_size() -> f64 {
     20.0
 }
 
 fn face_thresholds() -> Vec<f64> {
     vec![0.6, 0.7, 0.7]
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Classifier {
-    /// The toy world's palette classifier (shape as gender, colour as race).
-    Toy,
-    /// MTCNN face detection, then the CC0 dlib gender (and age) networks on the largest face.
-    Faces,
-    /// MTCNN face detection, then FairFace's ResNet-34 (gender, race, age) on the largest face.
-    Fairface,
-    /// CLIP zero-shot on the whole image ("a photo of a man" / "a photo of a woman", "a photo of a
-    /// {race} person"); every image counts as showing a person.
-    Clip,
 }
 
 /// FairFace read dlib chips padded by 25% of the face on each side; MTCNN's box is tight, so its 224 crop
@@ -78,40 +73,31 @@ pub fn load_classifier(
 ) -> CliResult<Box<dyn AttributeClassifier<B>>> {
     let weights = || {
         let needs = match args.classifier {
-            Classifier::Toy => return Ok(PathBuf::new()),
-            Classifier::Fairface => "a folder with mtcnn.safetensors and fairface.safetensors",
-            Classifier::Faces => {
+            ClassifierKind::Toy => return Ok(PathBuf::new()),
+            ClassifierKind::Fairface => "a folder with mtcnn.safetensors and fairface.safetensors",
+            ClassifierKind::Faces => {
                 "a folder with mtcnn.safetensors, gender.safetensors and optionally age.safetensors"
             }
-            Classifier::Clip => "a CLIPModel folder with its tokenizer",
+            ClassifierKind::Clip => "a CLIPModel folder with its tokenizer",
         };
         let dir = args.weights.as_deref().ok_or_else(|| {
             input(format!(
                 "classifier {} needs weights (--weights DIR, or `weights` in run.toml's [classify]): \
                  {needs}",
-                args.classifier.name()
+                args.classifier
             ))
         })?;
         crate::hub::resolve_model(dir, base)
     };
     Ok(match args.classifier {
-        Classifier::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
-        Classifier::Faces | Classifier::Fairface => face_classifier(args, &weights()?)?,
-        Classifier::Clip => Box::new(ClipZeroShot::<B>::from_dir(
+        ClassifierKind::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
+        ClassifierKind::Faces | ClassifierKind::Fairface => face_classifier(args, &weights()?)?,
+        ClassifierKind::Clip => Box::new(ClipZeroShot::<B>::from_dir(
             &weights()?,
             default_axes(),
             &device(),
         )?),
     })
-}
-
-impl Classifier {
-    /// The name users write (`--classifier`, `[classify] classifier`).
-    pub fn name(self) -> String {
-        self.to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default()
-    }
 }
 
 /// MTCNN plus the heads from `dir`: FairFace, or the dlib networks (the age axis only where
@@ -125,7 +111,7 @@ fn face_classifier(
     let defaults = MtcnnConfig::default();
     let (heads, image_size, margin): (Box<dyn AttributeClassifier<B>>, _, _) = match args.classifier
     {
-        Classifier::Fairface => (
+        ClassifierKind::Fairface => (
             Box::new(FairFace::<B>::load(
                 &dir.join("fairface.safetensors"),
                 &device,

@@ -8,7 +8,7 @@
 //! as unreadable and left out of every metric, so they never pass for images without a face. Where prompts
 //! name a class ("a photo of a Black female doctor"), the identity-specific accuracy per axis is reported too.
 //!
-//! Class lists come from the CSV's classifier: the toy world's palette for `toy-palette`, otherwise the
+//! Class lists come from the CSV's classifier: the toy world's palette for the toy classifier (`ClassifierKind`), otherwise the
 //! vocabulary (`data/attributes.toml`, or `--vocabulary FILE`), whose labels are what the face classifiers
 //! write.
 

@@ -6,6 +6,7 @@ use crate::error::{CliResult, input};
 use crate::evaluate::quality::Comparison;
 use crate::prompt_sets::DEFAULT_ATTRIBUTES;
 use popalign_core::align::prompts::Vocabulary;
+use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::eval::classify::{AttributeClassifier, AxisSpec};
 use popalign_core::eval::metrics::bias::{
     AxisSummary, BiasOptions, IdentityAccuracy, Observation, identity_accuracy,
@@ -114,19 +115,19 @@ fn axis_specs(
     classifier: &str,
     vocabulary: &Vocabulary,
 ) -> CliResult<Vec<AxisSpec>> {
-    let toy = ToyClassifier::<B>::new(&TOY, &device());
-    let known: Vec<AxisSpec> = if classifier == toy.name() {
-        toy.axes()
-    } else {
-        vocabulary
-            .axes
-            .iter()
-            .map(|a| AxisSpec {
-                name: a.name.clone(),
-                classes: a.values.iter().map(|v| v.label.clone()).collect(),
-            })
-            .collect()
-    };
+    let known: Vec<AxisSpec> =
+        if ClassifierKind::of_recorded_name(classifier) == Some(ClassifierKind::Toy) {
+            ToyClassifier::<B>::new(&TOY, &device()).axes()
+        } else {
+            vocabulary
+                .axes
+                .iter()
+                .map(|a| AxisSpec {
+                    name: a.name.clone(),
+                    classes: a.values.iter().map(|v| v.label.clone()).collect(),
+                })
+                .collect()
+        };
     names
         .iter()
         .map(|name| {

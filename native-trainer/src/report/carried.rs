@@ -10,10 +10,11 @@ use std::path::Path;
 
 use base64::Engine;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
+use popalign_core::eval::classify::kind::ClassifierKind::{self, Clip, Faces};
 use popalign_core::eval::classify::{AttributeClassifier, AxisSpec};
 use popalign_core::eval::face_attributes::{AGE_BAND_CLASSES, GENDER_CLASSES};
 use popalign_core::models::face::WEIGHTS_FILE;
-use popalign_core::schema::report::{CLIP, CarriedClassifier, FACES};
+use popalign_core::schema::report::CarriedClassifier;
 
 use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
@@ -38,11 +39,11 @@ pub fn carry_faces(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
                 source.display()
             ))
         })?;
-        let file = carry_file(out, FACES, name, &bytes)?;
+        let file = carry_file(out, Faces, name, &bytes)?;
         files.push(file);
     }
     Ok(CarriedClassifier {
-        kind: FACES.into(),
+        kind: Faces,
         files,
         axes,
     })
@@ -55,17 +56,17 @@ pub fn carry_clip(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
     let classifier = ClipZeroShot::<B>::from_dir(dir, default_axes(), &device())?;
     let config_path = dir.join("config.json");
     let config: serde_json::Value = popalign_core::io::load::read_config(&config_path)?;
-    let scratch = out.join("classifiers").join(CLIP);
+    let scratch = out.join("classifiers").join(Clip.name());
     std::fs::create_dir_all(&scratch).map_err(|e| runtime(&scratch, e))?;
     let mut files = Vec::new();
     for (name, bytes) in classifier
         .carried_files(&config, &scratch)
         .map_err(|e| input(format!("{}: {e}", dir.display())))?
     {
-        files.push(carry_file(out, CLIP, name, &bytes)?);
+        files.push(carry_file(out, Clip, name, &bytes)?);
     }
     Ok(CarriedClassifier {
-        kind: CLIP.into(),
+        kind: Clip,
         files,
         axes: classifier.axes(),
     })
@@ -73,7 +74,7 @@ pub fn carry_clip(dir: &Path, out: &Path) -> CliResult<CarriedClassifier> {
 
 /// Writes `bytes` as `classifiers/<kind>/<name>` in `out`, and its `.js` script beside it; returns the
 /// path relative to `out`.
-fn carry_file(out: &Path, kind: &str, name: &str, bytes: &[u8]) -> CliResult<String> {
+fn carry_file(out: &Path, kind: ClassifierKind, name: &str, bytes: &[u8]) -> CliResult<String> {
     let file = format!("classifiers/{kind}/{name}");
     let target = out.join(&file);
     if let Some(parent) = target.parent() {
@@ -148,7 +149,7 @@ mod tests {
             std::fs::copy(entry.path(), tokenizer.join(entry.file_name())).unwrap();
         }
         let carried = carry_clip(clip.path(), out.path()).unwrap();
-        assert_eq!(carried.kind, CLIP);
+        assert_eq!(carried.kind, Clip);
         assert_eq!(
             carried.files,
             [

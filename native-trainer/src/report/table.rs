@@ -1,6 +1,7 @@
 //! The comparison table printed after a run and written beside the report.
 
 use super::page::quality_names;
+use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::schema::report::ModelSummary;
 
 /// The comparison table printed on stdout: one column per model.
@@ -23,7 +24,9 @@ pub fn comparison_table(models: &[ModelSummary]) -> String {
     };
     let first = models.first();
     let axes: Vec<String> = first.map_or(Vec::new(), |m| m.axes.keys().cloned().collect());
-    let toy = first.is_some_and(|m| m.classifier == "toy-palette");
+    let toy = first.is_some_and(|m| {
+        ClassifierKind::of_recorded_name(&m.classifier) == Some(ClassifierKind::Toy)
+    });
     std::iter::once(row("neutral prompts", &|s| s.model.clone()))
         .chain(axes.into_iter().map(|axis| {
             let label = format!("{axis} discrepancy ‖p − uniform‖₂");

@@ -295,11 +295,11 @@ impl RunConfig {
     /// What the toy world and a real model each need: the toy world brings its own prompts, classifier and
     /// scorer, which read only its images; a real model names a classifier and at least one quality metric.
     fn check_world(&self) -> Result<(), String> {
-        use crate::classify::Classifier;
+        use popalign_core::eval::classify::kind::ClassifierKind;
         let classifier = self.classify.as_ref().map(|c| c.classifier);
         if self.is_toy() {
             return match (&self.prompts, &self.evaluate, classifier) {
-                (None, None, None | Some(Classifier::Toy)) => Ok(()),
+                (None, None, None | Some(ClassifierKind::Toy)) => Ok(()),
                 _ => Err(
                     "the toy model brings its own prompts, classifier and scorer: leave out \
                           [prompts], [evaluate] and [classify] (or set classifier = \"toy\")"
@@ -315,7 +315,7 @@ impl RunConfig {
                         .into(),
                 );
             }
-            Some(Classifier::Toy) => {
+            Some(ClassifierKind::Toy) => {
                 return Err(
                     "[classify] classifier = \"toy\" reads only the toy model's images; \
                             choose fairface, faces or clip"

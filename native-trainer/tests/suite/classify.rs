@@ -7,6 +7,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use image::{GrayImage, ImageFormat, RgbImage, RgbaImage};
+use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::toy::TOY;
 use popalign_core::toy::render::render;
 use popalign_core::toy::world::{Figure, SIZE};
@@ -201,6 +202,10 @@ fn faces_classifier_finds_people_and_reads_their_gender() {
             "{file}"
         );
         assert_eq!(column(&row, &headers, "classifier"), "mtcnn+dlib-gender-v1");
+        assert_eq!(
+            ClassifierKind::of_recorded_name(&column(&row, &headers, "classifier")),
+            Some(ClassifierKind::Faces)
+        );
         if face == "true" {
             let probs: Vec<f64> = column(&row, &headers, "gender_probs")
                 .split(' ')

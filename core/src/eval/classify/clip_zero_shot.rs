@@ -404,6 +404,10 @@ impl<B: Backend> AttributeClassifier<B> for ClipZeroShot<B> {
         self.name.clone()
     }
 
+    fn kind(&self) -> super::kind::ClassifierKind {
+        super::kind::ClassifierKind::Clip
+    }
+
     fn axes(&self) -> Vec<AxisSpec> {
         self.axes
             .iter()

@@ -45,6 +45,10 @@ impl<B: Backend> AttributeClassifier<B> for DetectedFaces<B> {
         format!("mtcnn+{}", self.heads.name())
     }
 
+    fn kind(&self) -> super::kind::ClassifierKind {
+        self.heads.kind()
+    }
+
     fn axes(&self) -> Vec<AxisSpec> {
         self.heads.axes()
     }

@@ -6,6 +6,7 @@ pub mod clip_scores;
 pub mod clip_zero_shot;
 pub mod detected;
 pub mod hps;
+pub mod kind;
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,8 @@ pub fn decode_unit_rgb(bytes: &[u8]) -> Result<(Vec<f32>, usize, usize), String>
 pub trait AttributeClassifier<B: Backend> {
     /// Recorded in `attributes/<set>.csv` so results from different classifiers are never mixed up.
     fn name(&self) -> String;
+    /// Which of our classifiers this is (a face classifier's heads answer for the pipeline they belong to).
+    fn kind(&self) -> kind::ClassifierKind;
     fn axes(&self) -> Vec<AxisSpec>;
     /// Images `[N, 3, H, W]` in [0, 1] → one result per image.
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes>;

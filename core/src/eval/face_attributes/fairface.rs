@@ -176,6 +176,10 @@ impl<B: Backend> AttributeClassifier<B> for FairFace<B> {
         "fairface-res34-7race".into()
     }
 
+    fn kind(&self) -> crate::eval::classify::kind::ClassifierKind {
+        crate::eval::classify::kind::ClassifierKind::Fairface
+    }
+
     fn axes(&self) -> Vec<AxisSpec> {
         vec![
             AxisSpec::new("gender", &GENDER_CLASSES),

@@ -238,6 +238,10 @@ impl<B: Backend> AttributeClassifier<B> for DlibAgeGender<B> {
         "dlib-age-gender-v1".into()
     }
 
+    fn kind(&self) -> crate::eval::classify::kind::ClassifierKind {
+        crate::eval::classify::kind::ClassifierKind::Faces
+    }
+
     fn axes(&self) -> Vec<AxisSpec> {
         vec![
             AxisSpec::new("gender", &GENDER_CLASSES),
@@ -297,6 +301,10 @@ impl<B: Backend> DlibGender<B> {
 impl<B: Backend> AttributeClassifier<B> for DlibGender<B> {
     fn name(&self) -> String {
         "dlib-gender-v1".into()
+    }
+
+    fn kind(&self) -> crate::eval::classify::kind::ClassifierKind {
+        crate::eval::classify::kind::ClassifierKind::Faces
     }
 
     fn axes(&self) -> Vec<AxisSpec> {
