@@ -2,7 +2,7 @@
 //!
 //! burn 0.21's ndarray backend computes a convolution's input gradient with a scalar seven-deep
 //! `conv_transpose2d` loop: a training step of a small U-Net spends over 90% of its time there
-//! (bench/NOTES.md). On that backend, under autodiff, we lower the convolution to shifted windows of
+//! (bench/NOTES.md). On that backend we lower the convolution to shifted windows of
 //! the padded input and one matrix product (im2col), whose forward and backward are all fast ops; the
 //! result is the same convolution (checked against the model fixtures and in `tests/conv.rs`).
 //! Everywhere else burn's own kernel runs: it is fast there and needs no k²-times larger buffer.
@@ -24,11 +24,12 @@ pub fn apply<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     im2col_conv(conv, x, pad)
 }
 
-/// Whether this backend's convolutions are better expressed as matrix products (see the module doc):
-/// ndarray under autodiff only. Without autodiff (sampling, the frozen reference) nothing needs the
-/// backward, and burn-ndarray's SIMD forward kernel beats the lowering (bench/NOTES.md, "toy demo").
+/// Whether this backend's convolutions are better expressed as matrix products (see the module doc): on
+/// ndarray, with or without autodiff. Its direct forward kernel is a scalar loop too unless burn-ndarray's
+/// `simd` feature is on, which we leave off (its reciprocal is approximate; bench/NOTES.md, "burn-ndarray's
+/// SIMD reciprocal").
 pub fn lowers_to_matmul<B: Backend>(device: &B::Device) -> bool {
-    B::name(device).contains("ndarray") && B::ad_enabled(device)
+    B::name(device).contains("ndarray")
 }
 
 /// `(top, left, bottom, right)` of an explicit padding.

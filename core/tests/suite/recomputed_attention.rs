@@ -6,8 +6,8 @@
 //!
 //! Measured (f32, NdArray, values up to 2.5, plain autodiff and balanced checkpointing alike), max abs from
 //! float64, output / dQ / dK / dV: ours 2.3e-7 / 4.8e-7 / 4.2e-7 / 3.3e-7 in every build; burn's attention
-//! 2.3e-7 / 3.6e-7 / 4.4e-7 / 3.0e-7 with burn-ndarray's default kernels and 2.3e-7 / 4.2e-5 / 9.8e-5 / 3.0e-7
-//! with its `simd` feature (as the workspace builds it). Through the U-Net: LoRA gradients 3.1e-6 (K = 1) and
+//! 2.3e-7 / 3.6e-7 / 4.4e-7 / 3.0e-7 as the workspace builds burn-ndarray (2.3e-7 / 4.2e-5 / 9.8e-5 / 3.0e-7
+//! with its `simd` feature, whose reciprocal is approximate; bench/NOTES.md). Through the U-Net: LoRA gradients 3.1e-6 (K = 1) and
 //! 1.4e-6 (K = 2) max |Δ| / max |golden| against PyTorch, the bounds of `alignprop.rs`.
 
 use burn::backend::autodiff::checkpoint::strategy::{

@@ -129,7 +129,7 @@ pub struct GenerateConfig {
     pub batch_size: usize,
     /// Sample the training populations with DDIM η = 1 and keep every image's chain for dense-reward DPO
     /// (`objective = "dense"`). Left out of the serialised config when false, so older runs keep their hash.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trajectories: bool,
     /// Image side in pixels (absent: the U-Net's `sample_size` × the VAE's factor, 1024 for SDXL).
     /// Training reads the images at this size too.
@@ -138,10 +138,6 @@ pub struct GenerateConfig {
     /// `ddim` or `euler` (absent: DDIM; the official PopAlign runs sample with SDXL's Euler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<SchedulerKind>,
-}
-
-pub(super) fn is_false(value: &bool) -> bool {
-    !*value
 }
 
 /// The demo's training workers: `side_by_side_batches()` CPU workers when that is more than one (two

@@ -5,7 +5,6 @@ use popalign_core::diffusion::precision::Precision;
 use popalign_core::nn::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
-use super::config::is_false;
 use crate::train::config::{LrSchedule, is_f32};
 use crate::train::export::LoraExport;
 
@@ -59,7 +58,7 @@ pub struct TrainSection {
     #[serde(default, skip_serializing_if = "is_f32")]
     pub precision: Precision,
     /// Gradient checkpointing (memory for compute; see `train.toml`'s key of the same name).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
     /// The learning-rate schedule (absent: cosine, the toy world's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
