@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use popalign_core::models::unet::UNet2DConditionModel;
-use popalign_core::models::unet::trained::LORA_FILE;
+use popalign_core::models::unet::{TrainedWeights, UNet2DConditionModel};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -66,19 +65,21 @@ pub fn save<B: AutodiffBackend, O: Optimizer<UNet2DConditionModel<B>, B>>(
     let tmp = output.join(format!("step-{}.tmp", state.step));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| runtime(&tmp, e))?;
-    if config.lora.is_some() {
-        let peft = tmp.join(LORA_FILE);
-        unet.save_lora(&peft).map_err(CliError::Runtime)?;
-        for export in &config.export {
-            export.write(&peft, unet_config, &tmp.join(export.file_name()))?;
+    // Written where `TrainedWeights::in_checkpoint` reads it back.
+    match TrainedWeights::in_checkpoint(&tmp, config.lora.is_some()) {
+        TrainedWeights::Lora(peft) => {
+            unet.save_lora(&peft).map_err(CliError::Runtime)?;
+            for export in &config.export {
+                export.write(&peft, unet_config, &tmp.join(export.file_name()))?;
+            }
         }
-    } else {
-        let unet_dir = tmp.join("unet");
-        std::fs::create_dir_all(&unet_dir).map_err(|e| runtime(&unet_dir, e))?;
-        std::fs::copy(unet_config, unet_dir.join("config.json"))
-            .map_err(|e| runtime(unet_config, e))?;
-        unet.save_weights(&unet_dir.join("diffusion_pytorch_model.safetensors"))
-            .map_err(CliError::Runtime)?;
+        TrainedWeights::Unet(unet_dir) => {
+            std::fs::create_dir_all(&unet_dir).map_err(|e| runtime(&unet_dir, e))?;
+            std::fs::copy(unet_config, unet_dir.join("config.json"))
+                .map_err(|e| runtime(unet_config, e))?;
+            unet.save_weights(&unet_dir.join("diffusion_pytorch_model.safetensors"))
+                .map_err(CliError::Runtime)?;
+        }
     }
     let optimizer_path = tmp.join("optimizer");
     BinFileRecorder::<FullPrecisionSettings>::new()

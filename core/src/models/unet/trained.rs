@@ -12,7 +12,7 @@ use super::UNet2DConditionModel;
 use crate::io::load::LoadError;
 
 /// The file diffusers' `save_lora_weights` writes and `load_lora_weights` reads.
-pub const LORA_FILE: &str = "pytorch_lora_weights.safetensors";
+const LORA_FILE: &str = "pytorch_lora_weights.safetensors";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrainedWeights {
