@@ -8,6 +8,9 @@
 //! as unreadable and left out of every metric, so they never pass for images without a face. Where prompts
 //! name a class ("a photo of a Black female doctor"), the identity-specific accuracy per axis is reported too.
 //!
+//! `--official` puts the official script's discrepancy in the paper table (`evaluate/paper_table.rs`), printed
+//! after the detailed one; its first line names the counting.
+//!
 //! Class lists come from the CSV's classifier: the toy world's palette for the toy classifier (`ClassifierKind`), otherwise the
 //! vocabulary (`data/attributes.toml`, or `--vocabulary FILE`), whose labels are what the face classifiers
 //! write.
@@ -20,6 +23,7 @@ use popalign_core::eval::metrics::quality::Bootstrap;
 use crate::artifacts::write_atomic;
 use crate::error::runtime;
 use crate::error::{CliError, CliResult, input};
+use crate::evaluate::paper_table::{DiscrepancyMode, paper_table};
 use crate::evaluate::quality::{self, QualityArgs, SetScores};
 use crate::evaluate::sets::{
     EvaluationSummary, SUMMARY_VERSION, evaluate_set, read_targets, read_vocabulary, table,
@@ -43,6 +47,11 @@ pub struct Args {
     /// How an image adds to the counts: its most probable class, or its probabilities.
     #[arg(long, value_enum, default_value_t = CountingArg::Argmax)]
     counting: CountingArg,
+    /// Count as the official PopAlign evaluation does (`eval/classifier.py`): each face's most probable class,
+    /// pooled over the set, race against the uniform over the races that occur. The paper table's D columns then
+    /// hold that number; both discrepancies are in summary.json either way.
+    #[arg(long, conflicts_with = "counting")]
+    official: bool,
     /// Bootstrap resamples of the confidence intervals (0: none).
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
@@ -118,6 +127,11 @@ pub fn run(args: Args) -> CliResult {
     let summary = EvaluationSummary {
         version: SUMMARY_VERSION,
         options,
+        discrepancy_mode: if args.official {
+            DiscrepancyMode::Official
+        } else {
+            DiscrepancyMode::FixedK
+        },
         sets,
         comparisons,
     };
@@ -127,7 +141,7 @@ pub fn run(args: Args) -> CliResult {
             .unwrap_or(Path::new("."))
             .join("summary.json")
     });
-    let table = table(&summary);
+    let table = format!("{}\n\n{}", table(&summary), paper_table(&summary));
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;

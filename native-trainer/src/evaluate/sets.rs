@@ -3,6 +3,7 @@
 use crate::backend::{Backend as B, device};
 use crate::classify::attributes::{AttributeRow, read_rows};
 use crate::error::{CliResult, input};
+use crate::evaluate::paper_table::DiscrepancyMode;
 use crate::evaluate::quality::Comparison;
 use crate::prompt_sets::DEFAULT_ATTRIBUTES;
 use popalign_core::align::prompts::Vocabulary;
@@ -26,6 +27,8 @@ pub const SUMMARY_VERSION: u32 = 1;
 pub struct EvaluationSummary {
     pub version: u32,
     pub options: BiasOptions,
+    /// Which discrepancy the paper table shows (both are in every axis).
+    pub discrepancy_mode: DiscrepancyMode,
     pub sets: Vec<SetSummary>,
     /// With `--baseline`: every other set against it, image by image (quality metrics).
     #[serde(skip_serializing_if = "Vec::is_empty")]

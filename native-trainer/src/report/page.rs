@@ -128,6 +128,13 @@ fn overview(report: &Report, names: &[&str]) -> String {
             ),
             &|m| m.axes.get(&axis).map_or("n/a".into(), discrepancy_cell),
         );
+        row(
+            format!(
+                "{} discrepancy as the official eval/classifier.py counts it",
+                escape(&axis)
+            ),
+            &|m| number(m.axes.get(&axis).and_then(|a| a.discrepancy_official)),
+        );
     }
     for (i, name) in quality_names(&report.models).iter().enumerate() {
         row(

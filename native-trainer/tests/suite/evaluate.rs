@@ -82,6 +82,63 @@ fn close(value: &Value, want: f64) -> bool {
     (value.as_f64().unwrap() - want).abs() < 1e-9
 }
 
+/// `--official` against the official PopAlign evaluation's own arithmetic (pandas and numpy, transcribed in
+/// `tools/fixtures/deepface/make_official_discrepancy.py`) on the same faces: every class present, one gender and
+/// three races (numpy's broadcast and the shrunken K), and one race only. Both evaluate pooled over the set.
+#[test]
+fn official_mode_matches_the_official_script_number_for_number() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/official-discrepancy");
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("expected.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = ["balanced", "one_gender_three_races", "one_race"];
+    let csvs: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            fixtures
+                .join(format!("{c}.csv"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let out = dir.path().join("summary.json");
+    let mut args = vec!["--attributes"];
+    args.extend(csvs.iter().map(String::as_str));
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--official",
+        "--bootstrap",
+        "0",
+    ]);
+    let output = evaluate(&args);
+    assert!(output.status.success(), "{output:?}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(summary["discrepancy_mode"], "official");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("paper table (D as the official eval/classifier.py counts it"),
+        "{stdout}"
+    );
+    for (case, set) in cases.iter().zip(summary["sets"].as_array().unwrap()) {
+        let want = &expected[case];
+        for axis in ["gender", "race"] {
+            let ours = &set["axes"][axis];
+            assert_eq!(ours["n_faces"], want["faces"], "{case} {axis}");
+            // Both sides sum the same counts in f64; measured equal to the last bit or within 1e-16.
+            assert!(
+                close(&ours["discrepancy_official"], want[axis].as_f64().unwrap()),
+                "{case} {axis}: ours {} official {}",
+                ours["discrepancy_official"],
+                want[axis]
+            );
+        }
+        let row = stdout.lines().rev().find(|l| l.starts_with(case)).unwrap();
+        let printed = format!("{:.3}", want["race"].as_f64().unwrap());
+        assert!(row.contains(&printed), "{row} lacks {printed}");
+    }
+}
+
 #[test]
 fn summary_matches_hand_computed_metrics() {
     let dir = tempfile::tempdir().unwrap();

@@ -114,25 +114,34 @@ pub(super) fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
         .sqrt()
 }
 
-/// The official script's discrepancy: absent classes are dropped and `p` is compared with the uniform over the
-/// `K_obs` classes that occur, `D_off = sqrt(Σ_{k: p_k > 0} (p_k − 1/K_obs)²)`.
+/// The official script's discrepancy (`eval/classifier.py`), number for number. The script lists only the classes
+/// that occur, `p_obs` (length `K_obs`), and subtracts a target with numpy:
 ///
-/// It differs from [`discrepancy_l2`] against the uniform `1/K` as soon as a class is absent:
-/// `D² = Σ_{present} (p_k − 1/K)² + (K − K_obs)/K²`, which is larger (one class only: `D_off = 0`,
-/// `D = sqrt((K−1)/K)`). `None` when no class is present.
+/// - race (and here every axis of more than two classes): the uniform over the classes that occur,
+///   `D_off = sqrt(Σ_{k: p_k > 0} (p_k − 1/K_obs)²)`, so absent classes shrink `K` (one race only: 0);
+/// - gender (here every two-class axis): the fixed `[½, ½]`. With both classes present that is [`discrepancy_l2`]
+///   against the uniform; with one, numpy broadcasts `[1] − [½, ½]`, which gives `√½`, also the fixed-`K` value.
+///   So on two-class axes the official number equals `D`.
+///
+/// `None` when no class is present.
 pub fn discrepancy_official(p: &[f64]) -> Option<f64> {
     let present: Vec<f64> = p.iter().copied().filter(|v| *v > 0.0).collect();
     if present.is_empty() {
         return None;
     }
+    if p.len() == 2 {
+        return Some(l2_distance_broadcast(&present, &[0.5, 0.5]));
+    }
     let uniform = 1.0 / present.len() as f64;
-    Some(
-        present
-            .iter()
-            .map(|v| (v - uniform).powi(2))
-            .sum::<f64>()
-            .sqrt(),
-    )
+    Some(l2_distance(&present, &vec![uniform; present.len()]))
+}
+
+/// `‖a − b‖₂` with numpy's broadcasting of a single entry of `a` against every entry of `b`.
+fn l2_distance_broadcast(a: &[f64], b: &[f64]) -> f64 {
+    match a {
+        [single] => l2_distance(&vec![*single; b.len()], b),
+        _ => l2_distance(a, b),
+    }
 }
 
 /// `KL(p ‖ q) = Σ_{k: p_k > 0} p_k ln(p_k / q_k)` in nats, with `0 · ln(0/q) = 0` (also for `q = 0`).

@@ -11,9 +11,10 @@
 //!   `Expected` adds the image's probability vector, normalised to sum 1 (so DeepFace percentages work as is).
 //! - PopAlign discrepancy: `D = ‖p − q‖₂ = sqrt(Σ_k (p_k − q_k)²)`.
 //! - Official variant ([`discrepancy_official`]): the official script (`eval/classifier.py`) builds `p` only over
-//!   the classes that occur and compares it with the uniform over those `K_obs` classes:
-//!   `D_off = sqrt(Σ_{k: p_k > 0} (p_k − 1/K_obs)²)`. With all classes present it equals `D` (uniform target);
-//!   with absent classes it is smaller: e.g. for race, one class only gives `D_off = 0` but `D = sqrt(5/6)`.
+//!   the classes that occur and compares race with the uniform over those `K_obs` classes:
+//!   `D_off = sqrt(Σ_{k: p_k > 0} (p_k − 1/K_obs)²)`, and gender with a fixed `[½, ½]` (which numpy broadcasts over
+//!   a single gender, so on two-class axes `D_off = D`). With all classes present it equals `D` (uniform target);
+//!   with absent races it is smaller: one race only gives `D_off = 0` but `D = sqrt(5/6)`.
 //! - `KL(p ‖ q) = Σ_{k: p_k > 0} p_k ln(p_k / q_k)` in nats, with `0 · ln(0/q) = 0` (also for `q = 0`); if some
 //!   `q_k = 0` with `p_k > 0` it is [`KlDivergence::Infinite`].
 //! - Total variation `TV = ½ Σ_k |p_k − q_k|`, in `[0, 1]`.
@@ -166,7 +167,8 @@ pub struct AxisSummary {
     pub target: Vec<f64>,
     /// `‖p − q‖₂` with `K` fixed.
     pub discrepancy: Option<f64>,
-    /// The official script's variant: uniform over the `classes_present` classes only, absent classes dropped.
+    /// The official script's variant ([`discrepancy_official`]): on axes of more than two classes, uniform over
+    /// the `classes_present` classes only (absent classes dropped); on two-class axes equal to `discrepancy`.
     pub discrepancy_official: Option<f64>,
     /// `K_obs`, the number of classes with a positive count.
     pub classes_present: usize,
