@@ -322,6 +322,34 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
 /// Reads only the safetensors header (not the weights, which burn-store maps lazily) and checks that the
 /// file holds every byte the header promises, so a truncated or corrupt file is reported as such.
 fn check_header(file: &Path) -> Result<(), LoadError> {
+    read_header(file).map(drop)
+}
+
+/// Every tensor's shape in a safetensors file, read from its header alone (the file is checked as
+/// [`load_weights`] checks it); for models whose widths follow from their weights.
+pub fn tensor_shapes(
+    file: &Path,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>, LoadError> {
+    let shape = |t: &serde_json::Value| -> Option<Vec<usize>> {
+        t.get("shape")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64().map(|d| d as usize))
+            .collect()
+    };
+    Ok(read_header(file)?
+        .iter()
+        .filter_map(|(name, t)| Some((name.clone(), shape(t)?)))
+        .collect())
+}
+
+/// The parsed header of a safetensors file, after checking it fits the file.
+fn read_header(file: &Path) -> Result<serde_json::Map<String, serde_json::Value>, LoadError> {
+    if !file.exists() {
+        return Err(LoadError::Missing {
+            path: file.to_path_buf(),
+        });
+    }
     use std::io::Read;
     let io = |e: std::io::Error| LoadError::Io {
         path: file.to_path_buf(),
@@ -343,12 +371,21 @@ fn check_header(file: &Path) -> Result<(), LoadError> {
     } else {
         start.clear();
     }
-    check_header_bytes(file, &start, file_len)
+    parse_header(file, &start, file_len)
 }
 
 /// [`check_header`] on the start of a safetensors file (at least its header) whose full length is
 /// `file_len`.
 fn check_header_bytes(file: &Path, start: &[u8], file_len: u64) -> Result<(), LoadError> {
+    parse_header(file, start, file_len).map(drop)
+}
+
+/// The header of [`check_header_bytes`], parsed.
+fn parse_header(
+    file: &Path,
+    start: &[u8],
+    file_len: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>, LoadError> {
     let bad = |message: String| LoadError::Safetensors {
         path: file.to_path_buf(),
         message,
@@ -379,7 +416,7 @@ fn check_header_bytes(file: &Path, start: &[u8], file_len: u64) -> Result<(), Lo
             8 + header_len + data_end
         )));
     }
-    Ok(())
+    Ok(header)
 }
 
 fn apply_error(file: &Path, error: &burn_store::ApplyError) -> LoadError {

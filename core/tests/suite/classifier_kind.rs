@@ -17,8 +17,11 @@ fn names_parse_back_and_serialise_as_users_write_them() {
         assert_eq!(serde_json::from_str::<ClassifierKind>(&json).unwrap(), kind);
     }
     let error = "fair-face".parse::<ClassifierKind>().unwrap_err();
-    assert!(error.contains("toy, faces, fairface, clip"), "{error}");
-    assert_eq!(ClassifierKind::of_recorded_name("deepface-vgg"), None);
+    assert!(
+        error.contains("toy, faces, fairface, deepface, clip"),
+        "{error}"
+    );
+    assert_eq!(ClassifierKind::of_recorded_name("retinaface-vgg"), None);
 }
 
 fn check(classifier: &dyn AttributeClassifier<B>, kind: ClassifierKind) {
@@ -42,8 +45,10 @@ fn each_classifier_s_recorded_name_reads_back_as_its_kind() {
     let faces = DetectedFaces {
         detector,
         heads: Box::new(crate::fairface::tiny()),
+        crop: Default::default(),
     };
     check(&faces, ClassifierKind::Fairface);
+    check(&crate::deepface::model(), ClassifierKind::Deepface);
     // The dlib heads (`faces`) and CLIP zero-shot are checked where their fixtures load: the CLI's
     // classify tests and `clip_model::zero_shot_loads_from_a_folder_with_its_tokenizer`.
 }

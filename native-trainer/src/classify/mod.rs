@@ -8,8 +8,9 @@ use crate::error::{CliResult, input};
 use clap::builder::TypedValueParser;
 use popalign_core::eval::classify::AttributeClassifier;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
-use popalign_core::eval::classify::detected::DetectedFaces;
+use popalign_core::eval::classify::detected::{DetectedFaces, FaceCrop};
 use popalign_core::eval::classify::kind::ClassifierKind;
+use popalign_core::eval::face_attributes::deepface::DeepFace;
 use popalign_core::eval::face_attributes::{
     DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace,
 };
@@ -25,13 +26,16 @@ use std::path::{Path, PathBuf};
 pub struct ClassifierArgs {
     /// Which classifier reads the images: `toy` (the toy world's palette classifier), `faces` (MTCNN,
     /// then the CC0 dlib gender and age networks on the largest face), `fairface` (MTCNN, then FairFace's
-    /// ResNet-34: gender, race, age), or `clip` (CLIP zero-shot on the whole image).
+    /// ResNet-34: gender, race, age), `deepface` (MTCNN, then DeepFace's VGG-Face gender and race models, as
+    /// PopAlign's official evaluation), or `clip` (CLIP zero-shot on the whole image).
     #[arg(long, default_value_t = ClassifierKind::Toy, value_parser = kind_parser())]
     pub classifier: ClassifierKind,
     /// For `--classifier faces`: a folder with `mtcnn.safetensors` and `gender.safetensors`, and
     /// `age.safetensors` for the age axis (see `tools/fixtures/README.md` for how each is made).
     /// For `--classifier fairface`: a folder with `mtcnn.safetensors` and `fairface.safetensors`
     /// (made by `tools/convert_fairface.py`).
+    /// For `--classifier deepface`: a folder with `mtcnn.safetensors`, `deepface_gender.safetensors` and
+    /// `deepface_race.safetensors` (made by `tools/convert_deepface.py` from DeepFace's `.h5` files).
     /// For `--classifier clip`: a transformers `CLIPModel` folder (`config.json`, `model.safetensors`,
     /// `vocab.json` and `merges.txt` there or in `tokenizer/`), or its Hugging Face repo id.
     #[arg(long)]
@@ -75,6 +79,9 @@ pub fn load_classifier(
         let needs = match args.classifier {
             ClassifierKind::Toy => return Ok(PathBuf::new()),
             ClassifierKind::Fairface => "a folder with mtcnn.safetensors and fairface.safetensors",
+            ClassifierKind::Deepface => {
+                "a folder with mtcnn.safetensors, deepface_gender.safetensors and deepface_race.safetensors"
+            }
             ClassifierKind::Faces => {
                 "a folder with mtcnn.safetensors, gender.safetensors and optionally age.safetensors"
             }
@@ -91,7 +98,9 @@ pub fn load_classifier(
     };
     Ok(match args.classifier {
         ClassifierKind::Toy => Box::new(ToyClassifier::<B>::new(&TOY, &device())),
-        ClassifierKind::Faces | ClassifierKind::Fairface => face_classifier(args, &weights()?)?,
+        ClassifierKind::Faces | ClassifierKind::Fairface | ClassifierKind::Deepface => {
+            face_classifier(args, &weights()?)?
+        }
         ClassifierKind::Clip => Box::new(ClipZeroShot::<B>::from_dir(
             &weights()?,
             default_axes(),
@@ -100,7 +109,7 @@ pub fn load_classifier(
     })
 }
 
-/// MTCNN plus the heads from `dir`: FairFace, or the dlib networks (the age axis only where
+/// MTCNN plus the heads from `dir`: FairFace, DeepFace, or the dlib networks (the age axis only where
 /// `age.safetensors` is there).
 fn face_classifier(
     args: &ClassifierArgs,
@@ -109,8 +118,18 @@ fn face_classifier(
     let device = device();
     // The dlib networks take facenet-pytorch's default crop (160, no margin).
     let defaults = MtcnnConfig::default();
+    let mut crop = FaceCrop::Standardised;
     let (heads, image_size, margin): (Box<dyn AttributeClassifier<B>>, _, _) = match args.classifier
     {
+        ClassifierKind::Deepface => {
+            // DeepFace reads the detector's box itself, at the image's resolution.
+            crop = FaceCrop::Box;
+            (
+                Box::new(DeepFace::<B>::from_dir(dir, &device)?),
+                defaults.image_size,
+                defaults.margin,
+            )
+        }
         ClassifierKind::Fairface => (
             Box::new(FairFace::<B>::load(
                 &dir.join("fairface.safetensors"),
@@ -146,5 +165,9 @@ fn face_classifier(
     let detector = Mtcnn::load(dir, &device)?
         .with_config(config)
         .map_err(input)?;
-    Ok(Box::new(DetectedFaces { detector, heads }))
+    Ok(Box::new(DetectedFaces {
+        detector,
+        heads,
+        crop,
+    }))
 }

@@ -296,6 +296,71 @@ fn fairface_classifier_writes_gender_race_and_age() {
     }
 }
 
+/// `--classifier deepface` hands MTCNN's box, at the photo's resolution, to DeepFace's gender and race models.
+/// The astronaut's box is the crop `fixtures/deepface/astronaut_box.png` was cut to, so its row must hold what
+/// `DeepFace.analyze` answered on that crop (narrow random models; parity itself is in core's `deepface` test).
+#[test]
+fn deepface_classifier_reads_the_detected_box_as_deepface_does() {
+    use popalign_core::io::tensor_io::read_tensors;
+
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    let copy =
+        |from: &str, to: &str| std::fs::copy(fixtures().join(from), weights.join(to)).unwrap();
+    copy("mtcnn/mtcnn.safetensors", "mtcnn.safetensors");
+    copy("deepface/gender.safetensors", "deepface_gender.safetensors");
+    let out = dir.path().join("deepface.csv");
+    // Without the race file: an input error naming it.
+    let output = classify_photos("deepface", &weights, &out, &[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("deepface_race.safetensors"));
+
+    copy("deepface/race.safetensors", "deepface_race.safetensors");
+    let output = classify_photos("deepface", &weights, &out, &[]);
+    assert!(output.status.success(), "{output:?}");
+    let golden = read_tensors(&fixtures().join("deepface/outputs.safetensors")).unwrap();
+    let golden = |key: &str| golden[key].to_vec::<f32>().unwrap();
+    // DeepFace's orders: [Woman, Man] and [asian, indian, black, white, middle eastern, latino hispanic].
+    let gender = golden("astronaut_box.gender");
+    let race = golden("astronaut_box.race");
+    let want_gender = [gender[1], gender[0]];
+    let want_race = [race[3], race[0], race[2], race[5], race[1], race[4]];
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let mut seen = 0;
+    for row in reader.records().map(Result::unwrap) {
+        let file = column(&row, &headers, "file");
+        assert_eq!(
+            column(&row, &headers, "classifier"),
+            "mtcnn+deepface-vgg-face"
+        );
+        assert_eq!(
+            column(&row, &headers, "face_found") == "true",
+            !NO_PERSON.contains(&file.as_str()),
+            "{file}"
+        );
+        if file != "astronaut.png" {
+            continue;
+        }
+        seen += 1;
+        for (axis, want) in [("gender", &want_gender[..]), ("race", &want_race[..])] {
+            let probs: Vec<f32> = column(&row, &headers, &format!("{axis}_probs"))
+                .split(' ')
+                .map(|v| v.parse().unwrap())
+                .collect();
+            // The CSV prints 6 decimals.
+            for (got, want) in probs.iter().zip(want) {
+                assert!(
+                    (got - want).abs() < 2e-6,
+                    "{axis}: {probs:?} against {want:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(seen, 1);
+}
+
 /// `--classifier clip` reads a transformers `CLIPModel` folder with its tokenizer and writes the gender and
 /// race columns of the zero-shot classifier (parity with transformers is in core's `clip_model` test).
 #[test]

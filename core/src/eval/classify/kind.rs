@@ -15,13 +15,22 @@ pub enum ClassifierKind {
     Faces,
     /// MTCNN face detection, then FairFace's ResNet-34 (gender, race, age) on the largest face.
     Fairface,
+    /// MTCNN face detection, then DeepFace's VGG-Face gender and race models on the largest face's box, as
+    /// PopAlign's official evaluation classifies (it detects with YuNet).
+    Deepface,
     /// CLIP zero-shot on the whole image ("a photo of a man" / "a photo of a woman", "a photo of a
     /// {race} person"); every image counts as showing a person.
     Clip,
 }
 
 impl ClassifierKind {
-    pub const ALL: [Self; 4] = [Self::Toy, Self::Faces, Self::Fairface, Self::Clip];
+    pub const ALL: [Self; 5] = [
+        Self::Toy,
+        Self::Faces,
+        Self::Fairface,
+        Self::Deepface,
+        Self::Clip,
+    ];
 
     /// The name users write, and that serde reads and writes.
     pub fn name(self) -> &'static str {
@@ -29,13 +38,14 @@ impl ClassifierKind {
             Self::Toy => "toy",
             Self::Faces => "faces",
             Self::Fairface => "fairface",
+            Self::Deepface => "deepface",
             Self::Clip => "clip",
         }
     }
 
     /// The kind of a classifier from the name it records in an attribute CSV's `classifier` column
     /// ([`super::AttributeClassifier::name`]: `toy-palette`, `mtcnn+dlib-gender-v1`,
-    /// `mtcnn+fairface-res34-7race`, `clip-zero-shot:<model>`); `None` for a name no classifier of ours
+    /// `mtcnn+fairface-res34-7race`, `mtcnn+deepface-vgg-face`, `clip-zero-shot:<model>`); `None` for a name no classifier of ours
     /// writes (rows from another tool).
     pub fn of_recorded_name(name: &str) -> Option<Self> {
         let heads = name.strip_prefix("mtcnn+").unwrap_or(name);
@@ -43,6 +53,8 @@ impl ClassifierKind {
             Some(Self::Toy)
         } else if heads.starts_with("fairface") {
             Some(Self::Fairface)
+        } else if heads.starts_with("deepface") {
+            Some(Self::Deepface)
         } else if heads.starts_with("dlib") {
             Some(Self::Faces)
         } else if name.starts_with("clip-zero-shot") {

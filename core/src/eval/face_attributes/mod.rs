@@ -16,11 +16,14 @@
 //! ([`FaceReading::expected_age`]).
 
 pub mod age_net;
+pub mod deepface;
+pub mod deepface_input;
 pub mod dlib_layers;
 pub mod dlib_resnet;
 pub mod fairface;
 pub mod gender_net;
 pub mod torchvision_resnet;
+pub mod vgg_face;
 
 use std::collections::BTreeMap;
 use std::path::Path;
