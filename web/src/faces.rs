@@ -79,6 +79,7 @@ impl FaceClassifier {
         let image = image_tensor(bytes)?;
         let Some(chip) = DetectedFaces::first_face_chip(&self.detector, image).await? else {
             return Ok(Attributes {
+                detection: None,
                 face_found: false,
                 probabilities: Default::default(),
             });

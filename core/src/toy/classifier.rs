@@ -125,6 +125,7 @@ impl ToyReading {
     /// What the classifier trait reports: shape as `gender`, colour as `race`, nothing without a figure.
     pub fn attributes(self) -> Attributes {
         Attributes {
+            detection: None,
             face_found: self.figure_found,
             probabilities: if self.figure_found {
                 BTreeMap::from([("gender".into(), self.shape), ("race".into(), self.colour)])

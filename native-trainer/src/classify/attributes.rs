@@ -1,8 +1,11 @@
 //! Classifying an image set: `attributes/<set>.csv`, one row per manifest entry, in manifest order.
 //!
-//! Columns: `file, prompt, base_prompt, face_found, <axis>, <axis>_p, <axis>_probs, …, classifier`
-//! (`<axis>_probs` is every class probability, space-separated, in the classifier's class order), a
-//! superset of the official `race_gender.csv`. An unreadable image is a row with `face_found = false`
+//! Columns: `file, prompt, base_prompt, face_found, <axis>, <axis>_p, <axis>_probs, …, classifier, error,
+//! faces, face, face_box, face_score` (`<axis>_probs` is every class probability, space-separated, in the
+//! classifier's class order; the last four, for face classifiers, are how many faces the image had, which one
+//! the row reads (0: the largest), its box `x1 y1 x2 y2` in pixels of the decoded image, and the detector's
+//! score), a superset of the official `race_gender.csv`. CSVs written before the face columns existed are
+//! read as well. With `each_face` an image gets one row per face, in the detector's order. An unreadable image is a row with `face_found = false`
 //! and `error` set, never a crash. The CSV is rewritten atomically after every batch, and rows already
 //! present are kept, so a killed run resumes where it stopped.
 
@@ -10,7 +13,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use popalign_core::eval::classify::{AttributeClassifier, AxisSpec, argmax, decode_unit_rgb};
+use popalign_core::eval::classify::{
+    AttributeClassifier, AxisSpec, FaceDetection, argmax, decode_unit_rgb,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::write_atomic;
@@ -30,6 +35,8 @@ pub struct AttributeRow {
     pub axes: Vec<(String, f64, Vec<f64>)>,
     pub classifier: String,
     pub error: String,
+    /// The face this row reads, for classifiers with a detector.
+    pub detection: Option<FaceDetection>,
 }
 
 pub fn classify_set(
@@ -48,7 +55,7 @@ pub fn classify_set(
             base_prompt: m.job.base_prompt,
         })
         .collect();
-    classify_entries(classifier, &entries, csv_path, batch_size, &|_| ())
+    classify_entries(classifier, &entries, csv_path, batch_size, false, &|_| ())
 }
 
 /// One image to classify: where it is, the name its row carries, and its prompts (empty when unknown).
@@ -61,13 +68,14 @@ pub struct Entry {
 }
 
 /// Classifies `entries` into `csv_path`, one row per entry in entry order. Rows already in the CSV
-/// (same file) are kept and not redone; rows of files no longer listed are dropped. `done(k)` is called
-/// after each batch with the number of rows written in this call.
+/// (same file) are kept and not redone; rows of files no longer listed are dropped. `each_face`: a row per
+/// face instead of per image. `done(k)` is called after each batch with the number of images done in this call.
 pub fn classify_entries(
     classifier: &dyn AttributeClassifier<B>,
     entries: &[Entry],
     csv_path: &Path,
     batch_size: usize,
+    each_face: bool,
     done: &dyn Fn(usize),
 ) -> CliResult<Vec<AttributeRow>> {
     let axes = classifier.axes();
@@ -91,7 +99,7 @@ pub fn classify_entries(
     };
     for chunk in todo.chunks(batch_size.max(1)) {
         for entry in chunk {
-            let row = |face_found, axes, error| AttributeRow {
+            let row = |face_found, axes, error, detection| AttributeRow {
                 file: entry.file.clone(),
                 prompt: entry.prompt.clone(),
                 base_prompt: entry.base_prompt.clone(),
@@ -99,24 +107,34 @@ pub fn classify_entries(
                 axes,
                 classifier: classifier.name(),
                 error,
+                detection,
             };
             // One image per call: the images of a folder need not share a size.
-            rows.push(match load_unit_rgb(&entry.path) {
+            match load_unit_rgb(&entry.path) {
                 Ok((data, w, h)) => {
                     let image =
                         Tensor::<B, 1>::from_floats(data.as_slice(), &device).reshape([1, 3, h, w]);
-                    let attributes = classifier.classify(image).remove(0);
-                    let predicted = axes
-                        .iter()
-                        .map(|axis| match attributes.probabilities.get(&axis.name) {
-                            Some(p) => (axis.classes[argmax(p)].clone(), p[argmax(p)], p.clone()),
-                            None => (String::new(), 0.0, Vec::new()),
-                        })
-                        .collect();
-                    row(attributes.face_found, predicted, String::new())
+                    let results = if each_face {
+                        classifier.classify_each_face(image)
+                    } else {
+                        classifier.classify(image)
+                    };
+                    for attributes in results {
+                        let predicted = axes
+                            .iter()
+                            .map(|axis| match attributes.probabilities.get(&axis.name) {
+                                Some(p) => {
+                                    (axis.classes[argmax(p)].clone(), p[argmax(p)], p.clone())
+                                }
+                                None => (String::new(), 0.0, Vec::new()),
+                            })
+                            .collect();
+                        let face = attributes.face_found;
+                        rows.push(row(face, predicted, String::new(), attributes.detection));
+                    }
                 }
-                Err(error) => row(false, empty_axes(), error),
-            });
+                Err(error) => rows.push(row(false, empty_axes(), error, None)),
+            }
         }
         write_rows(csv_path, &axes, &rows)?;
         done(chunk.len());
@@ -144,7 +162,24 @@ fn header(axes: &[AxisSpec]) -> Vec<String> {
         columns.extend([name.clone(), format!("{name}_p"), format!("{name}_probs")]);
     }
     columns.extend(["classifier".into(), "error".into()]);
+    columns.extend(FACE_COLUMNS.map(String::from));
     columns
+}
+
+/// The face columns, after `error`; CSVs written before them end at `error`.
+const FACE_COLUMNS: [&str; 4] = ["faces", "face", "face_box", "face_score"];
+
+/// The face columns of one row (empty without a detection).
+fn face_fields(detection: Option<&FaceDetection>) -> [String; 4] {
+    match detection {
+        Some(d) => [
+            d.count.to_string(),
+            d.index.to_string(),
+            d.bbox.map(|v| format!("{v:.1}")).join(" "),
+            format!("{:.6}", d.score),
+        ],
+        None => Default::default(),
+    }
 }
 
 fn write_rows(path: &Path, axes: &[AxisSpec], rows: &[AttributeRow]) -> CliResult {
@@ -166,6 +201,7 @@ fn write_rows(path: &Path, axes: &[AxisSpec], rows: &[AttributeRow]) -> CliResul
             record.extend([label.clone(), format!("{p:.6}"), probs.join(" ")]);
         }
         record.extend([row.classifier.clone(), row.error.clone()]);
+        record.extend(face_fields(row.detection.as_ref()));
         writer.write_record(record).map_err(csv_error)?;
     }
     let bytes = writer
@@ -186,7 +222,8 @@ pub fn read_rows(path: &Path, axes: &[AxisSpec]) -> CliResult<Vec<AttributeRow>>
         .iter()
         .map(String::from)
         .collect();
-    if found != expected {
+    let before_face_columns = &expected[..expected.len() - FACE_COLUMNS.len()];
+    if found != expected && found != before_face_columns {
         return Err(bad(1, format!("columns {found:?}, expected {expected:?}")));
     }
     let mut rows = Vec::new();
@@ -224,7 +261,36 @@ pub fn read_rows(path: &Path, axes: &[AxisSpec]) -> CliResult<Vec<AttributeRow>>
             axes: parsed_axes,
             classifier: field(k),
             error: field(k + 1),
+            detection: read_detection(&|j| field(k + 2 + j)).map_err(|what| bad(i + 2, what))?,
         });
     }
     Ok(rows)
+}
+
+/// The face columns of a row (`field(j)` is the j-th of them; empty in older CSVs and without a face).
+fn read_detection(field: &dyn Fn(usize) -> String) -> Result<Option<FaceDetection>, String> {
+    if field(0).is_empty() {
+        return Ok(None);
+    }
+    let number = |j: usize| -> Result<f64, String> {
+        let text = field(j);
+        text.parse()
+            .map_err(|_| format!("{}: `{text}` is not a number", FACE_COLUMNS[j]))
+    };
+    let corners: Vec<f32> = field(2)
+        .split_whitespace()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("face_box: `{v}` is not a number"))
+        })
+        .collect::<Result<_, String>>()?;
+    let bbox: [f32; 4] = corners
+        .try_into()
+        .map_err(|c: Vec<f32>| format!("face_box has {} numbers, expected x1 y1 x2 y2", c.len()))?;
+    Ok(Some(FaceDetection {
+        count: number(0)? as usize,
+        index: number(1)? as usize,
+        bbox,
+        score: number(3)? as f32,
+    }))
 }

@@ -45,6 +45,8 @@ pub struct SetSummary {
     pub n_rows: usize,
     /// Rows whose image could not be read; left out of every axis.
     pub n_unreadable: usize,
+    /// How images with several faces were counted.
+    pub faces: FaceCounting,
     /// Per axis (and `a|b` per intersection).
     pub axes: BTreeMap<String, AxisSummary>,
     /// Per axis, over the images whose prompt names exactly one of its classes (see [`named_class`]).
@@ -53,6 +55,56 @@ pub struct SetSummary {
     /// Per quality metric (`--metrics`): mean, median and interval of the mean over the readable images.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub quality: BTreeMap<String, QualitySummary>,
+}
+
+/// How a set's images with several faces entered the counts.
+#[derive(Serialize)]
+pub struct FaceCounting {
+    /// `image`: one row per image, reading its largest face (the official convention); `face`: a row per
+    /// detected face (`classify --all-faces`), so an image with k faces counts k times.
+    pub per: &'static str,
+    /// Distinct image files.
+    pub n_images: usize,
+    /// Images in which the detector found more than one face (known where the CSV has the face columns).
+    pub n_images_with_several_faces: usize,
+}
+
+impl FaceCounting {
+    fn of(rows: &[AttributeRow]) -> Self {
+        let n_images = rows
+            .iter()
+            .map(|r| r.file.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let several = rows
+            .iter()
+            .filter_map(|r| r.detection)
+            .filter(|d| d.index == 0 && d.count > 1)
+            .count();
+        Self {
+            per: if rows.len() > n_images {
+                "face"
+            } else {
+                "image"
+            },
+            n_images,
+            n_images_with_several_faces: several,
+        }
+    }
+
+    /// The table's line, when there is something to say.
+    fn describe(&self, set: &str, n_rows: usize) -> Option<String> {
+        match (self.per, self.n_images_with_several_faces) {
+            ("face", k) => Some(format!(
+                "{set:<16} counted per face: {n_rows} rows from {} images ({k} with several faces)",
+                self.n_images
+            )),
+            (_, 0) => None,
+            (_, k) => Some(format!(
+                "{set:<16} {k} image(s) showed several faces; each counted once, by its largest"
+            )),
+        }
+    }
 }
 
 pub fn read_vocabulary(path: Option<&Path>) -> CliResult<Vocabulary> {
@@ -242,6 +294,7 @@ pub fn evaluate_set(
         classifier,
         n_rows: rows.len(),
         n_unreadable: rows.len() - readable.len(),
+        faces: FaceCounting::of(&rows),
         axes: summaries,
         identity_accuracy: accuracies,
         quality: BTreeMap::new(),
@@ -391,6 +444,7 @@ pub fn table(summary: &EvaluationSummary) -> String {
                 set.name, metric, q.mean, q.median, q.n
             ));
         }
+        lines.extend(set.faces.describe(&set.name, set.n_rows));
         if set.n_unreadable > 0 {
             lines.push(format!(
                 "{:<16} {} unreadable image(s) left out",

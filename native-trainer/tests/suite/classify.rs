@@ -361,6 +361,136 @@ fn deepface_classifier_reads_the_detected_box_as_deepface_does() {
     assert_eq!(seen, 1);
 }
 
+/// Every face, not only the largest: the face columns say how many faces an image had and which one a row
+/// reads; `--all-faces` writes a row per face, and `evaluate` says that it counted per face. An image of ten
+/// faces (the astronaut tiled 5 × 2) gives ten rows; a CSV from before the face columns still evaluates (the
+/// `evaluate` tests' hand-made CSVs have none).
+#[test]
+fn all_faces_writes_a_row_per_face_and_evaluate_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    let copy =
+        |from: &str, to: &str| std::fs::copy(fixtures().join(from), weights.join(to)).unwrap();
+    copy("mtcnn/mtcnn.safetensors", "mtcnn.safetensors");
+    copy("deepface/gender.safetensors", "deepface_gender.safetensors");
+    copy("deepface/race.safetensors", "deepface_race.safetensors");
+    let rows = |csv: &Path| -> Vec<std::collections::HashMap<String, String>> {
+        let mut reader = csv::Reader::from_path(csv).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                headers
+                    .iter()
+                    .map(String::from)
+                    .zip(r.iter().map(String::from))
+                    .collect()
+            })
+            .collect()
+    };
+
+    let largest = dir.path().join("largest.csv");
+    assert!(
+        classify_photos("deepface", &weights, &largest, &[])
+            .status
+            .success()
+    );
+    let all = dir.path().join("all.csv");
+    let output = classify_photos("deepface", &weights, &all, &["--all-faces"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("faces read"),
+        "{output:?}"
+    );
+    let (largest, all) = (rows(&largest), rows(&all));
+    let of =
+        |rows: &[std::collections::HashMap<String, String>], file: &str| -> Vec<(String, String)> {
+            rows.iter()
+                .filter(|r| r["file"] == file)
+                .map(|r| (r["faces"].clone(), r["face"].clone()))
+                .collect()
+        };
+    // facenet-pytorch finds three faces in faces.png (fixtures/mtcnn/detections.json).
+    assert_eq!(of(&largest, "faces.png"), [("3".into(), "0".into())]);
+    let three: Vec<(String, String)> = (0..3).map(|k| ("3".into(), k.to_string())).collect();
+    assert_eq!(of(&all, "faces.png"), three);
+    assert_eq!(of(&all, "chelsea.png"), [(String::new(), String::new())]);
+    let astronaut = largest
+        .iter()
+        .find(|r| r["file"] == "astronaut.png")
+        .unwrap();
+    let corners: Vec<f32> = astronaut["face_box"]
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(corners.len(), 4);
+    assert!(astronaut["face_score"].parse::<f32>().unwrap() > 0.9);
+
+    // Ten faces in one image.
+    let photo = image::open(fixtures().join("mtcnn/astronaut.png"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = photo.dimensions();
+    let mut tiled = image::RgbImage::new(5 * w, 2 * h);
+    for k in 0..10 {
+        image::imageops::replace(
+            &mut tiled,
+            &photo,
+            i64::from(k % 5 * w),
+            i64::from(k / 5 * h),
+        );
+    }
+    let crowd = dir.path().join("crowd");
+    std::fs::create_dir(&crowd).unwrap();
+    tiled.save(crowd.join("ten.png")).unwrap();
+    let ten = dir.path().join("ten.csv");
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args([
+            "classify",
+            "--classifier",
+            "deepface",
+            "--all-faces",
+            "--images",
+        ])
+        .arg(&crowd)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&ten)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let ten_rows = rows(&ten);
+    assert_eq!(ten_rows.len(), 10);
+    let indices: Vec<String> = ten_rows.iter().map(|r| r["face"].clone()).collect();
+    assert_eq!(indices, (0..10).map(|k| k.to_string()).collect::<Vec<_>>());
+    assert!(ten_rows.iter().all(|r| r["faces"] == "10"));
+
+    let summary = dir.path().join("summary.json");
+    let output = Command::cargo_bin("popalign")
+        .unwrap()
+        .args(["evaluate", "--bootstrap", "0", "--attributes"])
+        .arg(&ten)
+        .arg("--out")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("counted per face: 10 rows from 1 images (1 with several faces)"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let set = &summary["sets"][0];
+    assert_eq!(set["faces"]["per"], "face");
+    assert_eq!(set["axes"]["gender"]["n_faces"], 10);
+}
+
 /// `--classifier clip` reads a transformers `CLIPModel` folder with its tokenizer and writes the gender and
 /// race columns of the zero-shot classifier (parity with transformers is in core's `clip_model` test).
 #[test]

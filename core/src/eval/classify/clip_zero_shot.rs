@@ -300,6 +300,7 @@ impl<B: Backend> ClipZeroShot<B> {
 fn attributes_of(n: usize, read: Vec<(String, TensorData)>) -> Vec<Attributes> {
     let mut results: Vec<Attributes> = (0..n)
         .map(|_| Attributes {
+            detection: None,
             face_found: true,
             probabilities: BTreeMap::new(),
         })

@@ -5,13 +5,15 @@
 //! PopAlign's evaluation, which classifies one person per image. An image without a face is reported
 //! as such (`face_found = false`), never dropped. The chip is MTCNN's square crop of the box
 //! (`image_size` × `image_size`, margin from the config), not a landmark alignment; or, for heads that
-//! resize crops themselves as DeepFace does ([`FaceCrop::Box`]), the box's own pixels.
+//! resize crops themselves as DeepFace does ([`FaceCrop::Box`]), the box's own pixels. Each result carries
+//! how many faces the image had and the chosen face's box and detector score; `classify_each_face` reads
+//! every face instead of the first (`popalign classify --all-faces`).
 
 use burn::prelude::*;
 
-use super::{AttributeClassifier, Attributes, AxisSpec};
-use crate::models::face::Mtcnn;
+use super::{AttributeClassifier, Attributes, AxisSpec, FaceDetection};
 use crate::models::face::extract::crop_box;
+use crate::models::face::{Face, Mtcnn};
 
 pub struct DetectedFaces<B: Backend> {
     pub detector: Mtcnn<B>,
@@ -38,50 +40,81 @@ impl<B: Backend> DetectedFaces<B> {
         detector: &Mtcnn<B>,
         image: Tensor<B, 3>,
     ) -> Result<Option<Tensor<B, 4>>, String> {
-        // MTCNN works on 0..255 byte values; rounding undoes the /255 of `unit_rgb_planes` exactly.
-        let bytes = (image * 255.0).round();
         let Some(face) = detector
-            .detect_async(bytes.clone())
+            .detect_async(to_bytes(image.clone()))
             .await?
             .into_iter()
             .next()
         else {
             return Ok(None);
         };
-        // The crop comes standardised as facenet-pytorch's `(x − 127.5) / 128`; the heads take [0, 1].
-        let chip = detector.extract_async(bytes, &face).await?;
-        Ok(chip.map(|chip| ((chip * 128.0 + 127.5) / 255.0).unsqueeze()))
+        standardised_chip(detector, image, &face).await
     }
 
-    /// The first face's box of one `[3, H, W]` image in [0, 1], as `[1, 3, h, w]`, or `None` without a face
-    /// (or when the box holds no whole pixel).
-    pub async fn first_face_box(
-        detector: &Mtcnn<B>,
-        image: Tensor<B, 3>,
-    ) -> Result<Option<Tensor<B, 4>>, String> {
-        let [_, height, width] = image.dims();
-        let bytes = (image.clone() * 255.0).round();
-        let Some(face) = detector.detect_async(bytes).await?.into_iter().next() else {
-            return Ok(None);
-        };
-        // No margin (the output size only scales the margin, so any size will do).
-        let Some([x0, y0, x1, y1]) = crop_box(face.bbox, 1, 0, width, height) else {
-            return Ok(None);
-        };
-        Ok(Some(image.slice([0..3, y0..y1, x0..x1]).unsqueeze()))
-    }
-
-    fn first_face(&self, image: Tensor<B, 3>) -> Option<Tensor<B, 4>> {
-        let chip = match self.crop {
+    /// `face`'s chip of `image` (`[3, H, W]` in [0, 1]) as the heads take it, `[1, 3, h, w]` in [0, 1], or
+    /// `None` when the box holds no whole pixel.
+    fn chip(&self, image: Tensor<B, 3>, face: &Face) -> Option<Tensor<B, 4>> {
+        match self.crop {
             FaceCrop::Standardised => {
-                futures_lite::future::block_on(Self::first_face_chip(&self.detector, image))
+                futures_lite::future::block_on(standardised_chip(&self.detector, image, face))
+                    .unwrap_or_else(|e| panic!("MTCNN: {e}"))
             }
             FaceCrop::Box => {
-                futures_lite::future::block_on(Self::first_face_box(&self.detector, image))
+                let [_, height, width] = image.dims();
+                // No margin (the output size only scales the margin, so any size will do).
+                let [x0, y0, x1, y1] = crop_box(face.bbox, 1, 0, width, height)?;
+                Some(image.slice([0..3, y0..y1, x0..x1]).unsqueeze())
             }
-        };
-        chip.unwrap_or_else(|e| panic!("MTCNN: {e}"))
+        }
     }
+
+    /// Every face of one image, largest first, each read by the heads; one "no face" entry without any.
+    fn faces(&self, image: Tensor<B, 3>, all: bool) -> Vec<Attributes> {
+        let faces = self.detector.detect(to_bytes(image.clone()));
+        let count = faces.len();
+        let mut out: Vec<Attributes> = faces
+            .iter()
+            .enumerate()
+            .take(if all { count } else { 1 })
+            .filter_map(|(index, face)| {
+                let mut attributes = self
+                    .heads
+                    .classify(self.chip(image.clone(), face)?)
+                    .remove(0);
+                attributes.detection = Some(FaceDetection {
+                    count,
+                    index,
+                    bbox: face.bbox,
+                    score: face.probability,
+                });
+                Some(attributes)
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(Attributes {
+                face_found: false,
+                probabilities: Default::default(),
+                detection: None,
+            });
+        }
+        out
+    }
+}
+
+/// MTCNN works on 0..255 byte values; rounding undoes the /255 of `unit_rgb_planes` exactly.
+fn to_bytes<B: Backend>(image: Tensor<B, 3>) -> Tensor<B, 3> {
+    (image * 255.0).round()
+}
+
+/// facenet-pytorch's crop of `face`, as `[1, 3, S, S]` in [0, 1].
+async fn standardised_chip<B: Backend>(
+    detector: &Mtcnn<B>,
+    image: Tensor<B, 3>,
+    face: &Face,
+) -> Result<Option<Tensor<B, 4>>, String> {
+    // The crop comes standardised as facenet-pytorch's `(x − 127.5) / 128`; the heads take [0, 1].
+    let chip = detector.extract_async(to_bytes(image), face).await?;
+    Ok(chip.map(|chip| ((chip * 128.0 + 127.5) / 255.0).unsqueeze()))
 }
 
 impl<B: Backend> AttributeClassifier<B> for DetectedFaces<B> {
@@ -101,15 +134,13 @@ impl<B: Backend> AttributeClassifier<B> for DetectedFaces<B> {
         let n = images.dims()[0];
         (0..n)
             .map(|i| {
-                let image = images.clone().slice([i..i + 1]).squeeze_dim(0);
-                match self.first_face(image) {
-                    Some(chip) => self.heads.classify(chip).remove(0),
-                    None => Attributes {
-                        face_found: false,
-                        probabilities: Default::default(),
-                    },
-                }
+                self.faces(images.clone().slice([i..i + 1]).squeeze_dim(0), false)
+                    .remove(0)
             })
             .collect()
+    }
+
+    fn classify_each_face(&self, image: Tensor<B, 4>) -> Vec<Attributes> {
+        self.faces(image.squeeze_dim(0), true)
     }
 }

@@ -31,13 +31,29 @@ impl AxisSpec {
     }
 }
 
-/// What a classifier says about one image.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+/// What a classifier says about one image (or, from [`AttributeClassifier::classify_each_face`], one face).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Attributes {
     /// A face (in the toy world: a figure) was found; without one the probabilities are empty.
     pub face_found: bool,
     /// Per axis name, one probability per class of that axis.
     pub probabilities: BTreeMap<String, Vec<f64>>,
+    /// Where the face was, for classifiers with a face detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<FaceDetection>,
+}
+
+/// The detected face a result is about.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct FaceDetection {
+    /// Faces the detector found in the image.
+    pub count: usize,
+    /// This face's place among them, largest first (0: the one a single-face classification reads).
+    pub index: usize,
+    /// `[x1, y1, x2, y2]` in pixels of the classified image.
+    pub bbox: [f32; 4],
+    /// The detector's face probability.
+    pub score: f32,
 }
 
 /// Longest side an image is classified at; larger images are downscaled first (triangle filter, aspect kept),
@@ -89,6 +105,11 @@ pub trait AttributeClassifier<B: Backend> {
     fn axes(&self) -> Vec<AxisSpec>;
     /// Images `[N, 3, H, W]` in [0, 1] → one result per image.
     fn classify(&self, images: Tensor<B, 4>) -> Vec<Attributes>;
+    /// One image `[1, 3, H, W]` → one result per face it shows (one "no face" result without any).
+    /// Classifiers without a face detector read the image as one.
+    fn classify_each_face(&self, image: Tensor<B, 4>) -> Vec<Attributes> {
+        self.classify(image)
+    }
 }
 
 /// A decoded image: interleaved 8-bit RGB, its width and its height.

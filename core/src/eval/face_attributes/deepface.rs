@@ -196,6 +196,7 @@ impl<B: Backend> AttributeClassifier<B> for DeepFace<B> {
         self.read(input)
             .iter()
             .map(|r| Attributes {
+                detection: None,
                 face_found: true,
                 probabilities: BTreeMap::from([
                     ("gender".to_string(), r.gender_ours()),

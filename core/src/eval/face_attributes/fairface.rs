@@ -192,6 +192,7 @@ impl<B: Backend> AttributeClassifier<B> for FairFace<B> {
         self.read(images)
             .iter()
             .map(|r| Attributes {
+                detection: None,
                 face_found: true,
                 probabilities: BTreeMap::from([
                     ("gender".to_string(), r.gender.to_vec()),

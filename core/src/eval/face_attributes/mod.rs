@@ -177,6 +177,7 @@ impl FaceReading {
     /// The classifier trait's view: `gender` `[male, female]`, `age` `[young, mid-aged, very old]`.
     pub fn attributes(&self) -> Attributes {
         Attributes {
+            detection: None,
             face_found: true,
             probabilities: BTreeMap::from([
                 ("gender".to_string(), self.gender().to_vec()),
@@ -291,6 +292,7 @@ impl<B: Backend> DlibGender<B> {
         values
             .chunks(2)
             .map(|g| Attributes {
+                detection: None,
                 face_found: true,
                 probabilities: BTreeMap::from([(
                     "gender".to_string(),
