@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use burn::tensor::{Tensor, TensorData};
 use common::*;
 use popalign_core::eval::classify::{AttributeClassifier, unit_rgb_planes};
+use popalign_core::eval::face_attributes::RACE_CLASSES;
 use popalign_core::eval::face_attributes::deepface::{DeepFace, DeepFaceNet};
 use popalign_core::eval::face_attributes::deepface_input::{deepface_input, resized_size};
 use popalign_core::eval::face_attributes::vgg_face::VggFaceConfig;
@@ -132,14 +133,7 @@ fn classes_come_out_in_the_projects_order_with_analyzes_dominant_labels() {
                 .fold(0, |best, (k, v)| if *v > p[best] { k } else { best })
         };
         let gender = ["Man", "Woman"][argmax("gender")];
-        let race = [
-            "white",
-            "asian",
-            "black",
-            "latino hispanic",
-            "indian",
-            "middle eastern",
-        ][argmax("race")];
+        let race = RACE_CLASSES[argmax("race")];
         assert_eq!(gender, photo_meta["dominant_gender"], "{name}");
         assert_eq!(race, photo_meta["dominant_race"], "{name}");
     }

@@ -296,6 +296,23 @@ fn fairface_classifier_writes_gender_race_and_age() {
     }
 }
 
+/// `DIR/weights` with MTCNN and the narrow DeepFace gender model of `fixtures/`, and the race model too if `race`.
+fn deepface_weights(dir: &Path, race: bool) -> std::path::PathBuf {
+    let weights = dir.join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    let mut files = vec![
+        ("mtcnn/mtcnn.safetensors", "mtcnn.safetensors"),
+        ("deepface/gender.safetensors", "deepface_gender.safetensors"),
+    ];
+    if race {
+        files.push(("deepface/race.safetensors", "deepface_race.safetensors"));
+    }
+    for (from, to) in files {
+        std::fs::copy(fixtures().join(from), weights.join(to)).unwrap();
+    }
+    weights
+}
+
 /// `--classifier deepface` hands MTCNN's box, at the photo's resolution, to DeepFace's gender and race models.
 /// The astronaut's box is the crop `fixtures/deepface/astronaut_box.png` was cut to, so its row must hold what
 /// `DeepFace.analyze` answered on that crop (narrow random models; parity itself is in core's `deepface` test).
@@ -304,19 +321,15 @@ fn deepface_classifier_reads_the_detected_box_as_deepface_does() {
     use popalign_core::io::tensor_io::read_tensors;
 
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("weights");
-    std::fs::create_dir(&weights).unwrap();
-    let copy =
-        |from: &str, to: &str| std::fs::copy(fixtures().join(from), weights.join(to)).unwrap();
-    copy("mtcnn/mtcnn.safetensors", "mtcnn.safetensors");
-    copy("deepface/gender.safetensors", "deepface_gender.safetensors");
+    let weights = deepface_weights(dir.path(), false);
     let out = dir.path().join("deepface.csv");
     // Without the race file: an input error naming it.
     let output = classify_photos("deepface", &weights, &out, &[]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("deepface_race.safetensors"));
 
-    copy("deepface/race.safetensors", "deepface_race.safetensors");
+    let race = fixtures().join("deepface/race.safetensors");
+    std::fs::copy(race, weights.join("deepface_race.safetensors")).unwrap();
     let output = classify_photos("deepface", &weights, &out, &[]);
     assert!(output.status.success(), "{output:?}");
     let golden = read_tensors(&fixtures().join("deepface/outputs.safetensors")).unwrap();
@@ -368,13 +381,7 @@ fn deepface_classifier_reads_the_detected_box_as_deepface_does() {
 #[test]
 fn all_faces_writes_a_row_per_face_and_evaluate_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let weights = dir.path().join("weights");
-    std::fs::create_dir(&weights).unwrap();
-    let copy =
-        |from: &str, to: &str| std::fs::copy(fixtures().join(from), weights.join(to)).unwrap();
-    copy("mtcnn/mtcnn.safetensors", "mtcnn.safetensors");
-    copy("deepface/gender.safetensors", "deepface_gender.safetensors");
-    copy("deepface/race.safetensors", "deepface_race.safetensors");
+    let weights = deepface_weights(dir.path(), true);
     let rows = |csv: &Path| -> Vec<std::collections::HashMap<String, String>> {
         let mut reader = csv::Reader::from_path(csv).unwrap();
         let headers = reader.headers().unwrap().clone();

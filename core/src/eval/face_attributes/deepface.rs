@@ -23,11 +23,12 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use super::deepface_input::{DEEPFACE_INPUT_SIZE, deepface_input};
-use super::vgg_face::{VggFaceConfig, VggFaceTrunk, conv2d};
+use super::vgg_face::{VggFaceConfig, VggFaceTrunk};
 use super::{GENDER_CLASSES, RACE_CLASSES};
 use crate::eval::classify::kind::ClassifierKind;
 use crate::eval::classify::{AttributeClassifier, Attributes, AxisSpec};
 use crate::io::load::{self, LoadError};
+use crate::nn::conv2d;
 
 /// DeepFace's gender labels, in output order.
 pub const DEEPFACE_GENDERS: [&str; 2] = ["Woman", "Man"];
@@ -55,7 +56,7 @@ impl<B: Backend> DeepFaceNet<B> {
     pub fn new(config: &VggFaceConfig, classes: usize, device: &B::Device) -> Self {
         Self {
             backbone: VggFaceTrunk::new(config, device),
-            predictions: conv2d(config.fc, classes, 1, 0, device),
+            predictions: conv2d(config.fc, classes, 1, 1, 0, device),
         }
     }
 

@@ -21,7 +21,7 @@ use burn::tensor::module::max_pool2d;
 use std::path::Path;
 
 use crate::io::load::{self, LoadError};
-use crate::nn::conv;
+use crate::nn::{conv, conv2d};
 
 /// Convolutions per block, as in VGG-16.
 pub const BLOCK_DEPTHS: [usize; 5] = [2, 2, 3, 3, 3];
@@ -88,26 +88,13 @@ pub struct VggFaceTrunk<B: Backend> {
     pub fc7: Conv2d<B>,
 }
 
-/// A convolution with a bias; `pad` zero pixels on every side.
-pub fn conv2d<B: Backend>(
-    c_in: usize,
-    c_out: usize,
-    kernel: usize,
-    pad: usize,
-    device: &B::Device,
-) -> Conv2d<B> {
-    Conv2dConfig::new([c_in, c_out], [kernel, kernel])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .init(device)
-}
-
 impl<B: Backend> VggFaceTrunk<B> {
     pub fn new(config: &VggFaceConfig, device: &B::Device) -> Self {
         let mut c_in = 3;
         let mut convs = Vec::new();
         for (width, depth) in config.widths.iter().zip(BLOCK_DEPTHS) {
             for _ in 0..depth {
-                convs.push(conv2d(c_in, *width, 3, 1, device));
+                convs.push(conv2d(c_in, *width, 3, 1, 1, device));
                 c_in = *width;
             }
         }
@@ -127,8 +114,8 @@ impl<B: Backend> VggFaceTrunk<B> {
             conv5_1: next(),
             conv5_2: next(),
             conv5_3: next(),
-            fc6: conv2d(c_in, config.fc, 7, 0, device),
-            fc7: conv2d(config.fc, config.fc, 1, 0, device),
+            fc6: conv2d(c_in, config.fc, 7, 1, 0, device),
+            fc7: conv2d(config.fc, config.fc, 1, 1, 0, device),
         }
     }
 
