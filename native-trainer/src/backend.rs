@@ -28,8 +28,26 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
 /// busy (rayon inside matmul and conv), so two on a machine with at least two cores (bench/NOTES.md
 /// "toy demo"); one on the other backends (a GPU, or flex's own threads, are busy with one).
 pub fn side_by_side_batches() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if NAME == "ndarray" { cores.min(2) } else { 1 }
+    if NAME == "ndarray" { cores().min(2) } else { 1 }
+}
+
+/// `--threads`, when given.
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The CPU threads this process may use: `--threads`, else every core.
+pub fn cores() -> usize {
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Limits the CPU kernels to `threads`: rayon's global pool (burn-ndarray's loops) and matrixmultiply's own
+/// pool (it reads `MATMUL_NUM_THREADS` once, at its first product). Call first thing in `main`.
+pub fn use_threads(threads: usize) {
+    let _ = THREADS.set(threads);
+    // SAFETY: called at the start of `main`, before any other thread exists.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
 }
 
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;

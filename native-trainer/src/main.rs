@@ -24,6 +24,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for the tensor kernels and for batches sampled side by side [default: every core].
+    /// The kernels split their outputs between threads, not their sums: images came out byte-identical on 1
+    /// thread and on 2 (native-trainer/tests/suite/cli.rs).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +65,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        backend::use_threads(usize::from(threads));
+    }
     let result = match cli.command {
         Command::RunModule(args) => cli::run_module::run(args),
         Command::Tokenize(args) => cli::tokenize::run(args),

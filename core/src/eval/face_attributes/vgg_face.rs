@@ -12,8 +12,7 @@
 //! Field names are deepface's PyTorch port's (`conv1_1` … `conv5_3`, `fc6`, `fc7`), which follow the original
 //! matconvnet names; `tools/convert_deepface.py` writes the Keras files under them. Dropout is inference-off.
 
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
