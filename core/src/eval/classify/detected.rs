@@ -21,7 +21,7 @@ pub struct DetectedFaces<B: Backend> {
     pub crop: FaceCrop,
 }
 
-/// What the heads are given of the first face.
+/// What the heads are given of a detected face.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FaceCrop {
     /// facenet-pytorch's `extract_face`: a square `image_size` crop with the configured margin.
