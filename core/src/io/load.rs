@@ -196,9 +196,6 @@ pub fn load_weights_except<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     let mut missing: Option<std::collections::BTreeSet<String>> = None;
     let mut first_missing_file = files[0].clone();
     for file in files {
-        if !file.exists() {
-            return Err(LoadError::Missing { path: file.clone() });
-        }
         check_header(file)?;
         let store = SafetensorsStore::from_file(file.clone());
         let now;
@@ -320,7 +317,8 @@ fn truly_unused(result: &burn_store::ApplyResult) -> Vec<String> {
 }
 
 /// Reads only the safetensors header (not the weights, which burn-store maps lazily) and checks that the
-/// file holds every byte the header promises, so a truncated or corrupt file is reported as such.
+/// file exists and holds every byte the header promises, so a missing, truncated or corrupt file is reported
+/// as such.
 fn check_header(file: &Path) -> Result<(), LoadError> {
     read_header(file).map(drop)
 }

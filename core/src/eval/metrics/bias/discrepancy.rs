@@ -130,18 +130,11 @@ pub fn discrepancy_official(p: &[f64]) -> Option<f64> {
         return None;
     }
     if p.len() == 2 {
-        return Some(l2_distance_broadcast(&present, &[0.5, 0.5]));
+        // Both genders: `p − [½, ½]`. One: numpy's `[1] − [½, ½]`, whose norm √½ is also `‖[1, 0] − [½, ½]‖`.
+        return Some(l2_distance(p, &[0.5, 0.5]));
     }
     let uniform = 1.0 / present.len() as f64;
     Some(l2_distance(&present, &vec![uniform; present.len()]))
-}
-
-/// `‖a − b‖₂` with numpy's broadcasting of a single entry of `a` against every entry of `b`.
-fn l2_distance_broadcast(a: &[f64], b: &[f64]) -> f64 {
-    match a {
-        [single] => l2_distance(&vec![*single; b.len()], b),
-        _ => l2_distance(a, b),
-    }
 }
 
 /// `KL(p ‖ q) = Σ_{k: p_k > 0} p_k ln(p_k / q_k)` in nats, with `0 · ln(0/q) = 0` (also for `q = 0`).
