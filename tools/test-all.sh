@@ -41,15 +41,15 @@ nextest() {
   cargo nextest run --status-level pass --final-status-level slow "$@" 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
-# What the main step builds: the library unit tests and the integration suites (with the `popalign` binary
-# they run). No examples (bench_unet is type-checked in the GPU step). The browser app builds natively as its
-# pure helpers only (web/src/lib.rs), so Leptos and burn-wgpu stay out of this optimised build.
+# What the main step builds: the library unit tests and the two integration suites (with the `popalign` binary
+# they run). Not the unit tests inside the `popalign` binary: the flex step builds and runs those, so the
+# trainer compiles once here, not twice. No examples (bench_unet is type-checked in the GPU step). The browser
+# app builds natively as its pure helpers only (web/src/lib.rs), so Leptos stays out of this optimised build.
 # tools/web-e2e.sh reuses this build's `popalign`.
-suites=(--workspace --lib --tests)
+suites=(--workspace --lib --test suite)
 # The trainer on burn-flex, its CPU backend with bf16 tensors: the bf16 tests of the suite, and the unit tests
-# inside the `popalign` binary, which would otherwise compile the whole trainer a second time in the main
-# step. burn's features are those of the main step (core's tests already enable burn/flex), so only the
-# trainer is rebuilt.
+# inside the `popalign` binary. burn's features are those of the main step (core's tests enable burn/flex and
+# burn/wgpu), so only the trainer is rebuilt.
 flex=(--workspace --bins --tests --features popalign-trainer/flex)
 run_suite() {
   if have_nextest; then nextest test "${suites[@]}"; else cargo test "${suites[@]}"; fi
@@ -73,14 +73,15 @@ check_gpu() {
 # burn-cubecl's kernels (the ones burn-cuda runs too) executing our models: the `popalign` binary built on wgpu,
 # over Mesa's lavapipe (Vulkan on the CPU), runs the component parity test (every U-Net, VAE and text encoder
 # against the diffusers/transformers goldens, 1e-4), a LoRA forward against peft's, and a LoRA training run
-# killed and resumed to bitwise the same weights. Last, because it rebuilds target/debug/popalign, which the
-# browser step reuses.
-wgpu_tests=(-p popalign-trainer --features wgpu --test suite)
+# killed and resumed to bitwise the same weights. It builds the main step's packages with the trainer's `wgpu`
+# feature added, so only the trainer recompiles (core's tests already put burn/wgpu in the build). Last,
+# because it rebuilds target/debug/popalign, which the browser step reuses.
+wgpu_tests=("${suites[@]}" --features popalign-trainer/wgpu)
 wgpu_filter='test(run_module_matches) | test(run_module_applies) | test(a_killed_run_resumed)'
 run_wgpu() {
   [[ -n "$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null)" ]] ||
     { echo "no lavapipe Vulkan driver (apt-get install mesa-vulkan-drivers)" >&2; return 1; }
-  if have_nextest; then nextest wgpu "${wgpu_tests[@]}" -E "$wgpu_filter"
+  if have_nextest; then nextest wgpu "${wgpu_tests[@]}" -E "package(popalign-trainer) & ($wgpu_filter)"
   else cargo test "${wgpu_tests[@]}" -- run_module_matches run_module_applies a_killed_run_resumed; fi
 }
 
