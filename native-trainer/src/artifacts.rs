@@ -40,6 +40,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
         .map_err(|e| runtime(path, e))
 }
 
+/// `write_atomic` for a file that the shards of a run all write with the same bytes (the prompt sets, the
+/// lock), perhaps at the same moment on a shared folder: an identical file is left alone, and the temporary
+/// name carries the host and the process, so no shard renames another's half-written file.
+pub fn write_shared(path: &Path, bytes: &[u8]) -> CliResult {
+    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let tmp = path.with_extension(format!("{}.{}.tmp", host.trim(), std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| runtime(path, e))
+}
+
 /// A progress bar over `len` items of `what`, with elapsed time and an estimate of the rest.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);

@@ -1,7 +1,7 @@
 //! The prompt sets of a run: built from the occupation, attribute and template documents (the built-in
 //! `data/` files unless the user names others), and read and written as CSV.
 
-use crate::artifacts::write_atomic;
+use crate::artifacts::write_shared;
 use crate::error::{CliError, CliResult, input, runtime};
 use popalign_core::align::prompts::{
     Axis, Occupation, PromptRow, PromptSets, TemplateSet, Vocabulary, parse_occupations,
@@ -93,7 +93,7 @@ fn located(name: &str, message: String) -> CliError {
 }
 
 /// Writes rows with header `prompt`, plus `base_prompt` and one column per axis when `axes` is not empty,
-/// atomically ([`write_atomic`]).
+/// atomically, once for all shards of a run ([`write_shared`]).
 pub fn write_prompt_csv(path: &Path, rows: &[PromptRow], axes: &[&str]) -> CliResult {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut write = || -> csv::Result<()> {
@@ -103,7 +103,7 @@ pub fn write_prompt_csv(path: &Path, rows: &[PromptRow], axes: &[&str]) -> CliRe
     };
     write().map_err(|e| runtime(path, e))?;
     let bytes = writer.into_inner().map_err(|e| runtime(path, e))?;
-    write_atomic(path, &bytes)
+    write_shared(path, &bytes)
 }
 
 fn header<'a>(axes: &[&'a str]) -> Vec<&'a str> {

@@ -182,7 +182,7 @@ fn face_fields(detection: Option<&FaceDetection>) -> [String; 4] {
     }
 }
 
-fn write_rows(path: &Path, axes: &[AxisSpec], rows: &[AttributeRow]) -> CliResult {
+pub fn write_rows(path: &Path, axes: &[AxisSpec], rows: &[AttributeRow]) -> CliResult {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| runtime(parent, e))?;
     }

@@ -36,5 +36,5 @@ pub fn run(args: Args) -> CliResult {
         crate::artifacts::write_atomic(&path, text.as_bytes())?;
         config
     };
-    run_stages(&args.out, &config, &config.stages.clone(), false)
+    run_stages(&args.out, &config, &config.stages.clone(), false, None)
 }

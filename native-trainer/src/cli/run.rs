@@ -18,6 +18,11 @@ pub struct Args {
     /// Continue a run whose artifacts were made under a different `run.toml`.
     #[arg(long)]
     allow_config_change: bool,
+    /// Only shard K of N of the stages prompts, generate and classify (`K/N`, or `slurm` for a job array's
+    /// task): N processes, on any machines sharing the run directory, split the images; the next unsharded
+    /// stage joins their ledgers into exactly what one unsharded run writes (docs/cluster.md).
+    #[arg(long)]
+    shard: Option<crate::stages::shard::Shard>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -28,5 +33,5 @@ pub fn run(args: Args) -> CliResult {
     } else {
         args.stage
     };
-    run_stages(&dir, &config, &stages, args.allow_config_change)
+    run_stages(&dir, &config, &stages, args.allow_config_change, args.shard)
 }

@@ -389,6 +389,6 @@ pub fn check_lock(run: &Path, config: &RunConfig, allow_change: bool) -> CliResu
         }
     }
     let text = serde_json::json!({"config_hash": hash}).to_string();
-    crate::artifacts::write_atomic(&lock, text.as_bytes())
+    crate::artifacts::write_shared(&lock, text.as_bytes())
         .map_err(|e| CliError::Runtime(e.to_string()))
 }

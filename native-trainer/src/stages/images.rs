@@ -16,6 +16,7 @@ use popalign_core::diffusion::pipeline::DiffusionPipeline;
 use popalign_core::diffusion::schedulers::{SchedulerKind, sampler};
 use serde::{Deserialize, Serialize};
 
+use super::shard::Shard;
 use crate::artifacts::{png_bytes, write_atomic};
 use crate::backend::{Backend as B, device};
 use crate::error::{CliError, CliResult, runtime};
@@ -84,12 +85,17 @@ pub fn jobs_for(
         .collect()
 }
 
+/// The finished images of the set `dir` (`manifest.jsonl`).
 pub fn read_manifest(dir: &Path) -> CliResult<Vec<ManifestEntry>> {
-    let path = dir.join("manifest.jsonl");
+    read_ledger(&dir.join("manifest.jsonl"))
+}
+
+/// The entries of a manifest file (`manifest.jsonl` or a shard's); none when it does not exist.
+pub fn read_ledger(path: &Path) -> CliResult<Vec<ManifestEntry>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
     text.lines()
         .enumerate()
@@ -163,8 +169,9 @@ fn sample_chunk(
     Ok((images, chain, timesteps))
 }
 
-/// Generates the missing images of `jobs` into `run/<set_dir>`; returns how many were generated.
-/// `sidecar` is merged into each image's JSON (model, LoRA, run hash).
+/// Generates the missing images of `jobs` (of `shard`'s chunks only, with a shard) into `run/<set_dir>`;
+/// returns how many were generated. `sidecar` is merged into each image's JSON (model, LoRA, run hash).
+#[allow(clippy::too_many_arguments)]
 pub fn generate_set(
     pipeline: &DiffusionPipeline<B>,
     jobs: &[ImageJob],
@@ -173,12 +180,28 @@ pub fn generate_set(
     options: &SamplingOptions,
     sidecar: &serde_json::Value,
     bar: &ProgressBar,
+    shard: Option<Shard>,
 ) -> CliResult<usize> {
     let dir = run.join(set_dir);
     std::fs::create_dir_all(&dir).map_err(|e| runtime(&dir, e))?;
-    let mut manifest = read_manifest(&dir)?;
-    let done: std::collections::HashSet<String> =
-        manifest.iter().map(|e| e.job.id.clone()).collect();
+    // A shard records its images in its own ledger; those already in the shared one count as done.
+    let (jobs, ledger) = match shard {
+        Some(shard) => (
+            shard.jobs(jobs, options.batch_size),
+            shard.file("manifest", "jsonl"),
+        ),
+        None => (jobs.to_vec(), "manifest.jsonl".to_string()),
+    };
+    let mut manifest = read_ledger(&dir.join(&ledger))?;
+    let shared = match shard {
+        Some(_) => read_manifest(&dir)?,
+        None => Vec::new(),
+    };
+    let done: std::collections::HashSet<String> = manifest
+        .iter()
+        .chain(&shared)
+        .map(|e| e.job.id.clone())
+        .collect();
     let device = device();
     if options.trajectories && options.scheduler != SchedulerKind::Ddim {
         return Err(CliError::Input(
@@ -256,7 +279,7 @@ pub fn generate_set(
                     generated += 1;
                 }
             }
-            write_manifest(&dir, &manifest)?;
+            write_ledger(&dir.join(&ledger), &manifest)?;
             bar.inc(chunk.len() as u64);
         }
     }
@@ -320,13 +343,18 @@ fn merge(target: &mut serde_json::Value, extra: &serde_json::Value) {
     }
 }
 
-fn write_manifest(dir: &Path, manifest: &[ManifestEntry]) -> CliResult {
+/// Writes `manifest.jsonl` of the set `dir`.
+pub(super) fn write_manifest(dir: &Path, manifest: &[ManifestEntry]) -> CliResult {
+    write_ledger(&dir.join("manifest.jsonl"), manifest)
+}
+
+fn write_ledger(path: &Path, manifest: &[ManifestEntry]) -> CliResult {
     let mut text = String::new();
     for entry in manifest {
         text.push_str(&serde_json::to_string(entry).expect("json"));
         text.push('\n');
     }
-    write_atomic(&dir.join("manifest.jsonl"), text.as_bytes())
+    write_atomic(path, text.as_bytes())
 }
 
 #[cfg(test)]

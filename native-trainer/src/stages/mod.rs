@@ -5,5 +5,6 @@ pub mod config;
 pub mod images;
 mod rounds;
 pub mod run;
+pub mod shard;
 pub mod train_section;
 pub mod world;

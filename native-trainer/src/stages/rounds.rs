@@ -98,7 +98,9 @@ impl Run<'_> {
         for (name, jobs) in &sets {
             let set = format!("{folder}images/{name}");
             let options = self.sampling(g.trajectories);
-            generate_set(&pipeline, jobs, &self.dir, &set, &options, &sidecar, &bar)?;
+            generate_set(
+                &pipeline, jobs, &self.dir, &set, &options, &sidecar, &bar, None,
+            )?;
         }
         bar.finish_and_clear();
         for (name, _) in &sets {

@@ -18,27 +18,35 @@ use popalign_core::models::unet::TrainedWeights;
 use serde_json::json;
 
 use super::config::{RunConfig, Stage, check_lock, round_dir};
-use super::images::{SamplingOptions, generate_set, jobs_for};
+use super::images::{ImageJob, SamplingOptions, generate_set, jobs_for};
+use super::shard::Shard;
 use crate::artifacts::progress;
 use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
-use crate::classify::attributes::{AttributeRow, classify_set, read_rows};
+use crate::classify::attributes::{AttributeRow, Entry, classify_entries, classify_set, read_rows};
 use crate::error::{CliError, CliResult, input};
 use crate::evaluate::run_summary::{summarize, write_summary};
 use crate::prompt_sets::{read_prompt_csv, write_prompt_csv};
 
-/// Runs `stages` of `config` in the run directory `dir`.
+/// Runs `stages` of `config` in the run directory `dir`, or only `shard`'s part of them (`shard.rs`).
 pub fn run_stages(
     dir: &Path,
     config: &RunConfig,
     stages: &[Stage],
     allow_change: bool,
+    shard: Option<Shard>,
 ) -> CliResult {
+    if shard.is_some() {
+        super::shard::check_stages(stages)?;
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::Runtime(format!("{}: {e}", dir.display())))?;
-    let run = Run::new(dir, config)?;
+    let run = Run::new(dir, config, shard)?;
     run.load_models_for(stages)?;
     check_lock(dir, config, allow_change)?;
+    if shard.is_none() && stages.iter().any(|s| *s != Stage::Prompts) {
+        run.join_shards()?;
+    }
     let started = std::time::Instant::now();
     for stage in stages {
         let stage_started = std::time::Instant::now();
@@ -73,10 +81,12 @@ pub(super) struct Run<'a> {
     /// Loaded before the first stage that needs it.
     classifier: OnceCell<Box<dyn AttributeClassifier<B>>>,
     scorers: OnceCell<Vec<(String, Box<dyn Scorer<B>>)>>,
+    /// Generate and classify only this shard's images.
+    shard: Option<Shard>,
 }
 
 impl<'a> Run<'a> {
-    fn new(dir: &Path, config: &'a RunConfig) -> CliResult<Self> {
+    fn new(dir: &Path, config: &'a RunConfig, shard: Option<Shard>) -> CliResult<Self> {
         let model = config.model_dir(dir)?;
         if config.is_toy() {
             crate::toy::embedded::install(&model)?;
@@ -95,6 +105,7 @@ impl<'a> Run<'a> {
             resolution,
             classifier: OnceCell::new(),
             scorers: OnceCell::new(),
+            shard,
         })
     }
 
@@ -197,11 +208,12 @@ impl<'a> Run<'a> {
             .collect())
     }
 
-    /// Base-model images: the neutral and the diverse population, and the evaluation set.
-    fn generate(&self) -> CliResult {
+    /// The base model's image sets and their jobs: the neutral and the diverse population, and the
+    /// evaluation set.
+    fn base_sets(&self) -> CliResult<[(&'static str, Vec<ImageJob>); 3]> {
         let g = &self.config.generate;
         let seed = self.config.seed;
-        let sets = [
+        Ok([
             (
                 "images/neutral",
                 jobs_for(&self.prompt_rows("neutral")?, g.neutral_images, seed),
@@ -211,9 +223,19 @@ impl<'a> Run<'a> {
                 jobs_for(&self.prompt_rows("specific")?, g.specific_images, seed),
             ),
             ("eval/base/images", self.eval_jobs()?),
-        ];
+        ])
+    }
+
+    /// Base-model images: the neutral and the diverse population, and the evaluation set.
+    fn generate(&self) -> CliResult {
+        let g = &self.config.generate;
+        let sets = self.base_sets()?;
         let pipeline = self.pipeline(None)?;
-        let bar = progress(sets.iter().map(|(_, j)| j.len() as u64).sum(), "images");
+        let count = |jobs: &[ImageJob]| match self.shard {
+            Some(shard) => shard.jobs(jobs, g.batch_size).len() as u64,
+            None => jobs.len() as u64,
+        };
+        let bar = progress(sets.iter().map(|(_, j)| count(j)).sum(), "images");
         let sidecar = json!({"model": self.model, "lora": null});
         for (set, jobs) in &sets {
             generate_set(
@@ -224,6 +246,7 @@ impl<'a> Run<'a> {
                 &self.sampling(g.trajectories && set.starts_with("images/")),
                 &sidecar,
                 &bar,
+                self.shard,
             )?;
         }
         bar.finish_and_clear();
@@ -232,7 +255,7 @@ impl<'a> Run<'a> {
 
     /// Evaluation seeds are far from the training populations' so no evaluation image was trained on.
     /// (Runs made before `evaluation.csv` existed evaluate on their neutral prompts.)
-    fn eval_jobs(&self) -> CliResult<Vec<super::images::ImageJob>> {
+    fn eval_jobs(&self) -> CliResult<Vec<ImageJob>> {
         Ok(jobs_for(
             &self.eval_rows()?,
             self.config.generate.eval_images,
@@ -252,8 +275,55 @@ impl<'a> Run<'a> {
     }
 
     fn classify(&self) -> CliResult {
-        for set in ["neutral", "specific"] {
-            self.classify_set(&format!("images/{set}"), &format!("attributes/{set}.csv"))?;
+        let Some(shard) = self.shard else {
+            for set in ["neutral", "specific"] {
+                self.classify_set(&format!("images/{set}"), &format!("attributes/{set}.csv"))?;
+            }
+            return Ok(());
+        };
+        for (set, jobs) in self.base_sets()?.iter().take(2) {
+            let entries = shard_entries(
+                &self.dir,
+                set,
+                &shard.jobs(jobs, self.config.generate.batch_size),
+            )?;
+            let name = set.trim_start_matches("images/");
+            let csv = self.path(&format!("attributes/{}", shard.file(name, "csv")));
+            classify_entries(self.classifier()?, &entries, &csv, 64, false, &|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Joins what shards left (`shard.rs`): the base sets' manifests, then the populations' attributes.
+    fn join_shards(&self) -> CliResult {
+        let has_ledgers = |dir: &str| {
+            std::fs::read_dir(self.path(dir)).is_ok_and(|listing| {
+                listing
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".shard-"))
+            })
+        };
+        let folders = [
+            "images/neutral",
+            "images/specific",
+            "eval/base/images",
+            "attributes",
+        ];
+        if !folders.iter().any(|folder| has_ledgers(folder)) {
+            return Ok(());
+        }
+        let batch_size = self.config.generate.batch_size;
+        for (set, jobs) in self.base_sets()? {
+            let dir = self.path(set);
+            super::shard::join_manifests(&dir, &jobs, batch_size)?;
+            if let Some(name) = set.strip_prefix("images/")
+                && has_ledgers("attributes")
+            {
+                let manifest = super::images::read_manifest(&dir)?;
+                let axes = self.classifier()?.axes();
+                let csv = self.path(&format!("attributes/{name}.csv"));
+                super::shard::join_attributes(&csv, &manifest, &jobs, batch_size, &axes)?;
+            }
         }
         Ok(())
     }
@@ -344,6 +414,7 @@ impl<'a> Run<'a> {
             &self.sampling(false),
             &sidecar,
             &bar,
+            None,
         )?;
         bar.finish_and_clear();
         drop(pipeline);
@@ -395,4 +466,37 @@ fn check_components(root: &Path) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// The images of `jobs` in the set `set` of the run `dir`, wherever they are recorded (the shared manifest or
+/// a shard's); an error when one is not generated yet.
+fn shard_entries(dir: &Path, set: &str, jobs: &[ImageJob]) -> CliResult<Vec<Entry>> {
+    let set_dir = dir.join(set);
+    let mut recorded = super::images::read_manifest(&set_dir)?;
+    for name in std::fs::read_dir(&set_dir).into_iter().flatten().flatten() {
+        if name
+            .file_name()
+            .to_string_lossy()
+            .starts_with("manifest.shard-")
+        {
+            recorded.extend(super::images::read_ledger(&name.path())?);
+        }
+    }
+    let by_id: BTreeMap<&str, &super::images::ManifestEntry> =
+        recorded.iter().map(|e| (e.job.id.as_str(), e)).collect();
+    jobs.iter()
+        .map(|job| match by_id.get(job.id.as_str()) {
+            Some(m) => Ok(Entry {
+                path: dir.join(&m.file),
+                file: m.file.clone(),
+                prompt: m.job.prompt.clone(),
+                base_prompt: m.job.base_prompt.clone(),
+            }),
+            None => Err(input(format!(
+                "{}: image {} of this shard is not generated yet; run the generate stage with the same --shard first",
+                set_dir.display(),
+                job.id
+            ))),
+        })
+        .collect()
 }

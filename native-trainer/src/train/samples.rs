@@ -62,6 +62,7 @@ pub(super) fn write_grid<A: TrainBackend>(
             &options,
             &sidecar,
             &ProgressBar::hidden(),
+            None,
         )
         .map(|_| ())
     })

@@ -8,7 +8,7 @@ use std::process::Command as Process;
 
 /// The demo's pipeline at a small size: 3 images per neutral prompt, 1 per identity, two rounds of full
 /// fine-tuning (4 and 3 steps, round 2 on balanced pairs; the demo's default is three rounds).
-const SMALL_RUN: &str = r#"
+pub(crate) const SMALL_RUN: &str = r#"
 model = "toy"
 seed = 5
 

@@ -11,4 +11,5 @@ mod evaluate;
 mod hub;
 mod prompts;
 mod real_run;
+mod shard;
 mod train;
