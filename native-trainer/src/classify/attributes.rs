@@ -22,7 +22,7 @@ use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
 use crate::error::runtime;
 use crate::error::{CliError, CliResult};
-use crate::stages::images::read_manifest;
+use crate::stages::images::{ManifestEntry, read_manifest};
 
 /// One row of `attributes/<set>.csv`, axis columns flattened in by name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,12 +48,7 @@ pub fn classify_set(
 ) -> CliResult<Vec<AttributeRow>> {
     let entries: Vec<Entry> = read_manifest(&run.join(set_dir))?
         .into_iter()
-        .map(|m| Entry {
-            path: run.join(&m.file),
-            file: m.file,
-            prompt: m.job.prompt,
-            base_prompt: m.job.base_prompt,
-        })
+        .map(|m| Entry::recorded(run, m))
         .collect();
     classify_entries(classifier, &entries, csv_path, batch_size, false, &|_| ())
 }
@@ -65,6 +60,18 @@ pub struct Entry {
     pub file: String,
     pub prompt: String,
     pub base_prompt: String,
+}
+
+impl Entry {
+    /// The image a manifest line of the run `run` records.
+    pub fn recorded(run: &Path, m: ManifestEntry) -> Self {
+        Entry {
+            path: run.join(&m.file),
+            file: m.file,
+            prompt: m.job.prompt,
+            base_prompt: m.job.base_prompt,
+        }
+    }
 }
 
 /// Classifies `entries` into `csv_path`, one row per entry in entry order. Rows already in the CSV

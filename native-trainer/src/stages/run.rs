@@ -23,7 +23,7 @@ use super::shard::Shard;
 use crate::artifacts::progress;
 use crate::artifacts::write_atomic;
 use crate::backend::{Backend as B, device};
-use crate::classify::attributes::{AttributeRow, Entry, classify_entries, classify_set, read_rows};
+use crate::classify::attributes::{AttributeRow, classify_entries, classify_set, read_rows};
 use crate::error::{CliError, CliResult, input};
 use crate::evaluate::run_summary::{summarize, write_summary};
 use crate::prompt_sets::{read_prompt_csv, write_prompt_csv};
@@ -282,7 +282,7 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         for (set, jobs) in self.base_sets()?.iter().take(2) {
-            let entries = shard_entries(
+            let entries = super::shard::recorded_images(
                 &self.dir,
                 set,
                 &shard.jobs(jobs, self.config.generate.batch_size),
@@ -466,37 +466,4 @@ fn check_components(root: &Path) -> CliResult {
         }
     }
     Ok(())
-}
-
-/// The images of `jobs` in the set `set` of the run `dir`, wherever they are recorded (the shared manifest or
-/// a shard's); an error when one is not generated yet.
-fn shard_entries(dir: &Path, set: &str, jobs: &[ImageJob]) -> CliResult<Vec<Entry>> {
-    let set_dir = dir.join(set);
-    let mut recorded = super::images::read_manifest(&set_dir)?;
-    for name in std::fs::read_dir(&set_dir).into_iter().flatten().flatten() {
-        if name
-            .file_name()
-            .to_string_lossy()
-            .starts_with("manifest.shard-")
-        {
-            recorded.extend(super::images::read_ledger(&name.path())?);
-        }
-    }
-    let by_id: BTreeMap<&str, &super::images::ManifestEntry> =
-        recorded.iter().map(|e| (e.job.id.as_str(), e)).collect();
-    jobs.iter()
-        .map(|job| match by_id.get(job.id.as_str()) {
-            Some(m) => Ok(Entry {
-                path: dir.join(&m.file),
-                file: m.file.clone(),
-                prompt: m.job.prompt.clone(),
-                base_prompt: m.job.base_prompt.clone(),
-            }),
-            None => Err(input(format!(
-                "{}: image {} of this shard is not generated yet; run the generate stage with the same --shard first",
-                set_dir.display(),
-                job.id
-            ))),
-        })
-        .collect()
 }

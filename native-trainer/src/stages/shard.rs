@@ -15,7 +15,7 @@ use std::str::FromStr;
 use popalign_core::eval::classify::AxisSpec;
 
 use super::images::{ImageJob, ManifestEntry, read_ledger, write_manifest};
-use crate::classify::attributes::{AttributeRow, read_rows, write_rows};
+use crate::classify::attributes::{AttributeRow, Entry, read_rows, write_rows};
 use crate::error::{CliError, CliResult, input, runtime};
 
 /// Shard `index` (1-based) of `count`.
@@ -126,15 +126,56 @@ fn shard_ledgers(dir: &Path, stem: &str, extension: &str) -> CliResult<Vec<(Shar
     Ok(found)
 }
 
-/// The shards among `1..=count` for which `complete` is false, as "K/N (what)" phrases.
+/// The shards among `1..=count` that have not finished their jobs, as "K/N (progress)" phrases; `done`
+/// counts the finished among a shard's jobs.
 fn missing_shards(
-    count: usize,
     ledgers: &[(Shard, PathBuf)],
-    describe: impl Fn(Shard, bool) -> Option<String>,
+    jobs: &[ImageJob],
+    batch_size: usize,
+    done: impl Fn(&[ImageJob]) -> usize,
 ) -> Vec<String> {
+    let count = ledgers.first().map_or(0, |(s, _)| s.count);
     (1..=count)
         .map(|index| Shard { index, count })
-        .filter_map(|shard| describe(shard, ledgers.iter().any(|(s, _)| *s == shard)))
+        .filter_map(|shard| {
+            let wanted = shard.jobs(jobs, batch_size);
+            let done = done(&wanted);
+            let started = ledgers.iter().any(|(s, _)| *s == shard);
+            (done < wanted.len()).then(|| match started {
+                false => format!("{shard} (not started)"),
+                true => format!("{shard} ({done} of {} images)", wanted.len()),
+            })
+        })
+        .collect()
+}
+
+/// The images recorded for the set `dir`, in the shared manifest or a shard's, by job id.
+fn recorded(dir: &Path, ledgers: &[(Shard, PathBuf)]) -> CliResult<HashMap<String, ManifestEntry>> {
+    let shared = dir.join("manifest.jsonl");
+    let mut entries = HashMap::new();
+    for path in std::iter::once(&shared).chain(ledgers.iter().map(|(_, p)| p)) {
+        for entry in read_ledger(path)? {
+            entries.insert(entry.job.id.clone(), entry);
+        }
+    }
+    Ok(entries)
+}
+
+/// The images of a shard's `jobs` in the set `set` of the run `run`, wherever they are recorded; an error
+/// when one is not generated yet.
+pub fn recorded_images(run: &Path, set: &str, jobs: &[ImageJob]) -> CliResult<Vec<Entry>> {
+    let dir = run.join(set);
+    let mut entries = recorded(&dir, &shard_ledgers(&dir, "manifest", "jsonl")?)?;
+    jobs.iter()
+        .map(|job| match entries.remove(&job.id) {
+            Some(m) => Ok(Entry::recorded(run, m)),
+            None => Err(input(format!(
+                "{}: image {} of this shard is not generated yet; run the generate stage with the same \
+                 --shard first",
+                dir.display(),
+                job.id
+            ))),
+        })
         .collect()
 }
 
@@ -145,23 +186,12 @@ pub fn join_manifests(dir: &Path, jobs: &[ImageJob], batch_size: usize) -> CliRe
     let Some(count) = ledgers.first().map(|(s, _)| s.count) else {
         return Ok(());
     };
-    let mut entries: HashMap<String, ManifestEntry> = HashMap::new();
-    let shared = dir.join("manifest.jsonl");
-    for path in std::iter::once(&shared).chain(ledgers.iter().map(|(_, p)| p)) {
-        for entry in read_ledger(path)? {
-            entries.insert(entry.job.id.clone(), entry);
-        }
-    }
-    let missing = missing_shards(count, &ledgers, |shard, has_ledger| {
-        let wanted = shard.jobs(jobs, batch_size);
-        let done = wanted
+    let mut entries = recorded(dir, &ledgers)?;
+    let missing = missing_shards(&ledgers, jobs, batch_size, |wanted| {
+        wanted
             .iter()
             .filter(|j| entries.contains_key(&j.id))
-            .count();
-        (done < wanted.len()).then(|| match has_ledger {
-            false => format!("{shard} (not started)"),
-            true => format!("{shard} ({done} of {} images)", wanted.len()),
-        })
+            .count()
     });
     refuse_missing(dir, "generated", "generate", count, &missing)?;
     let joined: Vec<ManifestEntry> = jobs
@@ -199,20 +229,15 @@ pub fn join_attributes(
         .collect();
     let classified: std::collections::HashSet<&str> =
         rows.iter().map(|r| r.file.as_str()).collect();
-    let missing = missing_shards(count, &ledgers, |shard, has_ledger| {
-        let wanted = shard.jobs(jobs, batch_size);
-        let done = wanted
+    let missing = missing_shards(&ledgers, jobs, batch_size, |wanted| {
+        wanted
             .iter()
             .filter(|j| {
                 file_of
                     .get(j.id.as_str())
                     .is_some_and(|f| classified.contains(f))
             })
-            .count();
-        (done < wanted.len()).then(|| match has_ledger {
-            false => format!("{shard} (not started)"),
-            true => format!("{shard} ({done} of {} images)", wanted.len()),
-        })
+            .count()
     });
     refuse_missing(csv, "classified", "classify", count, &missing)?;
     // Rows in manifest order; an image's own rows (one per face with --all-faces) keep theirs.

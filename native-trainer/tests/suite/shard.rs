@@ -45,7 +45,10 @@ fn two_shards_joined_by_the_next_stage_equal_one_unsharded_run_byte_for_byte() {
     let config = SMALL_RUN
         .replace("neutral_images = 3", "neutral_images = 1")
         .replace("eval_images = 2", "eval_images = 1")
-        .replace("steps = 4\nguidance = 4.0", "steps = 2\nguidance = 4.0\nbatch_size = 2");
+        .replace(
+            "steps = 4\nguidance = 4.0",
+            "steps = 2\nguidance = 4.0\nbatch_size = 2",
+        );
     let (whole, sharded) = (dir.path().join("whole"), dir.path().join("sharded"));
     for run_dir in [&whole, &sharded] {
         std::fs::create_dir_all(run_dir).unwrap();
@@ -64,7 +67,10 @@ fn two_shards_joined_by_the_next_stage_equal_one_unsharded_run_byte_for_byte() {
     let lines = |path: &Path| std::fs::read_to_string(path).unwrap().lines().count();
     let all = lines(&whole.join("images/neutral/manifest.jsonl"));
     let first = lines(&sharded.join("images/neutral/manifest.shard-1-of-2.jsonl"));
-    assert!(first >= 4 && first < all, "shard 1/2 made {first} of {all} neutral images");
+    assert!(
+        first >= 4 && first < all,
+        "shard 1/2 made {first} of {all} neutral images"
+    );
     refused(
         run(&sharded, "classify", None, &[]),
         "generated in 2 shards, of which 2/2 (not started) is not finished",
