@@ -211,7 +211,11 @@ fn a_killed_run_resumed_ends_with_identical_weights() {
     let (config_a, config_b) = (quick_config(a.path(), ""), quick_config(b.path(), ""));
     let four_steps = |config: &Path, extra: &str| {
         let text = std::fs::read_to_string(config).unwrap();
-        std::fs::write(config, text.replace("steps = 6", &format!("steps = 4{extra}"))).unwrap();
+        std::fs::write(
+            config,
+            text.replace("steps = 6", &format!("steps = 4{extra}")),
+        )
+        .unwrap();
     };
     four_steps(&config_a, "\nexport = [\"kohya\"]");
     four_steps(&config_b, "");
