@@ -104,6 +104,10 @@ pub struct TrainConfig {
     /// build). Empty: the default device.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Processes of a multi-process run, each with `devices` (set from the launcher's environment,
+    /// `launch.rs`, never from train.toml); 0 or 1: this process alone.
+    #[serde(skip)]
+    pub processes: usize,
     /// Layouts each checkpoint's LoRA is also written in (`["kohya"]`: `lora_kohya.safetensors`, for
     /// ComfyUI and Automatic1111). LoRA runs only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -372,11 +376,12 @@ impl TrainConfig {
     }
 
     /// A short hash of the resolved configuration, stored with every checkpoint. Only the number of
-    /// devices counts (it sets the global batch), so a run may resume on other devices of the same count.
+    /// workers over all processes counts (it sets the global batch), so a run may resume on other devices,
+    /// or on another split of the same count into processes.
     pub fn hash(&self) -> String {
         use sha2::Digest;
         let mut counted = self.clone();
-        counted.devices = vec!["device".into(); self.devices.len().max(1)];
+        counted.devices = vec!["device".into(); self.devices.len().max(1) * self.processes.max(1)];
         let text = serde_json::to_string(&counted).expect("config serialises");
         let digest = sha2::Sha256::digest(text.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()

@@ -10,11 +10,14 @@ mod data;
 mod dense;
 pub mod export;
 mod latent_cache;
+mod launch;
 mod log;
 mod loss;
 mod parallel;
 pub(crate) mod params;
 mod policy;
+mod rendezvous;
+mod ring;
 pub(crate) mod samples;
 mod setup;
 pub(crate) mod trajectory;
@@ -36,20 +39,56 @@ use crate::backend::Backend;
 use crate::error::{CliError, CliResult, input};
 use batch::{Selection, sample_batch};
 use config::TrainConfig;
+use launch::Launch;
 use log::Log;
 use loss::{evaluate, pair_loss};
 use parallel::Worker;
 use policy::{Frozen, TrainBackend};
+use rendezvous::Liveness;
+use ring::Ring;
 use setup::{Setup, setup};
 
 type AD = Autodiff<Backend>;
 
-/// Trains as `config` says (its paths absolute, or relative to the working directory).
+/// Trains as `config` says (its paths absolute, or relative to the working directory), in this process
+/// alone or as one process of a multi-process run when a launcher's variables say so (`launch.rs`).
 pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
     config.validate().map_err(input)?;
+    let launch = Launch::from_env()?;
+    let mut config = config.clone();
+    config.processes = launch.as_ref().map_or(1, |l| l.processes);
+    let Some(launch) = launch else {
+        return train_here(&config, resume, None);
+    };
+    if config.objective == ObjectiveKind::Alignprop {
+        return Err(input(format!(
+            "objective = \"alignprop\" trains on one device, and the launcher asks for {} processes",
+            launch.processes
+        )));
+    }
+    if config.devices.len() > 1 {
+        return Err(input(format!(
+            "under a launcher every process trains on one device, and this one lists {}: start one \
+             process per device (torchrun --nproc-per-node)",
+            config.devices.join(",")
+        )));
+    }
+    if config.devices.is_empty() && crate::backend::NAME == "cuda" {
+        config.devices = vec![format!("cuda:{}", launch.local_rank)];
+    }
+    let (listener, own) = ring::listen(&launch)?;
+    let (liveness, addresses) = Liveness::start(&launch, own)?;
+    let result = Ring::connect(listener, &launch, &addresses)
+        .and_then(|ring| train_here(&config, resume, Some(ring)));
+    liveness.finish(result.is_ok());
+    result
+}
+
+/// This process's share of the run: one worker per device, each on a thread of its own.
+fn train_here(config: &TrainConfig, resume: bool, ring: Option<Ring>) -> CliResult {
     enable_recomputed_attention();
     let devices = config.parsed_devices()?;
-    let world = devices.len();
+    let local_world = devices.len();
     if config.precision == Precision::Bf16
         && !<Backend as burn::tensor::backend::Backend>::supports_dtype(&devices[0], DType::BF16)
     {
@@ -62,7 +101,10 @@ pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
     if config.objective == ObjectiveKind::Alignprop {
         return alignprop::train(config, resume, &devices);
     }
-    if world == 1 {
+    if let Some(ring) = ring {
+        return train_worker_with(config, resume, &Worker::across(ring, devices[0].clone()));
+    }
+    if local_world == 1 {
         return train_worker_with(config, resume, &Worker::join(0, 1, devices[0].clone())?);
     }
     std::thread::scope(|scope| {
@@ -71,7 +113,7 @@ pub fn train_with(config: &TrainConfig, resume: bool) -> CliResult {
             .enumerate()
             .map(|(rank, device)| {
                 scope.spawn(move || {
-                    let worker = Worker::join(rank, world, device)?;
+                    let worker = Worker::join(rank, local_world, device)?;
                     let result = train_worker_with(config, resume, &worker);
                     worker.leave();
                     result
@@ -129,6 +171,17 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
         data,
         validation,
     } = setup?;
+    // Every worker must resume from the same checkpoint: processes on several machines only do when the
+    // output folder is one shared folder.
+    if !worker.all_ok(worker.mean(&[state.step as f64])?[0] == state.step as f64)? {
+        return Err(input(format!(
+            "worker {} starts at step {} and another at a different step: every process must see the same \
+             output folder ({}), a shared filesystem across machines",
+            worker.rank,
+            state.step,
+            config.output.display()
+        )));
+    }
     let validate = |unet: &UNet2DConditionModel<A>,
                     frozen: &mut Frozen|
      -> CliResult<serde_json::Value> {
@@ -219,7 +272,7 @@ fn train_worker<A: TrainBackend>(config: &TrainConfig, resume: bool, worker: &Wo
             );
         }
         let scale = 1.0 / config.gradient_accumulation as f64;
-        let grads = worker.mean_gradients(accumulator.grads())?;
+        let grads = worker.mean_gradients(accumulator.grads(), &unet)?;
         let (grads, grad_norm) = params::scale_and_clip(grads, &unet, scale, config.max_grad_norm);
         let lr = config.learning_rate_at(state.step);
         unet = optimizer.step(lr, unet, grads);

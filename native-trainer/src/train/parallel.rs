@@ -8,26 +8,37 @@
 //! Cost to know: each worker decodes the images of the whole global batch and keeps its slice (a bad image
 //! may be skipped and redrawn, so the slice is only known after the draw): `workers` times the decoding of
 //! a single-device step.
+//!
+//! Across processes (`launch.rs`: torchrun's or Slurm's variables) every process has one worker, whose rank
+//! is the process's, and the means go round the processes' ring (`ring.rs`) instead.
+
+use std::sync::Mutex;
 
 use burn::collective::{
     CollectiveConfig, PeerId, ReduceOperation, all_reduce, finish_collective, register,
 };
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
+use burn::tensor::backend::AutodiffBackend;
 use popalign_core::align::objectives::popalign::ReferencePointReduce;
 
+use super::ring::Ring;
 use crate::backend::{Backend, Device};
 use crate::error::{CliError, CliResult};
 
 pub struct Worker {
+    /// Rank over every worker of every process.
     pub rank: usize,
     pub world: usize,
     pub device: Device,
+    /// The ring to the other processes, when this worker is one of several processes.
+    ring: Option<Mutex<Ring>>,
 }
 
 impl Worker {
-    /// Registers this worker with the collective (nothing to do when it is alone).
+    /// Registers local worker `rank` of `world` with the collective (nothing to do when it is alone).
     pub fn join(rank: usize, world: usize, device: Device) -> CliResult<Self> {
         if world > 1 {
             let config = CollectiveConfig::default().with_num_devices(world);
@@ -38,17 +49,33 @@ impl Worker {
             rank,
             world,
             device,
+            ring: None,
         })
+    }
+
+    /// The only worker of this process, one of the ring's processes.
+    pub fn across(ring: Ring, device: Device) -> Self {
+        Self {
+            rank: ring.rank,
+            world: ring.world,
+            device,
+            ring: Some(Mutex::new(ring)),
+        }
     }
 
     pub fn is_main(&self) -> bool {
         self.rank == 0
     }
 
-    /// Element-wise mean of `values` over the workers.
+    /// Element-wise mean of `values` over the workers (reduced in float32, as the gradients).
     pub fn mean(&self, values: &[f64]) -> CliResult<Vec<f64>> {
         if self.world == 1 {
             return Ok(values.to_vec());
+        }
+        if let Some(ring) = &self.ring {
+            let mut reduced: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            ring.lock().expect("ring").mean(&mut reduced)?;
+            return Ok(reduced.into_iter().map(f64::from).collect());
         }
         let local = Tensor::<Backend, 1>::from_data(
             TensorData::new(values.to_vec(), [values.len()]),
@@ -68,14 +95,21 @@ impl Worker {
             .expect("f64 data"))
     }
 
-    /// The mean of every gradient over the workers.
-    pub fn mean_gradients(&self, grads: GradientsParams) -> CliResult<GradientsParams> {
+    /// The mean of every gradient of `module` over the workers.
+    pub fn mean_gradients<A: AutodiffBackend<InnerBackend = Backend>, M: AutodiffModule<A>>(
+        &self,
+        grads: GradientsParams,
+        module: &M,
+    ) -> CliResult<GradientsParams> {
         if self.world == 1 {
             return Ok(grads);
         }
-        grads
-            .all_reduce::<Backend>(peer(self.rank), ReduceOperation::Mean)
-            .map_err(|e| collective_error("gradient all-reduce", e))
+        match &self.ring {
+            Some(ring) => ring_mean(grads, module, &mut ring.lock().expect("ring")),
+            None => grads
+                .all_reduce::<Backend>(peer(self.rank), ReduceOperation::Mean)
+                .map_err(|e| collective_error("gradient all-reduce", e)),
+        }
     }
 
     /// True on every worker if `ok` is true on all of them, so that one worker's failure (a checkpoint
@@ -85,10 +119,45 @@ impl Worker {
     }
 
     pub fn leave(&self) {
-        if self.world > 1 {
+        if self.world > 1 && self.ring.is_none() {
             let _ = finish_collective::<Backend>(peer(self.rank));
         }
     }
+}
+
+/// The gradients of `module`, in its parameter order, as one float32 buffer through the ring and back.
+fn ring_mean<A: AutodiffBackend, M: AutodiffModule<A>>(
+    mut grads: GradientsParams,
+    module: &M,
+    ring: &mut Ring,
+) -> CliResult<GradientsParams> {
+    struct Flatten<'a>(&'a GradientsParams, Vec<f32>);
+    impl<A: AutodiffBackend> ModuleVisitor<A> for Flatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            if let Some(g) = self.0.get::<A::InnerBackend, D>(param.id) {
+                self.1.extend(g.into_data().convert::<f32>().iter::<f32>());
+            }
+        }
+    }
+    struct Unflatten<'a>(&'a mut GradientsParams, &'a [f32]);
+    impl<A: AutodiffBackend> ModuleVisitor<A> for Unflatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            if let Some(g) = self.0.remove::<A::InnerBackend, D>(param.id) {
+                let (shape, dtype, device) = (g.shape(), g.dtype(), g.device());
+                let (mine, rest) = self.1.split_at(shape.num_elements());
+                let data = TensorData::new(mine.to_vec(), shape);
+                let mean = Tensor::<A::InnerBackend, D>::from_data(data, &device).cast(dtype);
+                self.0.register::<A::InnerBackend, D>(param.id, mean);
+                self.1 = rest;
+            }
+        }
+    }
+    let mut flat = Flatten(&grads, Vec::new());
+    module.visit(&mut flat);
+    let mut values = flat.1;
+    ring.mean(&mut values)?;
+    module.visit(&mut Unflatten(&mut grads, &values));
+    Ok(grads)
 }
 
 impl ReferencePointReduce for Worker {
@@ -184,7 +253,7 @@ mod tests {
         )
         .unwrap();
         let grads = GradientsParams::from_grads(out.loss.backward(), &s.unet);
-        flatten(&worker.mean_gradients(grads).unwrap(), &s.unet)
+        flatten(&worker.mean_gradients(grads, &s.unet).unwrap(), &s.unet)
     }
 
     fn flatten(grads: &GradientsParams, unet: &UNet2DConditionModel<AD>) -> Vec<f64> {
