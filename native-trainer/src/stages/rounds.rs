@@ -13,6 +13,7 @@ use super::run::Run;
 use crate::artifacts::{progress, write_atomic};
 use crate::error::{CliResult, input};
 use crate::train::config::{LrSchedule, SamplesConfig, TrainConfig};
+use crate::train::launch::Launch;
 
 impl Run<'_> {
     /// `[train] sample_every`: grids of the first four evaluation prompts, sampled as the evaluation
@@ -53,6 +54,15 @@ impl Run<'_> {
 
     /// Every round in turn; a round whose weights exist is skipped, a started one resumes.
     pub(super) fn train(&self) -> CliResult {
+        let processes = Launch::from_env()?.map_or(1, |l| l.processes);
+        if processes > 1 && self.config.train.rounds > 1 {
+            // Every process would sample the next round's populations into the same folders.
+            return Err(input(format!(
+                "[train] rounds = {} under a launcher of {processes} processes: on-policy rounds train in \
+                 one process (several devices with [train] devices); launch rounds = 1 runs",
+                self.config.train.rounds
+            )));
+        }
         for round in 1..=self.config.train.rounds {
             if self.weights_of(round).exists() {
                 continue;
@@ -152,8 +162,17 @@ impl Run<'_> {
         config.preferences = Some(absolute(&folder.join("preferences.jsonl"))?);
         config.objective = t.objective;
         config.seed = self.config.seed + round as u64 - 1;
-        // `batch_size` of train.toml is per device.
-        config.batch_size = t.batch_size / t.devices.len().max(1);
+        // run.toml's `batch_size` is the global batch; train.toml's is per worker, over every process a
+        // launcher started too.
+        let processes = Launch::from_env()?.map_or(1, |l| l.processes);
+        let workers = t.devices.len().max(1) * processes;
+        if t.batch_size % workers != 0 {
+            return Err(input(format!(
+                "[train] batch_size {} does not split evenly over {workers} workers ({processes} processes)",
+                t.batch_size
+            )));
+        }
+        config.batch_size = t.batch_size / workers;
         config.devices = t.devices.clone();
         config.lr_schedule = t.lr_schedule.unwrap_or(LrSchedule::Cosine);
         config.warmup_steps = t.warmup_steps.unwrap_or(10);

@@ -10,7 +10,7 @@ mod data;
 mod dense;
 pub mod export;
 mod latent_cache;
-mod launch;
+pub(crate) mod launch;
 mod log;
 mod loss;
 mod parallel;
