@@ -52,8 +52,17 @@ pub fn use_threads(threads: usize) {
 
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;
 
+/// `--device`, when given.
+static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
+/// Makes `device` the default of this process (`--device`). Call first thing in `main`.
+pub fn use_device(device: Device) {
+    let _ = DEVICE.set(device);
+}
+
+/// `--device`, else the backend's default device.
 pub fn device() -> Device {
-    Device::default()
+    DEVICE.get().cloned().unwrap_or_default()
 }
 
 /// A device named as users write it: `cuda:N` (cuda build), `wgpu:N` or `wgpu` (wgpu build), `cpu`

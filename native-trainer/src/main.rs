@@ -29,6 +29,9 @@ struct Cli {
     /// thread and on 2 (native-trainer/tests/suite/cli.rs).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// The device this process computes on (`cuda:1`, `wgpu:0`; `cpu`) [default: the backend's first].
+    #[arg(long, global = true)]
+    device: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -67,6 +70,15 @@ fn main() {
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         backend::use_threads(usize::from(threads));
+    }
+    if let Some(name) = &cli.device {
+        match backend::parse_device(name) {
+            Ok(device) => backend::use_device(device),
+            Err(message) => {
+                eprintln!("error: {message}");
+                std::process::exit(2);
+            }
+        }
     }
     let result = match cli.command {
         Command::RunModule(args) => cli::run_module::run(args),

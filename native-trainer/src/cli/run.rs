@@ -2,8 +2,9 @@
 //! folder holding `run.toml`); see `stages/run.rs`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult, input};
 use crate::stages::config::{RunConfig, Stage};
 use crate::stages::run::run_stages;
 
@@ -23,6 +24,10 @@ pub struct Args {
     /// stage joins their ledgers into exactly what one unsharded run writes (docs/cluster.md).
     #[arg(long)]
     shard: Option<crate::stages::shard::Shard>,
+    /// Spread the stages generate and classify over these devices (`cuda:0,cuda:1`; `cpu,cpu` on the CPU
+    /// build): one `popalign` process per device, each shard K of N, then the other stages here.
+    #[arg(long, value_delimiter = ',', conflicts_with = "shard")]
+    devices: Vec<String>,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -31,7 +36,74 @@ pub fn run(args: Args) -> CliResult {
     let stages = if args.stage.is_empty() {
         config.stages.clone()
     } else {
-        args.stage
+        args.stage.clone()
     };
+    if args.devices.len() > 1 {
+        return spread(&args, &dir, &config, &stages);
+    }
     run_stages(&dir, &config, &stages, args.allow_config_change, args.shard)
+}
+
+/// `stages` with generate and classify as one shard per device, each in a `popalign` process of its own
+/// on that device (and an equal part of the CPU threads); prompts before them and the other stages after
+/// them run here, the first of those joining the shards. A failed shard stops the run; the same command
+/// resumes every shard from its ledger.
+fn spread(args: &Args, dir: &Path, config: &RunConfig, stages: &[Stage]) -> CliResult {
+    for device in &args.devices {
+        crate::backend::parse_device(device).map_err(input)?;
+    }
+    let allow = args.allow_config_change;
+    let (sharded, rest): (Vec<Stage>, Vec<Stage>) = stages
+        .iter()
+        .partition(|s| matches!(s, Stage::Generate | Stage::Classify));
+    if stages.contains(&Stage::Prompts) {
+        run_stages(dir, config, &[Stage::Prompts], allow, None)?;
+    }
+    if !sharded.is_empty() {
+        let n = args.devices.len();
+        let names: Vec<String> = sharded
+            .iter()
+            .map(|s| format!("{s:?}").to_lowercase())
+            .collect();
+        let threads = (crate::backend::cores() / n).max(1).to_string();
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::Runtime(format!("popalign's path: {e}")))?;
+        let mut children = Vec::new();
+        for (k, device) in args.devices.iter().enumerate() {
+            let mut command = Command::new(&exe);
+            command
+                .args(["--device", device, "--threads", &threads, "run", "--config"])
+                .arg(&args.config)
+                .args([
+                    "--stage",
+                    &names.join(","),
+                    "--shard",
+                    &format!("{}/{n}", k + 1),
+                ]);
+            if allow {
+                command.arg("--allow-config-change");
+            }
+            let child = command
+                .spawn()
+                .map_err(|e| CliError::Runtime(format!("starting the shard on {device}: {e}")))?;
+            children.push((device, child));
+        }
+        let failed: Vec<&str> = children
+            .into_iter()
+            .filter_map(|(device, mut child)| {
+                (!child.wait().is_ok_and(|s| s.success())).then_some(device.as_str())
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(CliError::Runtime(format!(
+                "the shards on {} failed (their messages are above); the same command resumes them",
+                failed.join(", ")
+            )));
+        }
+    }
+    let rest: Vec<Stage> = rest.into_iter().filter(|s| *s != Stage::Prompts).collect();
+    match rest.is_empty() {
+        true => Ok(()),
+        false => run_stages(dir, config, &rest, allow, None),
+    }
 }

@@ -1,5 +1,6 @@
-//! `popalign run --shard K/N`: the shards of generation and classification, joined by the next unsharded
-//! stage, leave exactly the files of one unsharded run; an unfinished shard is named, not papered over.
+//! `popalign run --shard K/N` (and `--devices`, a shard per device): the shards of generation and
+//! classification, joined by the next unsharded stage, leave exactly the files of one unsharded run; an
+//! unfinished shard is named, not papered over.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -93,4 +94,17 @@ fn two_shards_joined_by_the_next_stage_equal_one_unsharded_run_byte_for_byte() {
     assert!(a.keys().any(|p| p.ends_with("attributes/specific.csv")));
     assert!(a.contains_key(Path::new("eval/base/images/manifest.jsonl")));
     assert_same_artifacts(&a, &b, "after two shards and the join");
+
+    // `--devices`: one process per device, each a shard, in one command; the next stage joins them.
+    let spread = dir.path().join("spread");
+    std::fs::create_dir_all(&spread).unwrap();
+    std::fs::write(spread.join("run.toml"), &config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_popalign"));
+    command
+        .args(["run", "--stage", STAGES, "--devices", "cpu,cpu", "--config"])
+        .arg(spread.join("run.toml"));
+    ok(command.output().unwrap());
+    assert!(spread.join("attributes/neutral.shard-2-of-2.csv").exists());
+    ok(run(&spread, "classify", None, &[]));
+    assert_same_artifacts(&a, &artifacts(&spread), "after --devices cpu,cpu");
 }
