@@ -406,9 +406,27 @@ fn two_workers_with_batch_b_train_as_one_worker_with_batch_2b_in_one_process_or_
     std::fs::write(&config_one, text).unwrap();
     let config_two = quick_config(two.path(), "");
     let config_processes = quick_config(processes.path(), "");
+    // The two processes are stopped after their first checkpoint (rank 1 killed, rank 0 stopping itself)
+    // and resumed, so the comparison covers resuming across processes too.
+    let port = free_ports(4);
+    let mut launched: Vec<_> = (0..2)
+        .map(|rank| launch(&config_processes, rank, 2, port, false))
+        .collect();
+    let started = Instant::now();
+    while !processes.path().join("out/step-2/state.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    launched[1].kill().unwrap();
+    launched
+        .into_iter()
+        .for_each(|mut child| drop(child.wait()));
     let port = free_ports(4);
     let launched: Vec<_> = (0..2)
-        .map(|rank| launch(&config_processes, rank, 2, port))
+        .map(|rank| launch(&config_processes, rank, 2, port, true))
         .collect();
     assert!(train(&config_one, false).status.success());
     succeeded(
@@ -468,7 +486,9 @@ fn a_killed_training_process_stops_the_other_within_a_minute() {
         let text = std::fs::read_to_string(&config).unwrap();
         std::fs::write(&config, text.replace("steps = 6", "steps = 100000")).unwrap();
         let port = free_ports(4);
-        let mut children: Vec<_> = (0..2).map(|rank| launch(&config, rank, 2, port)).collect();
+        let mut children: Vec<_> = (0..2)
+            .map(|rank| launch(&config, rank, 2, port, false))
+            .collect();
         let log = dir.path().join("out/metrics.jsonl");
         let started = Instant::now();
         while std::fs::read_to_string(&log).map_or(true, |t| t.lines().count() < 2) {
@@ -521,10 +541,19 @@ fn succeeded(output: std::process::Output) {
 }
 
 /// Process `rank` of `world`, with the variables torchrun sets, on this machine.
-fn launch(config: &Path, rank: usize, world: usize, port: u16) -> std::process::Child {
-    popalign()
-        .args(["train", "--config"])
-        .arg(config)
+fn launch(
+    config: &Path,
+    rank: usize,
+    world: usize,
+    port: u16,
+    resume: bool,
+) -> std::process::Child {
+    let mut command = popalign();
+    command.args(["train", "--config"]).arg(config);
+    if resume {
+        command.arg("--resume");
+    }
+    command
         .env("WORLD_SIZE", world.to_string())
         .env("RANK", rank.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
