@@ -424,6 +424,10 @@ fn two_workers_with_batch_b_train_as_one_worker_with_batch_2b_in_one_process_or_
     launched
         .into_iter()
         .for_each(|mut child| drop(child.wait()));
+    let newest = (1..=6)
+        .rev()
+        .find(|s| processes.path().join(format!("out/step-{s}")).exists());
+    println!("stopped with checkpoint step {newest:?} written");
     let port = free_ports(4);
     let launched: Vec<_> = (0..2)
         .map(|rank| launch(&config_processes, rank, 2, port, true))
