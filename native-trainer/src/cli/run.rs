@@ -19,9 +19,10 @@ pub struct Args {
     /// Continue a run whose artifacts were made under a different `run.toml`.
     #[arg(long)]
     allow_config_change: bool,
-    /// Only shard K of N of the stages prompts, generate and classify (`K/N`, or `slurm` for a job array's
-    /// task): N processes, on any machines sharing the run directory, split the images; the next unsharded
-    /// stage joins their ledgers into exactly what one unsharded run writes (docs/cluster.md).
+    /// Only shard K of N of the stages prompts, generate, classify and evaluate (`K/N`, or `slurm` for a
+    /// job array's task): N processes, on any machines sharing the run directory, split the images (of
+    /// evaluate: its aligned images); the next unsharded stage joins their ledgers into exactly what one
+    /// unsharded run writes (docs/cluster.md).
     #[arg(long)]
     shard: Option<crate::stages::shard::Shard>,
     /// Spread the stages generate and classify over these devices (`cuda:0,cuda:1`; `cpu,cpu` on the CPU
@@ -44,66 +45,80 @@ pub fn run(args: Args) -> CliResult {
     run_stages(&dir, &config, &stages, args.allow_config_change, args.shard)
 }
 
-/// `stages` with generate and classify as one shard per device, each in a `popalign` process of its own
-/// on that device (and an equal part of the CPU threads); prompts before them and the other stages after
-/// them run here, the first of those joining the shards. A failed shard stops the run; the same command
-/// resumes every shard from its ledger.
+/// `stages` in order, each run of the stages generate, classify and evaluate as one shard per device, each
+/// in a `popalign` process of its own on that device (with an equal part of the CPU threads). The other
+/// stages run here, and so does an unsharded evaluate after its shards (classification, scores and
+/// summaries); the first unsharded stage after shards joins them. A failed shard stops the run; the same
+/// command resumes every shard from its ledger.
 fn spread(args: &Args, dir: &Path, config: &RunConfig, stages: &[Stage]) -> CliResult {
     for device in &args.devices {
         crate::backend::parse_device(device).map_err(input)?;
     }
-    let allow = args.allow_config_change;
-    let (sharded, rest): (Vec<Stage>, Vec<Stage>) = stages
+    let shardable = |s: &Stage| matches!(s, Stage::Generate | Stage::Classify | Stage::Evaluate);
+    let mut rest = stages;
+    while let Some(first) = rest.first() {
+        let n = match shardable(first) {
+            true => rest.iter().take_while(|s| shardable(s)).count(),
+            false => 1,
+        };
+        let (group, after) = rest.split_at(n);
+        if shardable(first) {
+            run_shards(args, group)?;
+        }
+        if !shardable(first) || group.contains(&Stage::Evaluate) {
+            let here = if shardable(first) {
+                &[Stage::Evaluate][..]
+            } else {
+                group
+            };
+            run_stages(dir, config, here, args.allow_config_change, None)?;
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// `stages` as shard K of N on device K, one `popalign` process each, waiting for all of them.
+fn run_shards(args: &Args, stages: &[Stage]) -> CliResult {
+    let n = args.devices.len();
+    let names: Vec<String> = stages
         .iter()
-        .partition(|s| matches!(s, Stage::Generate | Stage::Classify));
-    if stages.contains(&Stage::Prompts) {
-        run_stages(dir, config, &[Stage::Prompts], allow, None)?;
-    }
-    if !sharded.is_empty() {
-        let n = args.devices.len();
-        let names: Vec<String> = sharded
-            .iter()
-            .map(|s| format!("{s:?}").to_lowercase())
-            .collect();
-        let threads = (crate::backend::cores() / n).max(1).to_string();
-        let exe = std::env::current_exe()
-            .map_err(|e| CliError::Runtime(format!("popalign's path: {e}")))?;
-        let mut children = Vec::new();
-        for (k, device) in args.devices.iter().enumerate() {
-            let mut command = Command::new(&exe);
-            command
-                .args(["--device", device, "--threads", &threads, "run", "--config"])
-                .arg(&args.config)
-                .args([
-                    "--stage",
-                    &names.join(","),
-                    "--shard",
-                    &format!("{}/{n}", k + 1),
-                ]);
-            if allow {
-                command.arg("--allow-config-change");
-            }
-            let child = command
-                .spawn()
-                .map_err(|e| CliError::Runtime(format!("starting the shard on {device}: {e}")))?;
-            children.push((device, child));
+        .map(|s| format!("{s:?}").to_lowercase())
+        .collect();
+    let threads = (crate::backend::cores() / n).max(1).to_string();
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::Runtime(format!("popalign's path: {e}")))?;
+    let mut children = Vec::new();
+    for (k, device) in args.devices.iter().enumerate() {
+        let mut command = Command::new(&exe);
+        command
+            .args(["--device", device, "--threads", &threads, "run", "--config"])
+            .arg(&args.config)
+            .args([
+                "--stage",
+                &names.join(","),
+                "--shard",
+                &format!("{}/{n}", k + 1),
+            ]);
+        if args.allow_config_change {
+            command.arg("--allow-config-change");
         }
-        let failed: Vec<&str> = children
-            .into_iter()
-            .filter_map(|(device, mut child)| {
-                (!child.wait().is_ok_and(|s| s.success())).then_some(device.as_str())
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(CliError::Runtime(format!(
-                "the shards on {} failed (their messages are above); the same command resumes them",
-                failed.join(", ")
-            )));
-        }
+        let child = command
+            .spawn()
+            .map_err(|e| CliError::Runtime(format!("starting the shard on {device}: {e}")))?;
+        children.push((device, child));
     }
-    let rest: Vec<Stage> = rest.into_iter().filter(|s| *s != Stage::Prompts).collect();
-    match rest.is_empty() {
+    let failed: Vec<&str> = children
+        .into_iter()
+        .filter_map(|(device, mut child)| {
+            (!child.wait().is_ok_and(|s| s.success())).then_some(device.as_str())
+        })
+        .collect();
+    match failed.is_empty() {
         true => Ok(()),
-        false => run_stages(dir, config, &rest, allow, None),
+        false => Err(CliError::Runtime(format!(
+            "the shards on {} failed (their messages are above); the same command resumes them",
+            failed.join(", ")
+        ))),
     }
 }

@@ -307,6 +307,7 @@ impl<'a> Run<'a> {
             "images/neutral",
             "images/specific",
             "eval/base/images",
+            "eval/aligned/images",
             "attributes",
         ];
         if !folders.iter().any(|folder| has_ledgers(folder)) {
@@ -315,7 +316,7 @@ impl<'a> Run<'a> {
         let batch_size = self.config.generate.batch_size;
         for (set, jobs) in self.base_sets()? {
             let dir = self.path(set);
-            super::shard::join_manifests(&dir, &jobs, batch_size)?;
+            super::shard::join_manifests(&dir, &jobs, batch_size, "generate")?;
             if let Some(name) = set.strip_prefix("images/")
                 && has_ledgers("attributes")
             {
@@ -325,7 +326,8 @@ impl<'a> Run<'a> {
                 super::shard::join_attributes(&csv, &manifest, &jobs, batch_size, &axes)?;
             }
         }
-        Ok(())
+        let aligned = self.path("eval/aligned/images");
+        super::shard::join_manifests(&aligned, &self.eval_jobs()?, batch_size, "evaluate")
     }
 
     /// Pairs the classified populations of each neutral prompt (official construction by default).
@@ -400,7 +402,8 @@ impl<'a> Run<'a> {
         )
     }
 
-    /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each.
+    /// Aligned images on the evaluation seeds, classification of both models, `summary.json` each; in a
+    /// shard, only the shard's aligned images.
     fn evaluate(&self) -> CliResult {
         let jobs = self.eval_jobs()?;
         let pipeline = self.pipeline(Some(&self.final_weights()))?;
@@ -414,9 +417,14 @@ impl<'a> Run<'a> {
             &self.sampling(false),
             &sidecar,
             &bar,
-            None,
+            self.shard,
         )?;
         bar.finish_and_clear();
+        if self.shard.is_some() {
+            // A shard samples its part of the aligned images; the next unsharded stage joins them, and
+            // an unsharded evaluate classifies, scores and summarises every image.
+            return Ok(());
+        }
         drop(pipeline);
         let axes = self.classifier()?.axes();
         let scorers = self.scorers()?;

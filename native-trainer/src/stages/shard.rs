@@ -181,7 +181,7 @@ pub fn recorded_images(run: &Path, set: &str, jobs: &[ImageJob]) -> CliResult<Ve
 
 /// Joins the shard manifests of the image set `dir` into `manifest.jsonl`, in the order of `jobs`, and
 /// removes them. Nothing to do without shard manifests; an error naming the shards not finished.
-pub fn join_manifests(dir: &Path, jobs: &[ImageJob], batch_size: usize) -> CliResult {
+pub fn join_manifests(dir: &Path, jobs: &[ImageJob], batch_size: usize, stage: &str) -> CliResult {
     let ledgers = shard_ledgers(dir, "manifest", "jsonl")?;
     let Some(count) = ledgers.first().map(|(s, _)| s.count) else {
         return Ok(());
@@ -193,7 +193,7 @@ pub fn join_manifests(dir: &Path, jobs: &[ImageJob], batch_size: usize) -> CliRe
             .filter(|j| entries.contains_key(&j.id))
             .count()
     });
-    refuse_missing(dir, "generated", "generate", count, &missing)?;
+    refuse_missing(dir, "generated", stage, count, &missing)?;
     let joined: Vec<ManifestEntry> = jobs
         .iter()
         .filter_map(|job| entries.remove(&job.id))
@@ -286,11 +286,11 @@ pub fn check_stages(stages: &[super::config::Stage]) -> CliResult {
     use super::config::Stage::*;
     match stages
         .iter()
-        .find(|s| !matches!(s, Prompts | Generate | Classify))
+        .find(|s| !matches!(s, Prompts | Generate | Classify | Evaluate))
     {
         Some(stage) => Err(CliError::Input(format!(
-            "--shard splits the stages prompts, generate and classify only, not {}; run it unsharded \
-             once every shard has finished",
+            "--shard splits the stages prompts, generate, classify and evaluate (its aligned images) only, \
+             not {}; run it unsharded once every shard has finished",
             format!("{stage:?}").to_lowercase()
         ))),
         None => Ok(()),

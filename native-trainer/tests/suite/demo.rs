@@ -109,19 +109,49 @@ fn killed_resumed_and_staged_pipelines_equal_an_uninterrupted_one() {
         "evaluate",
         "report",
     ] {
-        let out = run_stage(&killed, stage);
-        assert!(
-            out.status.success(),
-            "{stage}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The evaluation's aligned images in two shards first; the unsharded evaluate joins them.
+        let shards: &[&str] = if stage == "evaluate" {
+            &["1/2", "2/2"]
+        } else {
+            &[]
+        };
+        for shard in shards.iter().map(Some).chain([None]) {
+            let mut command = Process::new(env!("CARGO_BIN_EXE_popalign"));
+            command
+                .args(["run", "--stage", stage, "--config"])
+                .arg(killed.join("run.toml"));
+            if let Some(shard) = shard {
+                command.args(["--shard", shard]);
+            }
+            let out = command.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{stage} {shard:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if let Some(shard) = shard {
+                // The kills stop before the evaluation, so each shard samples a part of it.
+                let ledger = format!(
+                    "eval/aligned/images/manifest.shard-{}-of-2.jsonl",
+                    &shard[..1]
+                );
+                assert!(killed.join(ledger).exists(), "shard {shard} of evaluate");
+            }
+        }
+        if stage == "evaluate" {
+            assert!(
+                !killed
+                    .join("eval/aligned/images/manifest.shard-1-of-2.jsonl")
+                    .exists()
+            );
+        }
     }
 
     let a = artifacts(&whole);
     assert_same_artifacts(
         &a,
         &artifacts(&killed),
-        "after kill-and-resume, stage by stage",
+        "after kill-and-resume, stage by stage, evaluate in two shards",
     );
     let manifest = std::fs::read_to_string(killed.join("images/neutral/manifest.jsonl")).unwrap();
     assert_eq!(
