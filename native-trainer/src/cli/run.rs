@@ -25,8 +25,8 @@ pub struct Args {
     /// unsharded run writes (docs/cluster.md).
     #[arg(long)]
     shard: Option<crate::stages::shard::Shard>,
-    /// Spread the stages generate and classify over these devices (`cuda:0,cuda:1`; `cpu,cpu` on the CPU
-    /// build): one `popalign` process per device, each shard K of N, then the other stages here.
+    /// Spread the stages generate, classify and evaluate over these devices (`cuda:0,cuda:1`; `cpu,cpu` on
+    /// the CPU build): one `popalign` process per device, each shard K of N; the other stages run here.
     #[arg(long, value_delimiter = ',', conflicts_with = "shard")]
     devices: Vec<String>,
 }
@@ -64,14 +64,18 @@ fn spread(args: &Args, dir: &Path, config: &RunConfig, stages: &[Stage]) -> CliR
         let (group, after) = rest.split_at(n);
         if shardable(first) {
             run_shards(args, group)?;
-        }
-        if !shardable(first) || group.contains(&Stage::Evaluate) {
-            let here = if shardable(first) {
-                &[Stage::Evaluate][..]
-            } else {
-                group
-            };
-            run_stages(dir, config, here, args.allow_config_change, None)?;
+            // The evaluation's shards sample images; classification, scores and summaries run here.
+            if group.contains(&Stage::Evaluate) {
+                run_stages(
+                    dir,
+                    config,
+                    &[Stage::Evaluate],
+                    args.allow_config_change,
+                    None,
+                )?;
+            }
+        } else {
+            run_stages(dir, config, group, args.allow_config_change, None)?;
         }
         rest = after;
     }

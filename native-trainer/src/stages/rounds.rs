@@ -54,7 +54,7 @@ impl Run<'_> {
 
     /// Every round in turn; a round whose weights exist is skipped, a started one resumes.
     pub(super) fn train(&self) -> CliResult {
-        let processes = Launch::from_env()?.map_or(1, |l| l.processes);
+        let processes = Launch::processes_from_env()?;
         if processes > 1 && self.config.train.rounds > 1 {
             // Every process would sample the next round's populations into the same folders.
             return Err(input(format!(
@@ -164,7 +164,7 @@ impl Run<'_> {
         config.seed = self.config.seed + round as u64 - 1;
         // run.toml's `batch_size` is the global batch; train.toml's is per worker, over every process a
         // launcher started too.
-        let processes = Launch::from_env()?.map_or(1, |l| l.processes);
+        let processes = Launch::processes_from_env()?;
         let workers = t.devices.len().max(1) * processes;
         if t.batch_size % workers != 0 {
             return Err(input(format!(

@@ -91,6 +91,11 @@ impl Launch {
         }))
     }
 
+    /// How many processes the environment's launcher started (1 without one).
+    pub fn processes_from_env() -> CliResult<usize> {
+        Ok(Self::from_env()?.map_or(1, |l| l.processes))
+    }
+
     pub fn is_main(&self) -> bool {
         self.rank == 0
     }

@@ -129,21 +129,14 @@ fn accept_all(launch: &Launch, own: SocketAddr) -> CliResult<Joined> {
 
 fn dial(launch: &Launch, own: SocketAddr) -> CliResult<Joined> {
     let address = (launch.master.as_str(), launch.liveness_port());
-    let deadline = Instant::now() + JOIN;
-    let mut stream = loop {
-        match TcpStream::connect(address) {
-            Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => {
-                return Err(failure(format!(
-                    "rank 0 at {}:{} did not answer within {} s: {e}",
-                    address.0,
-                    address.1,
-                    JOIN.as_secs()
-                )));
-            }
-        }
-    };
+    let mut stream = connect_within(address, JOIN).map_err(|e| {
+        failure(format!(
+            "rank 0 at {}:{} did not answer within {} s: {e}",
+            address.0,
+            address.1,
+            JOIN.as_secs()
+        ))
+    })?;
     stream.set_read_timeout(Some(JOIN)).map_err(io)?;
     stream
         .write_all(&(launch.rank as u32).to_le_bytes())
@@ -155,6 +148,20 @@ fn dial(launch: &Launch, own: SocketAddr) -> CliResult<Joined> {
         .collect::<CliResult<Vec<_>>>()?;
     stream.set_read_timeout(Some(SILENCE)).map_err(io)?;
     Ok((vec![stream], addresses))
+}
+
+/// A connection to `address`, retried until `patience` has passed (the other process may not listen yet).
+pub fn connect_within(
+    address: impl std::net::ToSocketAddrs + Copy,
+    patience: Duration,
+) -> std::io::Result<TcpStream> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match TcpStream::connect(address) {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            result => return result,
+        }
+    }
 }
 
 fn write_address(stream: &mut TcpStream, address: &SocketAddr) -> CliResult {
@@ -200,11 +207,15 @@ fn watch(mut stream: TcpStream, peer: usize, finished: &AtomicBool) {
         }
     };
     if !finished.load(Ordering::SeqCst) {
-        eprintln!(
-            "error: the training process of rank {peer} was lost ({lost}); stopping this one too"
-        );
-        std::process::exit(1);
+        exit_lost(peer, lost);
     }
+}
+
+/// Ends this process (exit code 1) because `peer` was lost. The watch and the all-reduce ring both call it:
+/// whichever notices first, the message and the exit code are the same.
+pub fn exit_lost(peer: usize, why: impl std::fmt::Display) -> ! {
+    eprintln!("error: the training process of rank {peer} was lost ({why}); stopping this one too");
+    std::process::exit(1);
 }
 
 fn beat(mut stream: TcpStream) {

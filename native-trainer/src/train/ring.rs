@@ -8,13 +8,15 @@
 //! does not grow with the number of processes.
 //!
 //! Every message starts with its element count, so processes that fall out of step (different buffers)
-//! stop with an error instead of summing unrelated numbers.
+//! stop with an error instead of summing unrelated numbers. A neighbour that is gone ends this process
+//! as the liveness watch would (`rendezvous::exit_lost`), whichever of the two notices first.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::launch::Launch;
+use super::rendezvous::{connect_within, exit_lost};
 use crate::error::{CliError, CliResult};
 
 pub struct Ring {
@@ -47,20 +49,11 @@ impl Ring {
     ) -> CliResult<Self> {
         let world = launch.processes;
         let next_address = addresses[(launch.rank + 1) % world];
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let next = loop {
-            match TcpStream::connect(next_address) {
-                Ok(stream) => break stream,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => {
-                    return Err(failure(format!(
-                        "cannot reach the next process at {next_address}: {e}"
-                    )));
-                }
-            }
-        };
+        let next = connect_within(next_address, Duration::from_secs(60)).map_err(|e| {
+            failure(format!(
+                "cannot reach the next process at {next_address}: {e}"
+            ))
+        })?;
         let (prev, _) = listener.accept().map_err(io)?;
         for stream in [&next, &prev] {
             stream.set_nodelay(true).map_err(io)?;
@@ -105,20 +98,31 @@ impl Ring {
         out.iter()
             .for_each(|v| message.extend_from_slice(&v.to_le_bytes()));
         let (next, prev) = (&mut self.next, &mut self.prev);
-        let (sent, received) = std::thread::scope(|scope| {
+        let (before, after) = (
+            (self.rank + self.world - 1) % self.world,
+            (self.rank + 1) % self.world,
+        );
+        std::thread::scope(|scope| {
             let sending = scope.spawn(move || next.write_all(&message));
-            let received = receive(prev, expected);
-            (sending.join().expect("sending thread"), received)
-        });
-        sent.map_err(|e| failure(format!("sending to the next process: {e}")))?;
-        received
+            let received = receive(prev, expected, before);
+            if let Err(e) = sending.join().expect("sending thread") {
+                exit_lost(after, format!("sending to it: {e}"));
+            }
+            received
+        })
     }
 }
 
-fn receive(prev: &mut TcpStream, expected: usize) -> CliResult<Vec<f32>> {
+/// `expected` values from the previous process, `before`. A failed read means it is gone (the liveness
+/// watch may say so first); a wrong count, that the processes are out of step.
+fn receive(prev: &mut TcpStream, expected: usize, before: usize) -> CliResult<Vec<f32>> {
+    let mut read = |buf: &mut [u8]| {
+        if let Err(e) = prev.read_exact(buf) {
+            exit_lost(before, format!("receiving from it: {e}"));
+        }
+    };
     let mut count = [0u8; 8];
-    let lost = |e: std::io::Error| failure(format!("receiving from the previous process: {e}"));
-    prev.read_exact(&mut count).map_err(lost)?;
+    read(&mut count);
     let count = u64::from_le_bytes(count) as usize;
     if count != expected {
         return Err(failure(format!(
@@ -126,7 +130,7 @@ fn receive(prev: &mut TcpStream, expected: usize) -> CliResult<Vec<f32>> {
         )));
     }
     let mut bytes = vec![0u8; 4 * count];
-    prev.read_exact(&mut bytes).map_err(lost)?;
+    read(&mut bytes);
     Ok(bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
