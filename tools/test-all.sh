@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The project's full check (the README's test command): the main test suite, the trainer's GPU backends
-# (type-checked, not run: no GPU needed), the browser app, and its end-to-end test in headless Chromium. Stops at the first failure; prints each step's
-# wall time and a summary at the end. Logs to stdout.
+# The project's full check (the README's test command): the main test suite (with our models on burn-cubecl's
+# kernels over lavapipe), the trainer on burn-flex, the trainer's GPU builds (type-checked, not run: no GPU
+# needed), the browser app, and its end-to-end test in headless Chromium. Stops at the first failure; prints
+# each step's wall time and a summary at the end. Logs to stdout.
 #
 #   bash tools/test-all.sh
 set -euo pipefail
@@ -61,39 +62,33 @@ run_flex() {
 # "PASS [  12.345s] (n/N) crate::binary test" lines of the nextest logs, slowest first. Every stage reads its
 # whole input: under `pipefail`, a `head` that exits early kills `sort` with SIGPIPE and the script with 141.
 slowest() {
-  { cat "$logs"/test.log "$logs"/flex.log "$logs"/wgpu.log 2>/dev/null || true; } \
+  { cat "$logs"/test.log "$logs"/flex.log 2>/dev/null || true; } \
     | awk '/^ +PASS \[/ { sub(/^ +PASS \[ */, ""); sub(/s\] \([^)]*\) /, " "); print }' \
     | sort -rn | awk 'NR <= 10 {printf "  %8.1fs  %s %s\n", $1, $2, $3}'
 }
 
-# The CUDA build, type-checked with its examples (no GPU here to run it; bench/gpu/run.sh does where one is lent).
+# The GPU builds of the trainer, type-checked (no GPU here to run them; bench/gpu/run.sh does where one is
+# lent). Their kernels, burn-cubecl's, do run in the main step: core's suite runs our models on burn-wgpu over
+# Mesa's lavapipe (core/tests/suite/cubecl.rs), so the trainer is not built on wgpu.
 check_gpu() {
-  cargo check -p popalign-trainer --features cuda --bins --examples
+  cargo check -p popalign-trainer --features cuda --bins --examples &&
+    cargo check -p popalign-trainer --features wgpu --bins
 }
-# burn-cubecl's kernels (the ones burn-cuda runs too) executing our models: the `popalign` binary built on wgpu,
-# over Mesa's lavapipe (Vulkan on the CPU), runs the component parity test (every U-Net, VAE and text encoder
-# against the diffusers/transformers goldens, 1e-4), a LoRA forward against peft's, and a LoRA training run
-# killed and resumed to bitwise the same weights. It builds the main step's packages with the trainer's `wgpu`
-# feature added, so only the trainer recompiles (core's tests already put burn/wgpu in the build). Last,
-# because it rebuilds target/debug/popalign, which the browser step reuses.
-wgpu_tests=("${suites[@]}" --features popalign-trainer/wgpu)
-wgpu_filter='test(run_module_matches) | test(run_module_applies) | test(a_killed_run_resumed)'
-run_wgpu() {
-  [[ -n "$(ls /usr/share/vulkan/icd.d/lvp_icd*.json 2>/dev/null)" ]] ||
-    { echo "no lavapipe Vulkan driver (apt-get install mesa-vulkan-drivers)" >&2; return 1; }
-  if have_nextest; then nextest wgpu "${wgpu_tests[@]}" -E "package(popalign-trainer) & ($wgpu_filter)"
-  else cargo test "${wgpu_tests[@]}" -- run_module_matches run_module_applies a_killed_run_resumed; fi
+# core/tests/suite/cubecl.rs needs a Vulkan adapter: lavapipe, Vulkan on the CPU, where there is no GPU.
+need_vulkan() {
+  [[ -n "$(ls /usr/share/vulkan/icd.d/*.json 2>/dev/null)" ]] ||
+    { echo "no Vulkan driver for core's cubecl tests (apt-get install mesa-vulkan-drivers)" >&2; return 1; }
 }
 
 t_all=$SECONDS
 # The browser app first: the `popalign` binary the tests build then embeds it (native-trainer/build.rs), and
 # the end-to-end step reuses that binary instead of building one with other features.
 step build-web   bash tools/build-web.sh
+step vulkan      need_vulkan
 step test        run_suite
 step test-flex   run_flex
 step check-gpu   check_gpu
 step web-e2e     bash tools/web-e2e.sh
-step test-wgpu   run_wgpu
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
 if have_nextest; then printf '%s\n' "" "the ten slowest tests:"; slowest; fi

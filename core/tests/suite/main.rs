@@ -10,6 +10,7 @@ mod clip_model;
 mod clip_processor;
 mod common;
 mod conv;
+mod cubecl;
 mod deepface;
 mod dense_unet_f64;
 mod fairface;

@@ -206,8 +206,8 @@ fn quick_config(dir: &Path, extra: &str) -> PathBuf {
 
 #[test]
 fn a_killed_run_resumed_ends_with_identical_weights() {
-    // Four steps, checkpointed every two: the kill lands after step 2 and the resumed run does two more
-    // (this test also runs on lavapipe in the wgpu step, where every step counts).
+    // Four steps, checkpointed every two: the kill lands after step 2 and the resumed run does two more.
+    // (On cubecl's kernels, core's `cubecl::lora_training_on_cubecl_resumed_…` checks the same.)
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (config_a, config_b) = (quick_config(a.path(), ""), quick_config(b.path(), ""));
     let four_steps = |config: &Path, extra: &str| {

@@ -117,45 +117,70 @@ pub struct Measured {
     pub objectives: Vec<(&'static str, f64, f64)>,
 }
 
+/// The golden batch of `objectives_unet*.safetensors`, its one example twice over.
+pub struct Batch<A: Backend> {
+    pub x_t: Tensor<A, 4>,
+    pub timesteps: Tensor<A, 1>,
+    pub cond: UNetConditioning<A>,
+    pub noise: Tensor<A, 4>,
+}
+
+pub fn batch<A: Backend>(golden: &BTreeMap<String, TensorData>, device: &A::Device) -> Batch<A> {
+    let tensor = |name: &str| golden[name].clone();
+    let twice2 = |t: Tensor<A, 2>| Tensor::cat(vec![t.clone(), t], 0);
+    let t = Tensor::<A, 1>::from_data(tensor("timesteps").convert::<f64>(), device);
+    let noise = Tensor::<A, 4>::from_data(tensor("noise"), device);
+    let hidden = Tensor::<A, 3>::from_data(tensor("encoder_hidden_states"), device);
+    Batch {
+        x_t: Tensor::from_data(tensor("x_t"), device),
+        timesteps: Tensor::cat(vec![t.clone(), t], 0),
+        cond: UNetConditioning {
+            encoder_hidden_states: Tensor::cat(vec![hidden.clone(), hidden], 0),
+            text_embeds: Some(twice2(Tensor::from_data(tensor("text_embeds"), device))),
+            time_ids: Some(twice2(Tensor::from_data(tensor("time_ids"), device))),
+        },
+        noise: Tensor::cat(vec![noise.clone(), noise], 0),
+    }
+}
+
+/// The per-sample errors of the LoRA U-Net and of its base (the reference, detached) on `batch`.
+pub fn pair_errors<A: AutodiffBackend>(
+    unet: &UNet2DConditionModel<A>,
+    batch: &Batch<A>,
+) -> PairErrors<A> {
+    let (out, reference) = forward(unet, batch);
+    PairErrors {
+        e_theta: per_sample_mse(out, batch.noise.clone()),
+        e_ref: per_sample_mse(reference, batch.noise.clone()),
+    }
+}
+
+/// The LoRA U-Net's output and its base's (detached) on `batch`.
+fn forward<A: AutodiffBackend>(
+    unet: &UNet2DConditionModel<A>,
+    batch: &Batch<A>,
+) -> (Tensor<A, 4>, Tensor<A, 4>) {
+    let out = unet.forward(batch.x_t.clone(), batch.timesteps.clone(), &batch.cond);
+    let reference = DisableLora::apply(unet.clone())
+        .forward(batch.x_t.clone(), batch.timesteps.clone(), &batch.cond)
+        .detach();
+    (out, reference)
+}
+
 pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
     let device = Default::default();
     let golden = io(fixture);
     let tensor = |name: &str| golden[name].clone();
-    let t4 = |name: &str| Tensor::<A, 4>::from_data(tensor(name), &device);
-    let repeat2 = |t: Tensor<A, 3>| Tensor::cat(vec![t.clone(), t], 0);
-    let repeat2_2d = |t: Tensor<A, 2>| Tensor::cat(vec![t.clone(), t], 0);
     let unet = lora_unet::<A>(&device);
-    let cond = UNetConditioning {
-        encoder_hidden_states: repeat2(Tensor::from_data(tensor("encoder_hidden_states"), &device)),
-        text_embeds: Some(repeat2_2d(Tensor::from_data(
-            tensor("text_embeds"),
-            &device,
-        ))),
-        time_ids: Some(repeat2_2d(Tensor::from_data(tensor("time_ids"), &device))),
-    };
-    let t = Tensor::<A, 1>::from_data(tensor("timesteps").convert::<f64>(), &device);
-    let timesteps = Tensor::cat(vec![t.clone(), t], 0);
-    let noise = Tensor::cat(vec![t4("noise"), t4("noise")], 0);
-    let x_t = t4("x_t");
+    let batch = batch::<A>(&golden, &device);
 
     // One forward per objective: a backward pass consumes its graph.
-    let forward = || {
-        let out = unet.forward(x_t.clone(), timesteps.clone(), &cond);
-        let reference = DisableLora::apply(unet.clone())
-            .forward(x_t.clone(), timesteps.clone(), &cond)
-            .detach();
-        (out, reference)
-    };
-    let (out, reference) = forward();
+    let (out, reference) = forward(&unet, &batch);
     let output = max_abs(&values(out.to_data()), &values(tensor("unet_lora_out"))).max(max_abs(
         &values(reference.to_data()),
         &values(tensor("unet_base_out")),
     ));
-    let errors = |(out, reference): (Tensor<A, 4>, Tensor<A, 4>)| PairErrors {
-        e_theta: per_sample_mse(out, noise.clone()),
-        e_ref: per_sample_mse(reference, noise.clone()),
-    };
-    let first = errors((out, reference));
+    let first = pair_errors(&unet, &batch);
     let e = max_abs(&values(first.e_theta.to_data()), &values(tensor("e_theta"))).max(max_abs(
         &values(first.e_ref.to_data()),
         &values(tensor("e_ref")),
@@ -163,7 +188,7 @@ pub fn run<A: AutodiffBackend>(fixture: &str) -> Measured {
 
     let mut objectives = Vec::new();
     for name in ["popalign", "dpo", "sft"] {
-        let errors = errors(forward());
+        let errors = pair_errors(&unet, &batch);
         let loss = match name {
             "popalign" => popalign_loss(&errors, &PopAlignConfig::default(), &SingleWorker).loss,
             "dpo" => dpo_loss(&errors, 5000.0).loss,

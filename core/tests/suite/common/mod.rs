@@ -29,14 +29,22 @@ pub fn float<const D: usize>(data: &TensorData) -> Tensor<B, D> {
     Tensor::from_data(data.clone(), &device())
 }
 
+/// A fixture tensor on any backend's device.
+pub fn float_on<Bk: Backend, const D: usize>(
+    data: &TensorData,
+    device: &Bk::Device,
+) -> Tensor<Bk, D> {
+    Tensor::from_data(data.clone(), device)
+}
+
 pub fn int<const D: usize>(data: &TensorData) -> Tensor<B, D, Int> {
     Tensor::from_data(data.clone(), &device())
 }
 
 /// Max |actual − expected| after checking the shapes agree; printed so the test log states the error.
-pub fn max_abs_error<const D: usize>(
+pub fn max_abs_error<Bk: Backend, const D: usize>(
     label: &str,
-    actual: Tensor<B, D>,
+    actual: Tensor<Bk, D>,
     expected: &TensorData,
 ) -> f32 {
     assert_eq!(
@@ -58,9 +66,9 @@ pub fn max_abs_error<const D: usize>(
 }
 
 /// Asserts max abs error ≤ `tolerance`.
-pub fn assert_close<const D: usize>(
+pub fn assert_close<Bk: Backend, const D: usize>(
     label: &str,
-    actual: Tensor<B, D>,
+    actual: Tensor<Bk, D>,
     expected: &TensorData,
     tolerance: f32,
 ) {
