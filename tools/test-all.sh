@@ -74,6 +74,19 @@ check_gpu() {
   cargo check -p popalign-trainer --features cuda --bins --examples &&
     cargo check -p popalign-trainer --features wgpu --bins
 }
+# The browser test beside the GPU type checks: the test runs `popalign` and Chromium while cargo checks, so each
+# fills the cores the other leaves idle (the checks' last minutes are one rustc each). The test's `popalign` is
+# the main step's, re-linked first (the flex step left its own there); the checks then hold cargo's lock.
+e2e_beside_gpu_checks() {
+  cargo test "${suites[@]}" --no-run || return
+  local check_log="$logs/check-gpu.log" check rc=0
+  check_gpu > "$check_log" 2>&1 &
+  check=$!
+  POPALIGN_E2E_BUILT=1 bash tools/web-e2e.sh || rc=$?
+  wait "$check" || { echo "GPU type checks failed:"; rc=1; }
+  sed 's/^/check-gpu: /' "$check_log"
+  return "$rc"
+}
 # core/tests/suite/cubecl.rs needs a Vulkan adapter: lavapipe, Vulkan on the CPU, where there is no GPU.
 need_vulkan() {
   [[ -n "$(ls /usr/share/vulkan/icd.d/*.json 2>/dev/null)" ]] ||
@@ -87,8 +100,7 @@ step build-web   bash tools/build-web.sh
 step vulkan      need_vulkan
 step test        run_suite
 step test-flex   run_flex
-step check-gpu   check_gpu
-step web-e2e     bash tools/web-e2e.sh
+step e2e+checks  e2e_beside_gpu_checks
 
 printf '%s\n' "" "test-all summary:" "${summary[@]}"
 if have_nextest; then printf '%s\n' "" "the ten slowest tests:"; slowest; fi

@@ -12,7 +12,8 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 [[ -f www/pkg/popalign_web_bg.wasm ]] || bash tools/build-web.sh
 # The binary as tools/test-all.sh's test step builds it (same packages and features, so right after that step
 # this compiles nothing; `cargo build -p popalign-trainer` would rebuild core and burn with other features).
-cargo test --workspace --lib --test suite --no-run
+# tools/test-all.sh has done this already when it sets POPALIGN_E2E_BUILT=1 (its type checks hold cargo's lock).
+[[ "${POPALIGN_E2E_BUILT:-}" == 1 ]] || cargo test --workspace --lib --test suite --no-run
 run="$target_dir/e2e-run"
 rm -rf "$run"
 mkdir -p "$run"
