@@ -26,7 +26,7 @@ pub fn io(name: &str) -> BTreeMap<String, TensorData> {
 }
 
 pub fn float<const D: usize>(data: &TensorData) -> Tensor<B, D> {
-    Tensor::from_data(data.clone(), &device())
+    float_on(data, &device())
 }
 
 /// A fixture tensor on any backend's device.
