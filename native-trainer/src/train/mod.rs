@@ -20,6 +20,7 @@ mod rendezvous;
 mod ring;
 pub(crate) mod samples;
 mod setup;
+mod threads;
 pub(crate) mod trajectory;
 
 use std::time::Instant;
@@ -47,6 +48,7 @@ use policy::{Frozen, TrainBackend};
 use rendezvous::Liveness;
 use ring::Ring;
 use setup::{Setup, setup};
+use threads::Group;
 
 type AD = Autodiff<Backend>;
 
@@ -105,18 +107,15 @@ fn train_here(config: &TrainConfig, resume: bool, ring: Option<Ring>) -> CliResu
         return train_worker_with(config, resume, &Worker::across(ring, devices[0].clone()));
     }
     if local_world == 1 {
-        return train_worker_with(config, resume, &Worker::join(0, 1, devices[0].clone())?);
+        return train_worker_with(config, resume, &Worker::alone(devices[0].clone()));
     }
     std::thread::scope(|scope| {
-        let workers: Vec<_> = devices
+        let workers: Vec<_> = Group::members(local_world)
             .into_iter()
-            .enumerate()
-            .map(|(rank, device)| {
+            .zip(devices)
+            .map(|(member, device)| {
                 scope.spawn(move || {
-                    let worker = Worker::join(rank, local_world, device)?;
-                    let result = train_worker_with(config, resume, &worker);
-                    worker.leave();
-                    result
+                    train_worker_with(config, resume, &Worker::thread(member, device))
                 })
             })
             .collect();

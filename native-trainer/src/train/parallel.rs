@@ -1,5 +1,5 @@
 //! Data-parallel training: one worker thread per device, each with a replica of the U-Net, joined by
-//! burn-collective all-reduces. Every worker draws the same global batch of `workers × batch_size` pairs
+//! all-reduces (`threads.rs`). Every worker draws the same global batch of `workers × batch_size` pairs
 //! and keeps its own slice, so `n` workers with batch B compute what one worker with batch `n·B` would:
 //! the PopAlign reference point is the mean of the workers' means (as the official trainer's
 //! `accelerator.gather`), and the gradients are averaged before clipping and the optimiser step, which
@@ -7,50 +7,60 @@
 //!
 //! Cost to know: each worker decodes the images of the whole global batch and keeps its slice (a bad image
 //! may be skipped and redrawn, so the slice is only known after the draw): `workers` times the decoding of
-//! a single-device step.
+//! a single-device step. The means go through host memory as float32 buffers, on every backend.
 //!
 //! Across processes (`launch.rs`: torchrun's or Slurm's variables) every process has one worker, whose rank
 //! is the process's, and the means go round the processes' ring (`ring.rs`) instead.
 
 use std::sync::Mutex;
 
-use burn::collective::{
-    CollectiveConfig, PeerId, ReduceOperation, all_reduce, finish_collective, register,
-};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::AutodiffBackend;
 use popalign_core::align::objectives::popalign::ReferencePointReduce;
 
 use super::ring::Ring;
-use crate::backend::{Backend, Device};
-use crate::error::{CliError, CliResult};
+use super::threads::Member;
+use crate::backend::Device;
+use crate::error::CliResult;
 
 pub struct Worker {
     /// Rank over every worker of every process.
     pub rank: usize,
     pub world: usize,
     pub device: Device,
-    /// The ring to the other processes, when this worker is one of several processes.
-    ring: Option<Mutex<Ring>>,
+    link: Link,
+}
+
+/// How this worker reaches the others.
+enum Link {
+    Alone,
+    /// The other worker threads of this process.
+    Threads(Member),
+    /// The other processes, one worker each.
+    Processes(Mutex<Ring>),
 }
 
 impl Worker {
-    /// Registers local worker `rank` of `world` with the collective (nothing to do when it is alone).
-    pub fn join(rank: usize, world: usize, device: Device) -> CliResult<Self> {
-        if world > 1 {
-            let config = CollectiveConfig::default().with_num_devices(world);
-            register::<Backend>(peer(rank), device.clone(), config)
-                .map_err(|e| collective_error("register", e))?;
-        }
-        Ok(Self {
-            rank,
-            world,
+    /// The only worker of a single-device run.
+    pub fn alone(device: Device) -> Self {
+        Self {
+            rank: 0,
+            world: 1,
             device,
-            ring: None,
-        })
+            link: Link::Alone,
+        }
+    }
+
+    /// One of this process's worker threads.
+    pub fn thread(member: Member, device: Device) -> Self {
+        Self {
+            rank: member.rank,
+            world: member.world(),
+            device,
+            link: Link::Threads(member),
+        }
     }
 
     /// The only worker of this process, one of the ring's processes.
@@ -59,7 +69,7 @@ impl Worker {
             rank: ring.rank,
             world: ring.world,
             device,
-            ring: Some(Mutex::new(ring)),
+            link: Link::Processes(Mutex::new(ring)),
         }
     }
 
@@ -67,36 +77,27 @@ impl Worker {
         self.rank == 0
     }
 
+    /// Replaces `values` by their element-wise mean over the workers.
+    fn mean_f32(&self, values: &mut [f32]) -> CliResult {
+        match &self.link {
+            Link::Alone => Ok(()),
+            Link::Threads(member) => member.mean(values),
+            Link::Processes(ring) => ring.lock().expect("ring").mean(values),
+        }
+    }
+
     /// Element-wise mean of `values` over the workers (reduced in float32, as the gradients).
     pub fn mean(&self, values: &[f64]) -> CliResult<Vec<f64>> {
         if self.world == 1 {
             return Ok(values.to_vec());
         }
-        if let Some(ring) = &self.ring {
-            let mut reduced: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-            ring.lock().expect("ring").mean(&mut reduced)?;
-            return Ok(reduced.into_iter().map(f64::from).collect());
-        }
-        let local = Tensor::<Backend, 1>::from_data(
-            TensorData::new(values.to_vec(), [values.len()]),
-            &self.device,
-        );
-        let reduced = all_reduce::<Backend>(
-            peer(self.rank),
-            local.into_primitive().tensor(),
-            ReduceOperation::Mean,
-        )
-        .map_err(|e| collective_error("all-reduce", e))?;
-        let reduced = Tensor::<Backend, 1>::from_primitive(TensorPrimitive::Float(reduced));
-        Ok(reduced
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .expect("f64 data"))
+        let mut reduced: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        self.mean_f32(&mut reduced)?;
+        Ok(reduced.into_iter().map(f64::from).collect())
     }
 
     /// The mean of every gradient of `module` over the workers.
-    pub fn mean_gradients<A: AutodiffBackend<InnerBackend = Backend>, M: AutodiffModule<A>>(
+    pub fn mean_gradients<A: AutodiffBackend, M: AutodiffModule<A>>(
         &self,
         grads: GradientsParams,
         module: &M,
@@ -104,12 +105,7 @@ impl Worker {
         if self.world == 1 {
             return Ok(grads);
         }
-        match &self.ring {
-            Some(ring) => ring_mean(grads, module, &mut ring.lock().expect("ring")),
-            None => grads
-                .all_reduce::<Backend>(peer(self.rank), ReduceOperation::Mean)
-                .map_err(|e| collective_error("gradient all-reduce", e)),
-        }
+        flat_mean(grads, module, |values| self.mean_f32(values))
     }
 
     /// True on every worker if `ok` is true on all of them, so that one worker's failure (a checkpoint
@@ -117,19 +113,13 @@ impl Worker {
     pub fn all_ok(&self, ok: bool) -> CliResult<bool> {
         Ok(self.mean(&[if ok { 1.0 } else { 0.0 }])?[0] == 1.0)
     }
-
-    pub fn leave(&self) {
-        if self.world > 1 && self.ring.is_none() {
-            let _ = finish_collective::<Backend>(peer(self.rank));
-        }
-    }
 }
 
-/// The gradients of `module`, in its parameter order, as one float32 buffer through the ring and back.
-fn ring_mean<A: AutodiffBackend, M: AutodiffModule<A>>(
+/// The gradients of `module`, in its parameter order, as one float32 buffer through `mean` and back.
+fn flat_mean<A: AutodiffBackend, M: AutodiffModule<A>>(
     mut grads: GradientsParams,
     module: &M,
-    ring: &mut Ring,
+    mean: impl FnOnce(&mut [f32]) -> CliResult,
 ) -> CliResult<GradientsParams> {
     struct Flatten<'a>(&'a GradientsParams, Vec<f32>);
     impl<A: AutodiffBackend> ModuleVisitor<A> for Flatten<'_> {
@@ -155,7 +145,7 @@ fn ring_mean<A: AutodiffBackend, M: AutodiffModule<A>>(
     let mut flat = Flatten(&grads, Vec::new());
     module.visit(&mut flat);
     let mut values = flat.1;
-    ring.mean(&mut values)?;
+    mean(&mut values)?;
     module.visit(&mut Unflatten(&mut grads, &values));
     Ok(grads)
 }
@@ -168,14 +158,6 @@ impl ReferencePointReduce for Worker {
             .unwrap_or_else(|e| panic!("reference point all-reduce failed: {e}"));
         [mean[0], mean[1]]
     }
-}
-
-fn peer(rank: usize) -> PeerId {
-    PeerId::from(rank as u32)
-}
-
-fn collective_error(what: &str, e: impl std::fmt::Debug) -> CliError {
-    CliError::Runtime(format!("data-parallel {what} failed: {e:?}"))
 }
 
 #[cfg(test)]
@@ -191,6 +173,7 @@ mod tests {
     use crate::train::loss::pair_loss;
     use crate::train::policy::trainable;
     use crate::train::setup::setup;
+    use crate::train::threads::Group;
     use crate::train::{AD, UNet2DConditionModel};
 
     /// Four pairs of noisy 64×64 images and a PopAlign LoRA config with `batch_size` pairs per worker.
@@ -273,26 +256,25 @@ mod tests {
 
     /// Two workers × batch 2 against one worker × batch 4 on the same draws, PopAlign with β = 5000.
     /// They differ by float32 rounding only (batch-2 and batch-4 kernels sum in different orders).
-    /// Measured: max |Δ| = 5.6e-7 · max |g| (1.7e-4 on an AVX2 host while burn-ndarray's `simd` feature was
-    /// on: its approximate reciprocal, bench/NOTES.md); with each worker's own reference point instead of
-    /// the all-reduced one, 0.55 · max |g|.
+    /// Measured: max |Δ| = 5.6e-7 · max |g| on an AVX-512 host, 3.2e-7 on an AVX2 one with the threads'
+    /// own all-reduce (1.7e-4 on AVX2 while burn-ndarray's `simd` feature was on: its approximate
+    /// reciprocal, bench/NOTES.md); with each worker's own reference point instead of the all-reduced one,
+    /// 0.55 · max |g|.
     #[test]
     fn two_workers_with_batch_b_have_the_gradient_of_one_worker_with_batch_2b() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let single = gradient(
             &write_run(one.path(), 4),
-            &Worker::join(0, 1, crate::backend::device()).unwrap(),
+            &Worker::alone(crate::backend::device()),
         );
         let config = write_run(two.path(), 2);
         let parallel: Vec<Vec<f64>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|rank| {
+            let handles: Vec<_> = Group::members(2)
+                .into_iter()
+                .map(|member| {
                     let config = &config;
                     scope.spawn(move || {
-                        let worker = Worker::join(rank, 2, crate::backend::device()).unwrap();
-                        let g = gradient(config, &worker);
-                        worker.leave();
-                        g
+                        gradient(config, &Worker::thread(member, crate::backend::device()))
                     })
                 })
                 .collect();

@@ -395,7 +395,7 @@ fn bad_images_and_bad_config_are_reported() {
 /// metrics of step 3 and 2e-4 on the adapters after 6 steps, which moved by up to 6e-3). One metrics line
 /// per step: only the main worker writes.
 /// One worker with batch 4, one process with two workers of batch 2, and two processes (launched as
-/// torchrun launches them, joined by burn-collective's global mode) with one worker of batch 2 each.
+/// torchrun launches them, joined by the TCP ring) with one worker of batch 2 each.
 #[test]
 fn two_workers_with_batch_b_train_as_one_worker_with_batch_2b_in_one_process_or_two() {
     let (one, two, processes) = (tempdir(), tempdir(), tempdir());
@@ -470,7 +470,7 @@ fn two_workers_with_batch_b_train_as_one_worker_with_batch_2b_in_one_process_or_
     );
     // Batch 2 and batch 4 kernels sum in different orders: float32 rounding, amplified over six Adam steps.
     let batch = max_abs_difference(&w1, &w2);
-    // The same per-worker gradients, averaged in one process (burn-collective) or round the processes'
+    // The same per-worker gradients, averaged in one process (`train/threads.rs`) or round the processes'
     // ring: a + b is b + a, so with two workers the adapters agree bit for bit (measured: 0).
     let across = max_abs_difference(&w2, &wp);
     println!(
