@@ -42,6 +42,11 @@ nextest() {
   cargo nextest run --status-level pass --final-status-level slow "$@" 2>&1 | tee "$log"
   return "${PIPESTATUS[0]}"
 }
+# Tests run two at a time, and each test's `popalign` already runs two workers or two sampling threads on this
+# 2-core box: rayon's and matrixmultiply's kernel threads on top of that only wait and yield. One kernel thread
+# per process ran the main step's tests in 373 s against 427 s and 408 s (bench/NOTES.md). Results do not
+# depend on it: the kernels split outputs, not sums, between threads. Tests that pass `--threads` still get it.
+export RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1
 # What the main step builds: the library unit tests and the two integration suites (with the `popalign` binary
 # they run). Not the unit tests inside the `popalign` binary: the flex step builds and runs those, so the
 # trainer compiles once here, not twice. No examples (bench_unet is type-checked in the GPU step). The browser
