@@ -2,6 +2,8 @@
 
 pub mod attention;
 pub mod conv;
+#[cfg(feature = "cpu-kernels")]
+pub mod cpu_conv;
 pub mod lora;
 pub mod params;
 pub mod recomputed_attention;
