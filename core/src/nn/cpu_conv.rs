@@ -41,18 +41,16 @@ pub trait Real: Element + Copy + Default + AddAssign + Send + Sync + 'static {
     /// The tensor's own buffer, where it holds `Self` values in row-major order.
     fn contiguous(tensor: &FloatTensor<Self::Cpu>) -> Option<&[Self]>;
 
-    /// matrixmultiply's `C ← α A B + β C`, with α = 1.
+    /// matrixmultiply's `C ← α A B + β C`, with α = 1 and β = 0 (`C` is written, not read).
     ///
     /// # Safety
     /// As matrixmultiply's: every element addressed by the dimensions and strides lies inside its buffer.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
         m: usize,
         k: usize,
         n: usize,
         a: (*const Self, isize, isize),
         b: (*const Self, isize, isize),
-        beta: Self,
         c: *mut Self,
     );
 }
@@ -73,13 +71,12 @@ impl Real for f32 {
         n: usize,
         a: (*const f32, isize, isize),
         b: (*const f32, isize, isize),
-        beta: f32,
         c: *mut f32,
     ) {
         // SAFETY: forwarded from the caller.
         unsafe {
             matrixmultiply::sgemm(
-                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c, n as isize, 1,
+                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
             )
         }
     }
@@ -101,13 +98,12 @@ impl Real for f64 {
         n: usize,
         a: (*const f64, isize, isize),
         b: (*const f64, isize, isize),
-        beta: f64,
         c: *mut f64,
     ) {
         // SAFETY: forwarded from the caller.
         unsafe {
             matrixmultiply::dgemm(
-                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c, n as isize, 1,
+                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
             )
         }
     }
@@ -170,7 +166,7 @@ fn product<E: Real>(a: View<E>, b: View<E>) -> Vec<E> {
     );
     let mut c = vec![E::default(); a.rows * b.cols];
     // SAFETY: both operands lie inside their slices (asserted), and `c` holds exactly `a.rows × b.cols`
-    // row-major elements. β = 0, so `c`'s zeros are not read as a sum.
+    // row-major elements, which gemm writes without reading (β = 0).
     unsafe {
         E::gemm(
             a.rows,
@@ -178,7 +174,6 @@ fn product<E: Real>(a: View<E>, b: View<E>) -> Vec<E> {
             b.cols,
             a.operand(),
             b.operand(),
-            E::default(),
             c.as_mut_ptr(),
         )
     };
@@ -415,7 +410,6 @@ fn backward<E: Real>(
     [grad_x, grad_weight, grad_bias]
 }
 
-/// The values of `tensor` as a vector of `E` (no copy when the tensor owns a contiguous buffer of `E`).
 /// A `D`-dimensional tensor's values in row-major order: its own buffer where it is contiguous (no copy, which
 /// matters: ndarray copies a shared array element by element), else a copy.
 fn values<E: Real, const D: usize>(tensor: &FloatTensor<E::Cpu>) -> Cow<'_, [E]> {
