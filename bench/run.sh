@@ -7,8 +7,8 @@
 #
 # Environment: PYTHON (a Python with torch + diffusers; default /work/venv/bin/python if present, else python3),
 # ITERS (timed forward passes, default 5), TRAIN_ITERS (timed training steps, default 3),
-# TORCH_THREADS (default: all cores; ours is single-threaded unless BENCH_FEATURES enables rayon),
-# BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd + rayon kernels,
+# TORCH_THREADS (default: all cores; ours uses every core too: rayon and matrixmultiply threads, MATMUL_NUM_THREADS
+# limits the latter), BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd kernels,
 # or "flex" for burn-flex), PRECISION (ours only: "bf16" on the flex build; torch stays fp32).
 set -euo pipefail
 
@@ -29,7 +29,7 @@ out="$(mktemp -d)"
 load_before="$(cut -d' ' -f1 /proc/loadavg)"
 echo "raw JSON results go to $out" >&2
 # One process per measurement, so each peak RSS belongs to one measurement (model load included). Torch runs
-# twice: on all cores as asked, and on one thread like our default build (ndarray without its rayon feature).
+# twice: on all cores as asked, and on one thread.
 for what in forward train; do
   args=("$model" --what "$what" --iters "$iters" --train-iters "$train_iters")
   echo "running ours ($what)..." >&2
