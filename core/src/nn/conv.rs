@@ -8,12 +8,9 @@ use burn::prelude::*;
 /// Runs `conv` on `x` (`[B, C, H, W]`), as `conv.forward(x)` would.
 pub fn apply<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     #[cfg(feature = "cpu-kernels")]
-    if let Some(geometry) = super::cpu_conv::Geometry::of(conv)
-        && super::cpu_conv::runs_on::<B>()
-    {
-        let bias = conv.bias.as_ref().map(|bias| bias.val());
-        return super::cpu_conv::conv2d(x, conv.weight.val(), bias, geometry)
-            .expect("runs on this backend");
-    }
+    let x = match super::cpu_conv::conv2d(conv, x) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     conv.forward(x)
 }

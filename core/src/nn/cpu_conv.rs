@@ -55,59 +55,55 @@ pub trait Real: Element + Copy + Default + AddAssign + Send + Sync + 'static {
     );
 }
 
-impl Real for f32 {
-    type Cpu = NdArray<f32>;
+/// `Real` for one float type, with the [`Kernel`]s of its ndarray backends.
+macro_rules! real {
+    ($float:ty, $variant:ident, $gemm:path) => {
+        impl Real for $float {
+            type Cpu = NdArray<$float>;
 
-    fn contiguous(tensor: &NdArrayTensor) -> Option<&[f32]> {
-        match tensor {
-            NdArrayTensor::F32(storage) => storage.view().to_slice(),
-            _ => None,
-        }
-    }
+            fn contiguous(tensor: &NdArrayTensor) -> Option<&[$float]> {
+                match tensor {
+                    NdArrayTensor::$variant(storage) => storage.view().to_slice(),
+                    _ => None,
+                }
+            }
 
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: (*const f32, isize, isize),
-        b: (*const f32, isize, isize),
-        c: *mut f32,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            matrixmultiply::sgemm(
-                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
-            )
+            unsafe fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: (*const $float, isize, isize),
+                b: (*const $float, isize, isize),
+                c: *mut $float,
+            ) {
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    $gemm(
+                        m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
+                    )
+                }
+            }
         }
-    }
+
+        impl Kernel for NdArray<$float> {
+            fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
+                plain::<$float>(args, geometry)
+            }
+        }
+
+        #[cfg(feature = "autodiff")]
+        impl<C: autodiff_op::CheckpointStrategy> Kernel
+            for burn::backend::Autodiff<NdArray<$float>, C>
+        {
+            fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
+                autodiff_op::tracked::<$float, C>(args, geometry)
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    type Cpu = NdArray<f64>;
-
-    fn contiguous(tensor: &NdArrayTensor) -> Option<&[f64]> {
-        match tensor {
-            NdArrayTensor::F64(storage) => storage.view().to_slice(),
-            _ => None,
-        }
-    }
-
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: (*const f64, isize, isize),
-        b: (*const f64, isize, isize),
-        c: *mut f64,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            matrixmultiply::dgemm(
-                m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
-            )
-        }
-    }
-}
+real!(f32, F32, matrixmultiply::sgemm);
+real!(f64, F64, matrixmultiply::dgemm);
 
 /// A `rows × cols` matrix read from `data` through strides (a transposed view costs nothing).
 #[derive(Clone, Copy)]
@@ -469,18 +465,6 @@ fn plain<E: Real>(args: Args<E::Cpu>, geometry: Geometry) -> Tensor<E::Cpu, 4> {
     tensor(out, [s.n, s.out_c, s.out_h, s.out_w])
 }
 
-impl Kernel for NdArray<f32> {
-    fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
-        plain::<f32>(args, geometry)
-    }
-}
-
-impl Kernel for NdArray<f64> {
-    fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
-        plain::<f64>(args, geometry)
-    }
-}
-
 /// `value` as type `U`, which it is (the caller compared their `TypeId`s).
 fn recast<T: 'static, U: 'static>(value: T) -> U {
     *(Box::new(value) as Box<dyn Any>)
@@ -499,31 +483,32 @@ fn via<B: Backend, K: Kernel>(args: Args<B>, geometry: Geometry) -> Tensor<B, 4>
 
 type Erased<B> = fn(Args<B>, Geometry) -> Tensor<B, 4>;
 
+/// `K`'s kernel, erased to backend `B`, where `B` is `K`.
+fn pick<B: Backend, K: Kernel>() -> Option<Erased<B>> {
+    (TypeId::of::<B>() == TypeId::of::<K>()).then_some(via::<B, K> as Erased<B>)
+}
+
 /// These kernels for backend `B`, if it is ndarray (f32 or f64; with autodiff where the feature is on).
 fn kernel_for<B: Backend>() -> Option<Erased<B>> {
-    fn pick<B: Backend, K: Kernel>() -> Option<Erased<B>> {
-        (TypeId::of::<B>() == TypeId::of::<K>()).then_some(via::<B, K> as Erased<B>)
-    }
     let plain = pick::<B, NdArray<f32>>().or_else(pick::<B, NdArray<f64>>);
     #[cfg(feature = "autodiff")]
-    let plain = plain.or_else(autodiff_op::pick::<B>);
+    let plain = plain.or_else(autodiff_op::kernel_for::<B>);
     plain
 }
 
-/// Whether [`conv2d`] runs on backend `B`.
+/// Whether these kernels run on backend `B`.
 pub fn runs_on<B: Backend>() -> bool {
     kernel_for::<B>().is_some()
 }
 
-/// The convolution of `x` with `weight` and `bias` on these kernels, or `None` where `B` is not one of
-/// their backends (see [`runs_on`]).
-pub fn conv2d<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 4>,
-    bias: Option<Tensor<B, 1>>,
-    geometry: Geometry,
-) -> Option<Tensor<B, 4>> {
-    kernel_for::<B>().map(|kernel| kernel(Args { x, weight, bias }, geometry))
+/// `conv` on `x` with these kernels, or `x` back where they do not apply (another backend, or a geometry
+/// [`Geometry::of`] rejects).
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let (Some(geometry), Some(kernel)) = (Geometry::of(conv), kernel_for::<B>()) else {
+        return Err(x);
+    };
+    let (weight, bias) = (conv.weight.val(), conv.bias.as_ref().map(|bias| bias.val()));
+    Ok(kernel(Args { x, weight, bias }, geometry))
 }
 
 #[cfg(feature = "autodiff")]
@@ -532,35 +517,19 @@ mod autodiff_op {
 
     use burn::backend::Autodiff;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
-    use burn::backend::autodiff::checkpoint::strategy::{
-        BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
-    };
+    pub(super) use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, NoCheckpointing};
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::tensor::ops::FloatTensorOps;
 
     use super::*;
 
-    pub(super) fn pick<B: Backend>() -> Option<Erased<B>> {
-        fn one<B: Backend, K: Kernel>() -> Option<Erased<B>> {
-            (TypeId::of::<B>() == TypeId::of::<K>()).then_some(via::<B, K> as Erased<B>)
-        }
-        one::<B, Autodiff<NdArray<f32>, NoCheckpointing>>()
-            .or_else(one::<B, Autodiff<NdArray<f32>, BalancedCheckpointing>>)
-            .or_else(one::<B, Autodiff<NdArray<f64>, NoCheckpointing>>)
-            .or_else(one::<B, Autodiff<NdArray<f64>, BalancedCheckpointing>>)
-    }
-
-    impl<C: CheckpointStrategy> Kernel for Autodiff<NdArray<f32>, C> {
-        fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
-            tracked::<f32, C>(args, geometry)
-        }
-    }
-
-    impl<C: CheckpointStrategy> Kernel for Autodiff<NdArray<f64>, C> {
-        fn run(args: Args<Self>, geometry: Geometry) -> Tensor<Self, 4> {
-            tracked::<f64, C>(args, geometry)
-        }
+    pub(super) fn kernel_for<B: Backend>() -> Option<Erased<B>> {
+        pick::<B, Autodiff<NdArray<f32>, NoCheckpointing>>()
+            .or_else(pick::<B, Autodiff<NdArray<f32>, BalancedCheckpointing>>)
+            .or_else(pick::<B, Autodiff<NdArray<f64>, NoCheckpointing>>)
+            .or_else(pick::<B, Autodiff<NdArray<f64>, BalancedCheckpointing>>)
     }
 
     fn inner<E: Real, const D: usize>(primitive: FloatTensor<E::Cpu>) -> Tensor<E::Cpu, D> {
@@ -568,7 +537,7 @@ mod autodiff_op {
     }
 
     /// The convolution on `Autodiff<NdArray<E>, C>`: [`plain`] forward, [`ConvBackward`] on the tape.
-    fn tracked<E: Real, C: CheckpointStrategy>(
+    pub(super) fn tracked<E: Real, C: CheckpointStrategy>(
         args: Args<Autodiff<E::Cpu, C>>,
         geometry: Geometry,
     ) -> Tensor<Autodiff<E::Cpu, C>, 4> {
