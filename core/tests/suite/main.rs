@@ -14,6 +14,7 @@ mod cubecl;
 mod deepface;
 mod dense_unet_f64;
 mod fairface;
+mod image_reward;
 mod loading;
 mod lora;
 mod metrics;

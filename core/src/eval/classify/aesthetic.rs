@@ -10,10 +10,12 @@
 //! widths are read from the file. Images go through OpenAI CLIP's own transform (Pillow bicubic, torchvision
 //! centre crop), which the predictor's `simple_inference.py` uses. AlignProp's aesthetic loss is `|score − target|`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::nn::Linear;
 use burn::prelude::*;
+use burn::tensor::TensorData;
 
 use super::{PixelScorer, pixel_scorer};
 use crate::io::load::{self, KeyRemap, LoadError};
@@ -30,21 +32,34 @@ pub struct AestheticMlp<B: Backend> {
 }
 
 const CHECKPOINT_LAYERS: [usize; 5] = [0, 2, 4, 6, 7];
-const LAYER_REMAPS: [KeyRemap; 5] = [
-    (r"^layers\.0\.", "layers.0."),
-    (r"^layers\.2\.", "layers.1."),
-    (r"^layers\.4\.", "layers.2."),
-    (r"^layers\.6\.", "layers.3."),
-    (r"^layers\.7\.", "layers.4."),
+/// `layers.{0,2,4,6,7}` → `layers.{0..5}`, under any prefix (ImageReward's head is `mlp.layers.*`). Applied in
+/// order, so a key only ever moves down to an index already handled.
+pub const LAYER_REMAPS: [KeyRemap; 5] = [
+    (r"(^|\.)layers\.0\.", "${1}layers.0."),
+    (r"(^|\.)layers\.2\.", "${1}layers.1."),
+    (r"(^|\.)layers\.4\.", "${1}layers.2."),
+    (r"(^|\.)layers\.6\.", "${1}layers.3."),
+    (r"(^|\.)layers\.7\.", "${1}layers.4."),
 ];
 
 impl<B: Backend> AestheticMlp<B> {
     /// Loads the predictor's safetensors (converted once from its `.pth` by `tools/convert_aesthetic.py`).
     pub fn load(file: &Path, device: &B::Device) -> Result<Self, LoadError> {
-        let tensors = read_tensors(file)?;
+        let mlp = Self::from_shapes(&read_tensors(file)?, file, "", device)?;
+        load::load_weights(mlp, &[file.to_path_buf()], &LAYER_REMAPS)
+    }
+
+    /// An uninitialised stack whose widths are those of `{prefix}layers.{0,2,4,6,7}.weight` in `tensors` (read
+    /// from `file`, named in errors).
+    pub fn from_shapes(
+        tensors: &BTreeMap<String, TensorData>,
+        file: &Path,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
         let mut widths = Vec::new();
         for (i, layer) in CHECKPOINT_LAYERS.iter().enumerate() {
-            let key = format!("layers.{layer}.weight");
+            let key = format!("{prefix}layers.{layer}.weight");
             let shape = tensors.get(&key).map(|t| t.shape.clone()).ok_or_else(|| {
                 LoadError::MissingTensor {
                     path: file.to_path_buf(),
@@ -68,7 +83,7 @@ impl<B: Backend> AestheticMlp<B> {
             .windows(2)
             .map(|w| linear(w[0], w[1], true, device))
             .collect();
-        load::load_weights(Self { layers }, &[file.to_path_buf()], &LAYER_REMAPS)
+        Ok(Self { layers })
     }
 
     /// `[N, D]` unit embeddings → `[N]` scores.

@@ -6,6 +6,7 @@ pub mod clip_scores;
 pub mod clip_zero_shot;
 pub mod detected;
 pub mod hps;
+pub mod image_reward;
 pub mod kind;
 
 use std::collections::BTreeMap;
