@@ -1,4 +1,4 @@
-//! `popalign evaluate --metrics pickscore,hps,clip,aesthetic`: quality scores of the images behind the attribute
+//! `popalign evaluate --metrics pickscore,hps,clip,aesthetic,imagereward`: quality scores of the images behind the attribute
 //! CSVs, so every bias number sits next to what it cost in image quality.
 //!
 //! Each image is decoded once and scored by every selected scorer, preprocessed byte for byte as the scorer's
@@ -14,6 +14,7 @@ use popalign_core::eval::classify::Scorer;
 use popalign_core::eval::classify::aesthetic::AestheticScorer;
 use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
 use popalign_core::eval::classify::hps::HpsScorer;
+use popalign_core::eval::classify::image_reward::ImageRewardScorer;
 use popalign_core::eval::metrics::quality::{
     Bootstrap, PairedDifference, QualitySummary, paired_difference, summarize_scores,
 };
@@ -55,6 +56,11 @@ pub struct ScorerArgs {
     #[arg(long, value_name = "DIR")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aesthetic_clip: Option<PathBuf>,
+    /// ImageReward: the folder `tools/convert_imagereward.py` writes from `ImageReward.pt`, `med_config.json` and
+    /// bert-base-uncased's `vocab.txt`.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imagereward: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Default)]
@@ -80,6 +86,7 @@ pub enum Metric {
     Hps,
     Clip,
     Aesthetic,
+    Imagereward,
 }
 
 /// One set's scores: per metric, one value per CSV row (`NaN` where the image could not be read).
@@ -130,6 +137,11 @@ pub fn load_scorers(args: &ScorerArgs, base: &Path) -> CliResult<Vec<NamedScorer
                     "aesthetic".into(),
                     Box::new(AestheticScorer::load(&file, &clip, &device)?),
                 )
+            }
+            Metric::Imagereward => {
+                let dir = need(&args.imagereward, "--imagereward DIR", "imagereward")?;
+                let s = ImageRewardScorer::from_dir(&dir, &device)?;
+                ("imagereward".into(), Box::new(s))
             }
         };
         if !scorers.iter().any(|(name, _)| name == &scorer.0) {

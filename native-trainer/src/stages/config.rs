@@ -323,7 +323,7 @@ impl RunConfig {
         if self.evaluate.as_ref().is_none_or(|e| e.metrics.is_empty()) {
             return Err(
                 "a real model needs at least one quality metric: [evaluate] metrics = \
-                        [\"clip\"] (or pickscore, hps, aesthetic) with its model folder"
+                        [\"clip\"] (or pickscore, hps, aesthetic, imagereward) with its model folder"
                     .into(),
             );
         }

@@ -27,6 +27,7 @@ use popalign_core::diffusion::schedulers::{DdimScheduler, SchedulerConfig};
 use popalign_core::eval::classify::aesthetic::AestheticScorer;
 use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
 use popalign_core::eval::classify::hps::HpsScorer;
+use popalign_core::eval::classify::image_reward::ImageRewardScorer;
 use popalign_core::io::load::read_config;
 use popalign_core::models::unet::UNetConfig;
 use popalign_core::models::vae::ImageSpace;
@@ -76,6 +77,12 @@ pub fn build_reward(
         }
         "hps" => {
             let mut scorer = HpsScorer::<AP>::from_dir(&path(&spec.model, "model")?, device)?;
+            scorer.model = scorer.model.no_grad();
+            Ok(Box::new(scorer))
+        }
+        "imagereward" => {
+            let mut scorer =
+                ImageRewardScorer::<AP>::from_dir(&path(&spec.model, "model")?, device)?;
             scorer.model = scorer.model.no_grad();
             Ok(Box::new(scorer))
         }

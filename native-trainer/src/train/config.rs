@@ -13,7 +13,14 @@ use popalign_core::nn::lora::LoraConfig;
 use serde::{Deserialize, Serialize};
 
 /// The rewards `[[alignprop.rewards]]` may name ([`build_reward`] builds them).
-pub const REWARDS: &[&str] = &["aesthetic", "hps", "pickscore", "clip", "pixel-mean"];
+pub const REWARDS: &[&str] = &[
+    "aesthetic",
+    "hps",
+    "pickscore",
+    "clip",
+    "imagereward",
+    "pixel-mean",
+];
 use super::export::LoraExport;
 use crate::error::{CliResult, input};
 

@@ -320,6 +320,7 @@ mod quality {
     use popalign_core::eval::classify::aesthetic::AestheticScorer;
     use popalign_core::eval::classify::clip_scores::{ClipScoreKind, ClipScorer};
     use popalign_core::eval::classify::hps::HpsScorer;
+    use popalign_core::eval::classify::image_reward::ImageRewardScorer;
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
@@ -382,6 +383,10 @@ mod quality {
         csv
     }
 
+    fn image_reward_dir() -> PathBuf {
+        fixtures().join("imagereward-tiny")
+    }
+
     /// What the core scorers give for one set's three images, per metric.
     fn expected(run: &Path, set: &str, clip: &Path, hps: &Path) -> Vec<(String, Vec<f64>)> {
         let device = Default::default();
@@ -410,6 +415,10 @@ mod quality {
             ),
             ("hps", Box::new(HpsScorer::from_dir(hps, &device).unwrap())),
             (
+                "imagereward",
+                Box::new(ImageRewardScorer::from_dir(&image_reward_dir(), &device).unwrap()),
+            ),
+            (
                 "pickscore",
                 Box::new(ClipScorer::from_dir(clip, ClipScoreKind::PickScore, &device).unwrap()),
             ),
@@ -435,6 +444,7 @@ mod quality {
         let out = run.join("evaluation/summary.json"); // a folder that does not exist yet
         let (clip_s, hps_s) = (clip.to_str().unwrap(), hps.to_str().unwrap());
         let aesthetic = fixtures().join("aesthetic-tiny/model.safetensors");
+        let image_reward = image_reward_dir();
         let mut args = vec![
             "--attributes",
             base.to_str().unwrap(),
@@ -444,7 +454,7 @@ mod quality {
         ];
         args.extend([
             "--metrics",
-            "pickscore,hps,clip,aesthetic",
+            "pickscore,hps,clip,aesthetic,imagereward",
             "--pickscore",
             clip_s,
             "--hps",
@@ -455,6 +465,8 @@ mod quality {
             aesthetic.to_str().unwrap(),
             "--aesthetic-clip",
             clip_s,
+            "--imagereward",
+            image_reward.to_str().unwrap(),
             "--baseline",
             "base",
             "--bootstrap",
@@ -480,6 +492,7 @@ mod quality {
                 "aesthetic",
                 "clip",
                 "hps",
+                "imagereward",
                 "pickscore"
             ]
         );
@@ -518,7 +531,7 @@ mod quality {
                 );
                 base_means.push(mean);
             }
-            assert_eq!(summary["sets"][s]["quality"].as_object().unwrap().len(), 4);
+            assert_eq!(summary["sets"][s]["quality"].as_object().unwrap().len(), 5);
         }
         // aligned − base, image by image.
         let comparison = &summary["comparisons"][0];
@@ -526,7 +539,10 @@ mod quality {
             (comparison["baseline"].as_str(), comparison["set"].as_str()),
             (Some("base"), Some("aligned"))
         );
-        for (m, metric) in ["aesthetic", "clip", "hps", "pickscore"].iter().enumerate() {
+        for (m, metric) in ["aesthetic", "clip", "hps", "imagereward", "pickscore"]
+            .iter()
+            .enumerate()
+        {
             let d = &comparison["metrics"][metric];
             let want: f64 = (0..3)
                 .map(|i| {
