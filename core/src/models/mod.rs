@@ -8,3 +8,4 @@ pub mod open_clip;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+pub mod yunet;

@@ -31,3 +31,4 @@ mod recomputed_attention;
 mod schedulers;
 mod tokenizer;
 mod toy;
+mod yunet;

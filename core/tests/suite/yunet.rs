@@ -1,0 +1,131 @@
+//! YuNet (`core::models::yunet`) against OpenCV 4.14's `FaceDetectorYN` on an ONNX file of the official model's
+//! layout with random weights (`tools/fixtures/yunet/make_yunet.py`), converted by `tools/convert_yunet.py`: the
+//! network's twelve outputs, and the detections (boxes, landmarks, scores after OpenCV's integer-box NMS) on four
+//! photos, one grayscale.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Tensor, TensorData};
+use common::*;
+use popalign_core::io::load::LoadError;
+use popalign_core::io::tensor_io::{read_tensors, write_tensors};
+use popalign_core::models::face::rgb8_planes;
+use popalign_core::models::yunet::{YuNet, YuNetConfig};
+
+fn dir() -> std::path::PathBuf {
+    fixtures().join("yunet")
+}
+
+fn detector() -> YuNet<B> {
+    YuNet::load(&dir().join("yunet.safetensors"), &device()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn golden() -> BTreeMap<String, TensorData> {
+    read_tensors(&dir().join("goldens.safetensors")).unwrap()
+}
+
+fn meta() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("meta.json")).unwrap()).unwrap()
+}
+
+/// An RGB image as the detector takes it, `[3, H, W]` in 0..255.
+fn planes(rgb: &image::RgbImage) -> Tensor<B, 3> {
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    Tensor::<B, 1>::from_floats(rgb8_planes(rgb.as_raw(), w, h).as_slice(), &device())
+        .reshape([3, h, w])
+}
+
+#[test]
+fn network_outputs_match_opencv_dnn() {
+    let golden = golden();
+    let image = image::open(dir().join("small.png")).unwrap().to_rgb8();
+    let (levels, pad_h, pad_w) = detector().predictions(planes(&image));
+    assert_eq!([pad_h, pad_w], [128, 160]);
+    for (level, stride) in levels.into_iter().zip([8, 16, 32]) {
+        for (name, out, tolerance) in [
+            ("cls", level.cls),
+            ("obj", level.obj),
+            ("bbox", level.bbox),
+            ("kps", level.kps),
+        ] {
+            let expected = &golden[&format!("{name}_{stride}")];
+            let [_, anchors, c] = expected.shape[..] else {
+                panic!("{name}: [1, HW, C]")
+            };
+            let expected = TensorData::new(expected.to_vec::<f32>().unwrap(), [anchors, c]);
+            // Measured: ≤ 8.4e-6 over the twelve outputs.
+            assert_close::<B, 2>(&format!("{name}_{stride}"), out, &expected, 5e-5);
+        }
+    }
+}
+
+#[test]
+fn detections_match_face_detector_yn_on_photos() {
+    let (golden, meta) = (golden(), meta());
+    let mut detector = detector();
+    for (name, photo) in meta["photos"].as_object().unwrap() {
+        detector.config = YuNetConfig {
+            score_threshold: photo["score_threshold"].as_f64().unwrap() as f32,
+            ..YuNetConfig::default()
+        };
+        let image = image::open(fixtures().join(format!("mtcnn/{name}.png")))
+            .unwrap()
+            .to_rgb8();
+        let faces = detector.detect(planes(&image));
+        let expected = golden[&format!("faces_{name}")].to_vec::<f32>().unwrap();
+        assert_eq!(faces.len() * 15, expected.len(), "{name}: face count");
+        let mut worst = 0f32;
+        for (face, row) in faces.iter().zip(expected.chunks_exact(15)) {
+            let ours: Vec<f32> = face
+                .bbox
+                .iter()
+                .chain(face.landmarks.iter().flatten())
+                .chain([&face.score])
+                .copied()
+                .collect();
+            for (a, e) in ours.iter().zip(row) {
+                worst = worst.max((a - e).abs());
+            }
+        }
+        println!("{name}: {} faces, max abs error {worst:.3e}", faces.len());
+        // Measured: ≤ 1.6e-4 px (coordinates up to a few hundred pixels), the same faces in the same order.
+        assert!(worst <= 1e-3, "{name}: max abs error {worst}");
+    }
+}
+
+#[test]
+fn a_missing_or_misshaped_tensor_is_named() {
+    let load_edited =
+        |edit: &dyn Fn(&mut BTreeMap<String, TensorData>)| -> Result<YuNet<B>, LoadError> {
+            let mut tensors = read_tensors(&dir().join("yunet.safetensors")).unwrap();
+            edit(&mut tensors);
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("yunet.safetensors");
+            write_tensors(&file, &tensors).unwrap();
+            YuNet::load(&file, &device())
+        };
+    let key = "bbox_head.multi_level_kps.2.conv1.weight";
+    let message = load_edited(&|t| drop(t.remove(key)))
+        .err()
+        .expect("must not load")
+        .to_string();
+    assert!(
+        message.contains("missing tensor") && message.contains(key),
+        "{message}"
+    );
+    let message = load_edited(&|t| {
+        t.insert(
+            key.into(),
+            TensorData::new(vec![0f32; 8 * 64], [8, 64, 1, 1]),
+        );
+    })
+    .err()
+    .expect("must not load")
+    .to_string();
+    assert!(
+        message.contains(key) && message.contains("[8, 64, 1, 1]"),
+        "{message}"
+    );
+}
