@@ -3,9 +3,10 @@
 
 use crate::common::*;
 use popalign_core::eval::classify::AttributeClassifier;
-use popalign_core::eval::classify::detected::DetectedFaces;
+use popalign_core::eval::classify::detected::{DetectedFaces, FaceCrop, FaceDetector};
 use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::models::face::Mtcnn;
+use popalign_core::models::yunet::YuNet;
 use popalign_core::toy::{TOY, ToyClassifier};
 
 #[test]
@@ -43,12 +44,20 @@ fn each_classifier_s_recorded_name_reads_back_as_its_kind() {
     check(&crate::fairface::tiny(), ClassifierKind::Fairface);
     let detector = Mtcnn::load(fixtures().join("mtcnn"), &device()).unwrap();
     let faces = DetectedFaces {
-        detector,
+        detector: FaceDetector::Mtcnn(detector),
         heads: Box::new(crate::fairface::tiny()),
         crop: Default::default(),
     };
     check(&faces, ClassifierKind::Fairface);
     check(&crate::deepface::model(), ClassifierKind::Deepface);
+    let yunet = YuNet::load(&fixtures().join("yunet/yunet.safetensors"), &device()).unwrap();
+    let faces = DetectedFaces {
+        detector: FaceDetector::YuNet(yunet),
+        heads: Box::new(crate::deepface::model()),
+        crop: FaceCrop::Box,
+    };
+    assert_eq!(faces.name(), "yunet+deepface-vgg-face");
+    check(&faces, ClassifierKind::Deepface);
     // The dlib heads (`faces`) and CLIP zero-shot are checked where their fixtures load: the CLI's
     // classify tests and `clip_model::zero_shot_loads_from_a_folder_with_its_tokenizer`.
 }

@@ -44,7 +44,7 @@ fn network_outputs_match_opencv_dnn() {
     let (levels, pad_h, pad_w) = detector().predictions(planes(&image));
     assert_eq!([pad_h, pad_w], [128, 160]);
     for (level, stride) in levels.into_iter().zip([8, 16, 32]) {
-        for (name, out, tolerance) in [
+        for (name, out) in [
             ("cls", level.cls),
             ("obj", level.obj),
             ("bbox", level.bbox),
@@ -92,6 +92,41 @@ fn detections_match_face_detector_yn_on_photos() {
         println!("{name}: {} faces, max abs error {worst:.3e}", faces.len());
         // Measured: ≤ 1.6e-4 px (coordinates up to a few hundred pixels), the same faces in the same order.
         assert!(worst <= 1e-3, "{name}: max abs error {worst}");
+    }
+}
+
+/// DeepFace's `YuNetClient.detect_faces` on OpenCV's rows: corners and sizes truncated to integers, the corner
+/// clamped at 0 (no resize: the photos are under 640 pixels).
+fn deepface_box(row: &[f32]) -> [f32; 4] {
+    let [x, y, w, h] = [0, 1, 2, 3].map(|i| row[i] as i64);
+    let (x, y) = (x.max(0), y.max(0));
+    [x, y, x + w, y + h].map(|v| v as f32)
+}
+
+#[test]
+fn deepface_boxes_follow_its_yunet_wrapper() {
+    let (golden, meta) = (golden(), meta());
+    let mut detector = detector();
+    for (name, photo) in meta["photos"].as_object().unwrap() {
+        detector.config.score_threshold = photo["score_threshold"].as_f64().unwrap() as f32;
+        let image = image::open(fixtures().join(format!("mtcnn/{name}.png")))
+            .unwrap()
+            .to_rgb8();
+        let ours = detector.detect_deepface(planes(&image));
+        let expected: Vec<([f32; 4], f32)> = golden[&format!("faces_{name}")]
+            .to_vec::<f32>()
+            .unwrap()
+            .chunks_exact(15)
+            .map(|row| (deepface_box(row), row[14]))
+            .collect();
+        assert_eq!(ours.len(), expected.len(), "{name}");
+        for ((bbox, score), (want_box, want_score)) in ours.iter().zip(&expected) {
+            assert_eq!(bbox, want_box, "{name}: integer boxes");
+            assert!(
+                (score - want_score).abs() < 1e-5,
+                "{name}: {score} vs {want_score}"
+            );
+        }
     }
 }
 

@@ -8,13 +8,14 @@ use crate::error::{CliResult, input};
 use clap::builder::TypedValueParser;
 use popalign_core::eval::classify::AttributeClassifier;
 use popalign_core::eval::classify::clip_zero_shot::{ClipZeroShot, default_axes};
-use popalign_core::eval::classify::detected::{DetectedFaces, FaceCrop};
+use popalign_core::eval::classify::detected::{DetectedFaces, FaceCrop, FaceDetector};
 use popalign_core::eval::classify::kind::ClassifierKind;
 use popalign_core::eval::face_attributes::deepface::DeepFace;
 use popalign_core::eval::face_attributes::{
     DlibAgeGender, DlibGender, FAIRFACE_CHIP_SIZE, FairFace,
 };
 use popalign_core::models::face::{Mtcnn, MtcnnConfig};
+use popalign_core::models::yunet::YuNet;
 use popalign_core::toy::{TOY, ToyClassifier};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,20 @@ pub struct ClassifierArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [0.6, 0.7, 0.7])]
     #[serde(default = "face_thresholds")]
     pub face_thresholds: Vec<f64>,
+    /// For `--classifier deepface`: the face detector, `mtcnn` or `yunet` (the official evaluation's, run as
+    /// DeepFace's `yunet` backend runs it: score 0.9, best score first; needs `yunet.safetensors` in the weights
+    /// folder, made by `tools/convert_yunet.py` from opencv_zoo's `face_detection_yunet_2023mar.onnx`).
+    #[arg(long, value_enum, default_value_t = Detector::Mtcnn)]
+    #[serde(default)]
+    pub detector: Detector,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Detector {
+    #[default]
+    Mtcnn,
+    Yunet,
 }
 
 /// `--classifier`: the names [`ClassifierKind`] reads, listed in `--help`.
@@ -64,6 +79,9 @@ fn min_face_size() -> f64 {
 fn face_thresholds() -> Vec<f64> {
     vec![0.6, 0.7, 0.7]
 }
+
+/// The converted YuNet weights `--detector yunet` reads from the weights folder.
+const YUNET_FILE: &str = "yunet.safetensors";
 
 /// FairFace read dlib chips padded by 25% of the face on each side; MTCNN's box is tight, so its 224 crop
 /// gets a margin of a third of the output (the face then spans 224 / 1.5 pixels, as in a FairFace chip).
@@ -115,6 +133,12 @@ fn face_classifier(
     args: &ClassifierArgs,
     dir: &Path,
 ) -> CliResult<Box<dyn AttributeClassifier<B>>> {
+    if args.detector == Detector::Yunet && args.classifier != ClassifierKind::Deepface {
+        return Err(input(format!(
+            "--detector yunet is for --classifier deepface (DeepFace's own detector); {} reads MTCNN's crops",
+            args.classifier
+        )));
+    }
     let device = device();
     // The dlib networks take facenet-pytorch's default crop (160, no margin).
     let defaults = MtcnnConfig::default();
@@ -162,9 +186,14 @@ fn face_classifier(
         margin,
         ..defaults
     };
-    let detector = Mtcnn::load(dir, &device)?
-        .with_config(config)
-        .map_err(input)?;
+    let detector = match args.detector {
+        Detector::Mtcnn => FaceDetector::Mtcnn(
+            Mtcnn::load(dir, &device)?
+                .with_config(config)
+                .map_err(input)?,
+        ),
+        Detector::Yunet => FaceDetector::YuNet(YuNet::load(&dir.join(YUNET_FILE), &device)?),
+    };
     Ok(Box::new(DetectedFaces {
         detector,
         heads,

@@ -374,6 +374,81 @@ fn deepface_classifier_reads_the_detected_box_as_deepface_does() {
     assert_eq!(seen, 1);
 }
 
+/// `--detector yunet` puts YuNet, read as DeepFace's `yunet` backend reads it, in front of DeepFace's models: the
+/// weights folder must hold `yunet.safetensors`, only DeepFace takes it, and every row's face count, box and score
+/// are those of core's `YuNet::detect_deepface` on the same pixels (random YuNet weights of `fixtures/yunet`; the
+/// detector's parity with OpenCV is in core's `yunet` test).
+#[test]
+fn yunet_detector_feeds_deepface_its_boxes() {
+    use burn::backend::NdArray;
+    use popalign_core::eval::classify::decode_unit_rgb;
+    use popalign_core::models::yunet::YuNet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let weights = deepface_weights(dir.path(), true);
+    let out = dir.path().join("yunet.csv");
+    let yunet = ["--detector", "yunet"];
+    let output = classify_photos("deepface", &weights, &out, &yunet);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("yunet.safetensors"));
+    let file = fixtures().join("yunet/yunet.safetensors");
+    std::fs::copy(&file, weights.join("yunet.safetensors")).unwrap();
+    let output = classify_photos("fairface", &weights, &out, &yunet);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--detector yunet is for --classifier deepface")
+    );
+
+    let output = classify_photos("deepface", &weights, &out, &yunet);
+    assert!(output.status.success(), "{output:?}");
+    let detector = YuNet::<NdArray>::load(&file, &Default::default()).unwrap();
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let mut found = 0;
+    for row in reader.records().map(Result::unwrap) {
+        assert_eq!(
+            column(&row, &headers, "classifier"),
+            "yunet+deepface-vgg-face"
+        );
+        let file = column(&row, &headers, "file");
+        let bytes = std::fs::read(fixtures().join("mtcnn").join(&file)).unwrap();
+        let (planes, w, h) = decode_unit_rgb(&bytes).unwrap();
+        let image =
+            burn::tensor::Tensor::<NdArray, 1>::from_floats(planes.as_slice(), &Default::default())
+                .reshape([3, h, w]);
+        let faces = detector.detect_deepface((image * 255.0).round());
+        assert_eq!(
+            column(&row, &headers, "face_found") == "true",
+            !faces.is_empty(),
+            "{file}"
+        );
+        let Some((bbox, score)) = faces.first() else {
+            continue;
+        };
+        found += 1;
+        assert_eq!(
+            column(&row, &headers, "faces"),
+            faces.len().to_string(),
+            "{file}"
+        );
+        let corners: Vec<f32> = column(&row, &headers, "face_box")
+            .split(' ')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(corners, bbox, "{file}");
+        let recorded: f32 = column(&row, &headers, "face_score").parse().unwrap();
+        assert!(
+            (recorded - score).abs() < 1e-5,
+            "{file}: {recorded} vs {score}"
+        );
+    }
+    assert!(
+        found > 0,
+        "YuNet found no face at DeepFace's threshold 0.9 in any photo"
+    );
+}
+
 /// Every face, not only the largest: the face columns say how many faces an image had and which one a row
 /// reads; `--all-faces` writes a row per face, and `evaluate` says that it counted per face. An image of ten
 /// faces (the astronaut tiled 5 × 2) gives ten rows; a CSV from before the face columns still evaluates (the

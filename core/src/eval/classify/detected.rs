@@ -1,8 +1,9 @@
-//! A face classifier for whole images: MTCNN finds the faces, and attribute heads that read aligned
-//! face chips (the dlib gender and age networks, FairFace, CLIP zero-shot) read the first face.
+//! A face classifier for whole images: a detector finds the faces, and attribute heads that read aligned
+//! face chips (the dlib gender and age networks, FairFace, CLIP zero-shot, DeepFace) read the first face.
 //!
-//! "First" is MTCNN's order: the largest box (facenet-pytorch's `select_largest`), the convention of
-//! PopAlign's evaluation, which classifies one person per image. An image without a face is reported
+//! The detector is MTCNN, or YuNet for DeepFace's heads (the official evaluation's `detector_backend='yunet'`).
+//! "First" is the detector's order: for MTCNN the largest box (facenet-pytorch's `select_largest`), for YuNet the
+//! best score (DeepFace keeps the detector's order, and the official script reads its first face). An image without a face is reported
 //! as such (`face_found = false`), never dropped. The chip is MTCNN's square crop of the box
 //! (`image_size` × `image_size`, margin from the config), not a landmark alignment; or, for heads that
 //! resize crops themselves as DeepFace does ([`FaceCrop::Box`]), the box's own pixels. Each result carries
@@ -14,11 +15,27 @@ use burn::prelude::*;
 use super::{AttributeClassifier, Attributes, AxisSpec, FaceDetection};
 use crate::models::face::extract::crop_box;
 use crate::models::face::{Face, Mtcnn};
+use crate::models::yunet::YuNet;
 
 pub struct DetectedFaces<B: Backend> {
-    pub detector: Mtcnn<B>,
+    pub detector: FaceDetector<B>,
     pub heads: Box<dyn AttributeClassifier<B>>,
     pub crop: FaceCrop,
+}
+
+/// The detector in front of the heads.
+pub enum FaceDetector<B: Backend> {
+    Mtcnn(Mtcnn<B>),
+    /// Read as DeepFace's `yunet` backend reads it ([`YuNet::detect_deepface`]); its faces can only be given to
+    /// the heads as [`FaceCrop::Box`].
+    YuNet(YuNet<B>),
+}
+
+/// A detected face: its box `[x1, y1, x2, y2]`, the detector's score, and MTCNN's face for MTCNN's crop.
+struct Found {
+    bbox: [f32; 4],
+    score: f32,
+    mtcnn: Option<Face>,
 }
 
 /// What the heads are given of a detected face.
@@ -53,13 +70,14 @@ impl<B: Backend> DetectedFaces<B> {
 
     /// `face`'s chip of `image` (`[3, H, W]` in [0, 1]) as the heads take it, `[1, 3, h, w]` in [0, 1], or
     /// `None` when the box holds no whole pixel.
-    fn chip(&self, image: Tensor<B, 3>, face: &Face) -> Option<Tensor<B, 4>> {
-        match self.crop {
-            FaceCrop::Standardised => {
-                futures_lite::future::block_on(standardised_chip(&self.detector, image, face))
+    fn chip(&self, image: Tensor<B, 3>, face: &Found) -> Option<Tensor<B, 4>> {
+        match (self.crop, &self.detector, &face.mtcnn) {
+            (FaceCrop::Standardised, FaceDetector::Mtcnn(mtcnn), Some(mtcnn_face)) => {
+                futures_lite::future::block_on(standardised_chip(mtcnn, image, mtcnn_face))
                     .unwrap_or_else(|e| panic!("MTCNN: {e}"))
             }
-            FaceCrop::Box => {
+            (FaceCrop::Standardised, ..) => panic!("only MTCNN's faces have its standardised crop"),
+            (FaceCrop::Box, ..) => {
                 let [_, height, width] = image.dims();
                 // No margin (the output size only scales the margin, so any size will do).
                 let [x0, y0, x1, y1] = crop_box(face.bbox, 1, 0, width, height)?;
@@ -68,9 +86,34 @@ impl<B: Backend> DetectedFaces<B> {
         }
     }
 
-    /// Every face of one image, largest first, each read by the heads; one "no face" entry without any.
+    /// Every face of one image, in the detector's order.
+    fn detect(&self, image: Tensor<B, 3>) -> Vec<Found> {
+        match &self.detector {
+            FaceDetector::Mtcnn(mtcnn) => mtcnn
+                .detect(to_bytes(image))
+                .into_iter()
+                .map(|face| Found {
+                    bbox: face.bbox,
+                    score: face.probability,
+                    mtcnn: Some(face),
+                })
+                .collect(),
+            FaceDetector::YuNet(yunet) => yunet
+                .detect_deepface(to_bytes(image))
+                .into_iter()
+                .map(|(bbox, score)| Found {
+                    bbox,
+                    score,
+                    mtcnn: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Every face of one image, in the detector's order, each read by the heads; one "no face" entry without
+    /// any.
     fn faces(&self, image: Tensor<B, 3>, all: bool) -> Vec<Attributes> {
-        let faces = self.detector.detect(to_bytes(image.clone()));
+        let faces = self.detect(image.clone());
         let count = faces.len();
         let mut out: Vec<Attributes> = faces
             .iter()
@@ -85,7 +128,7 @@ impl<B: Backend> DetectedFaces<B> {
                     count,
                     index,
                     bbox: face.bbox,
-                    score: face.probability,
+                    score: face.score,
                 });
                 Some(attributes)
             })
@@ -119,7 +162,11 @@ async fn standardised_chip<B: Backend>(
 
 impl<B: Backend> AttributeClassifier<B> for DetectedFaces<B> {
     fn name(&self) -> String {
-        format!("mtcnn+{}", self.heads.name())
+        let detector = match self.detector {
+            FaceDetector::Mtcnn(_) => "mtcnn",
+            FaceDetector::YuNet(_) => "yunet",
+        };
+        format!("{detector}+{}", self.heads.name())
     }
 
     fn kind(&self) -> super::kind::ClassifierKind {

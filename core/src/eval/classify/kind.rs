@@ -45,10 +45,13 @@ impl ClassifierKind {
 
     /// The kind of a classifier from the name it records in an attribute CSV's `classifier` column
     /// ([`super::AttributeClassifier::name`]: `toy-palette`, `mtcnn+dlib-gender-v1`,
-    /// `mtcnn+fairface-res34-7race`, `mtcnn+deepface-vgg-face`, `clip-zero-shot:<model>`); `None` for a name no classifier of ours
-    /// writes (rows from another tool).
+    /// `mtcnn+fairface-res34-7race`, `mtcnn+deepface-vgg-face`, `yunet+deepface-vgg-face`,
+    /// `clip-zero-shot:<model>`); `None` for a name no classifier of ours writes (rows from another tool).
     pub fn of_recorded_name(name: &str) -> Option<Self> {
-        let heads = name.strip_prefix("mtcnn+").unwrap_or(name);
+        let heads = ["mtcnn+", "yunet+"]
+            .iter()
+            .find_map(|detector| name.strip_prefix(detector))
+            .unwrap_or(name);
         if name == "toy-palette" {
             Some(Self::Toy)
         } else if heads.starts_with("fairface") {

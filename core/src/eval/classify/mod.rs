@@ -49,7 +49,8 @@ pub struct Attributes {
 pub struct FaceDetection {
     /// Faces the detector found in the image.
     pub count: usize,
-    /// This face's place among them, largest first (0: the one a single-face classification reads).
+    /// This face's place among them in the detector's order (MTCNN: largest first; YuNet: best score first); 0 is
+    /// the one a single-face classification reads.
     pub index: usize,
     /// `[x1, y1, x2, y2]` in pixels of the classified image.
     pub bbox: [f32; 4],

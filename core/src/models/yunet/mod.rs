@@ -13,6 +13,8 @@ pub mod net;
 use std::path::Path;
 
 use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 pub use decode::{YuNetConfig, YuNetFace};
 pub use net::YuNetNet;
@@ -63,5 +65,35 @@ impl<B: Backend> YuNet<B> {
             kps: &host[i][3],
         });
         decode::decode(&levels, pad_h, pad_w, &self.config)
+    }
+
+    /// The faces as DeepFace's `yunet` backend (deepface 0.0.103, `YuNetClient.detect_faces`) reports them:
+    /// images larger than 640 pixels a side are first downscaled to 640 (bilinear, rounded to bytes: close to
+    /// `cv2.resize`, not bit-exact), each box is truncated to integers, its corner clamped to the image, scaled
+    /// back, and returned as `[x1, y1, x2, y2]` with the score, best score first (DeepFace keeps the detector's
+    /// order).
+    pub fn detect_deepface(&self, image: Tensor<B, 3>) -> Vec<([f32; 4], f32)> {
+        let [_, h, w] = image.dims();
+        let r = 640.0 / h.max(w) as f64;
+        let resized = h > 640 || w > 640;
+        let image = if resized {
+            let size = [(h as f64 * r) as usize, (w as f64 * r) as usize];
+            let options = InterpolateOptions::new(InterpolateMode::Bilinear);
+            interpolate(image.unsqueeze::<4>(), size, options)
+                .squeeze_dim::<3>(0)
+                .round()
+        } else {
+            image
+        };
+        let scale = |v: i64| if resized { (v as f64 / r) as i64 } else { v };
+        self.detect(image)
+            .iter()
+            .map(|face| {
+                let [x, y, w, h] = face.bbox.map(|v| v as i64);
+                let (x, y) = (scale(x.max(0)), scale(y.max(0)));
+                let (w, h) = (scale(w), scale(h));
+                ([x, y, x + w, y + h].map(|v| v as f32), face.score)
+            })
+            .collect()
     }
 }
