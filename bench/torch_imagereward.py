@@ -9,7 +9,6 @@ characters, then filler), so the embedding table has the real shape; prompts tok
 the same per token. Run with the venv of tools/fixtures/imagereward/requirements.txt.
 """
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools" / "fixtures" / "imagereward"))
 from make_imagereward import import_package  # noqa: E402
+from image_set import write_image_set  # noqa: E402  (this folder is the script's, so on the path)
 
-PROMPTS = ["a photo of a doctor", "a nurse at work", "a portrait of a ceo in an office", "a chef cooking"]
 MED_CONFIG = {
     "architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
     "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
@@ -58,19 +57,7 @@ def setup(work, n):
     torch.save(model.state_dict(), work / "ImageReward.pt")
     subprocess.run([sys.executable, str(REPO / "tools/convert_imagereward.py"), str(work / "ImageReward.pt"),
                     str(work / "med_config.json"), str(work / "vocab.txt"), str(work / "imagereward")], check=True)
-    images = work / "run" / "images" / "set"
-    images.mkdir(parents=True, exist_ok=True)
-    photos = sorted((REPO / "fixtures" / "mtcnn").glob("*.png"))
-    header = "file,prompt,base_prompt,face_found,gender,gender_p,gender_probs,classifier,error"
-    rows = []
-    for i in range(n):
-        name = f"{i:04d}-{photos[i % len(photos)].name}"
-        shutil.copy(photos[i % len(photos)], images / name)
-        rows.append(f"images/set/{name},{PROMPTS[i % len(PROMPTS)]},,false,,,,bench,")
-    attributes = work / "run" / "attributes"
-    attributes.mkdir(parents=True, exist_ok=True)
-    (attributes / "set.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
-    (attributes / "one.csv").write_text(header + "\n" + rows[0] + "\n")
+    write_image_set(work, n)
 
 
 @torch.no_grad()

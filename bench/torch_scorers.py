@@ -12,7 +12,6 @@ setup writes, under WORK:
 time prints images/s of HPSv2 (open_clip's transform, encode_image/encode_text, cosine) and of the aesthetic score
 (OpenAI CLIP's transform, get_image_features, MLP), batches of 8, preprocessing included, model loading excluded.
 """
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools" / "fixtures"))
 from common import clip_vocab_and_merges, dump_json, write_tokenizer_folder  # noqa: E402
+from image_set import write_image_set  # noqa: E402  (this folder is the script's, so on the path)
 
-PROMPTS = ["a photo of a doctor", "a nurse at work", "a portrait of a ceo in an office", "a chef cooking"]
 L14 = dict(
     text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                      max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu"),
@@ -60,19 +59,7 @@ def setup(work, n):
     clip.save_pretrained(str(work / "clip-l14"), safe_serialization=True)
     write_tokenizer_folder(work / "clip-l14" / "tokenizer", vocab, merges, "<|endoftext|>", "clip-l14")
     save_file({f"layers.{k}": v for k, v in aesthetic_mlp().state_dict().items()}, str(work / "aesthetic.safetensors"))
-    images = work / "run" / "images" / "set"
-    images.mkdir(parents=True, exist_ok=True)
-    photos = sorted((REPO / "fixtures" / "mtcnn").glob("*.png"))
-    header = "file,prompt,base_prompt,face_found,gender,gender_p,gender_probs,classifier,error"
-    rows = []
-    for i in range(n):
-        name = f"{i:04d}-{photos[i % len(photos)].name}"
-        shutil.copy(photos[i % len(photos)], images / name)
-        rows.append(f"images/set/{name},{PROMPTS[i % len(PROMPTS)]},,false,,,,bench,")
-    attributes = work / "run" / "attributes"
-    attributes.mkdir(parents=True, exist_ok=True)
-    (attributes / "set.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
-    (attributes / "one.csv").write_text(header + "\n" + rows[0] + "\n")
+    write_image_set(work, n)
 
 
 def batches(items, size=8):
