@@ -12,7 +12,7 @@ use common::*;
 use popalign_core::io::load::LoadError;
 use popalign_core::io::tensor_io::{read_tensors, write_tensors};
 use popalign_core::models::face::rgb8_planes;
-use popalign_core::models::yunet::{YuNet, YuNetConfig};
+use popalign_core::models::yunet::{YuNet, YuNetConfig, downscale_as_deepface};
 
 fn dir() -> std::path::PathBuf {
     fixtures().join("yunet")
@@ -128,6 +128,62 @@ fn deepface_boxes_follow_its_yunet_wrapper() {
             );
         }
     }
+}
+
+/// Over 640 pixels a side DeepFace downscales first (cv2's bilinear samples at half-pixel centres) and scales the
+/// boxes back. A ramp `0.19·x` 1280 wide comes down to `round(0.19·(2i + ½))` in column `i` (corner-aligned
+/// sampling would round some columns the other way). A photo upscaled 4× (nearest) to 1280 pixels comes down to
+/// exactly its 2× upscale, so its boxes must be exactly twice those of the 2× image, which is not resized.
+#[test]
+fn deepface_downscales_large_images_and_scales_the_boxes_back() {
+    let ramp = Tensor::<B, 1, burn::tensor::Int>::arange(0..1280, &device()).float() * 0.19;
+    let ramp = ramp.reshape([1, 1, 1280]).expand([3, 4, 1280]);
+    let (down, r) = downscale_as_deepface(ramp);
+    assert_eq!((r, down.dims()), (Some(0.5), [3, 2, 640]));
+    let expected: Vec<f32> = (0..3 * 2)
+        .flat_map(|_| (0..640).map(|i| (0.19 * (2.0 * i as f64 + 0.5)).round() as f32))
+        .collect();
+    let got = down.into_data().to_vec::<f32>().unwrap();
+    let wrong = got.iter().zip(&expected).filter(|(g, e)| g != e).count();
+    assert_eq!(
+        wrong,
+        0,
+        "{wrong} of {} values differ from half-pixel bilinear",
+        got.len()
+    );
+
+    let mut detector = detector();
+    detector.config.score_threshold = 0.8;
+    let photo = image::open(fixtures().join("mtcnn/landscape.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(photo.width(), 320, "the 4× copy must be 1280 wide");
+    let upscaled = |k: u32| {
+        image::imageops::resize(
+            &photo,
+            k * photo.width(),
+            k * photo.height(),
+            image::imageops::FilterType::Nearest,
+        )
+    };
+    let (down, r) = downscale_as_deepface(planes(&upscaled(4)));
+    assert_eq!(r, Some(0.5));
+    let pixels = |t: Tensor<B, 3>| t.into_data().to_vec::<f32>().unwrap();
+    assert!(
+        pixels(down) == pixels(planes(&upscaled(2))),
+        "the half of the 4× copy is not the 2× copy"
+    );
+    let twice = detector.detect_deepface(planes(&upscaled(2)));
+    let four_times = detector.detect_deepface(planes(&upscaled(4)));
+    assert!(
+        !twice.is_empty(),
+        "no detection to compare at threshold 0.8"
+    );
+    let expected: Vec<([f32; 4], f32)> = twice
+        .iter()
+        .map(|(b, s)| (b.map(|v| 2.0 * v), *s))
+        .collect();
+    assert_eq!(four_times, expected);
 }
 
 #[test]

@@ -67,25 +67,13 @@ impl<B: Backend> YuNet<B> {
         decode::decode(&levels, pad_h, pad_w, &self.config)
     }
 
-    /// The faces as DeepFace's `yunet` backend (deepface 0.0.103, `YuNetClient.detect_faces`) reports them:
-    /// images larger than 640 pixels a side are first downscaled to 640 (bilinear, rounded to bytes: close to
-    /// `cv2.resize`, not bit-exact), each box is truncated to integers, its corner clamped to the image, scaled
-    /// back, and returned as `[x1, y1, x2, y2]` with the score, best score first (DeepFace keeps the detector's
-    /// order).
+    /// The faces as DeepFace's `yunet` backend (deepface 0.0.103, `YuNetClient.detect_faces`) reports them: the
+    /// image capped at 640 pixels a side ([`downscale_as_deepface`]), each box truncated to integers, its corner
+    /// clamped to the image, scaled back, and returned as `[x1, y1, x2, y2]` with the score, best score first
+    /// (DeepFace keeps the detector's order).
     pub fn detect_deepface(&self, image: Tensor<B, 3>) -> Vec<([f32; 4], f32)> {
-        let [_, h, w] = image.dims();
-        let r = 640.0 / h.max(w) as f64;
-        let resized = h > 640 || w > 640;
-        let image = if resized {
-            let size = [(h as f64 * r) as usize, (w as f64 * r) as usize];
-            let options = InterpolateOptions::new(InterpolateMode::Bilinear);
-            interpolate(image.unsqueeze::<4>(), size, options)
-                .squeeze_dim::<3>(0)
-                .round()
-        } else {
-            image
-        };
-        let scale = |v: i64| if resized { (v as f64 / r) as i64 } else { v };
+        let (image, r) = downscale_as_deepface(image);
+        let scale = |v: i64| r.map_or(v, |r| (v as f64 / r) as i64);
         self.detect(image)
             .iter()
             .map(|face| {
@@ -96,4 +84,19 @@ impl<B: Backend> YuNet<B> {
             })
             .collect()
     }
+}
+
+/// DeepFace's cap on YuNet's input: an image over 640 pixels a side is resized by `r = 640 / longest side` to
+/// `(int(h·r), int(w·r))` (bilinear on half-pixel centres, rounded to bytes: close to `cv2.resize`'s fixed point,
+/// not bit-exact); returns the image and `r` if it was.
+pub fn downscale_as_deepface<B: Backend>(image: Tensor<B, 3>) -> (Tensor<B, 3>, Option<f64>) {
+    let [_, h, w] = image.dims();
+    if h <= 640 && w <= 640 {
+        return (image, None);
+    }
+    let r = 640.0 / h.max(w) as f64;
+    let size = [(h as f64 * r) as usize, (w as f64 * r) as usize];
+    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false);
+    let resized = interpolate(image.unsqueeze::<4>(), size, options).squeeze_dim::<3>(0);
+    (resized.round(), Some(r))
 }
