@@ -15,11 +15,9 @@ use std::path::Path;
 
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 
 use super::{PixelScorer, pixel_scorer};
 use crate::io::load::{self, KeyRemap, LoadError};
-use crate::io::tensor_io::read_tensors;
 use crate::models::clip::image_processor::CropRounding;
 use crate::models::clip::resample::BytePrecision;
 use crate::models::clip::{ClipModel, ImageProcessor, unit_rows};
@@ -45,14 +43,14 @@ pub const LAYER_REMAPS: [KeyRemap; 5] = [
 impl<B: Backend> AestheticMlp<B> {
     /// Loads the predictor's safetensors (converted once from its `.pth` by `tools/convert_aesthetic.py`).
     pub fn load(file: &Path, device: &B::Device) -> Result<Self, LoadError> {
-        let mlp = Self::from_shapes(&read_tensors(file)?, file, "", device)?;
+        let mlp = Self::from_shapes(&load::tensor_shapes(file)?, file, "", device)?;
         load::load_weights(mlp, &[file.to_path_buf()], &LAYER_REMAPS)
     }
 
-    /// An uninitialised stack whose widths are those of `{prefix}layers.{0,2,4,6,7}.weight` in `tensors` (read
-    /// from `file`, named in errors).
+    /// An uninitialised stack whose widths are those of `{prefix}layers.{0,2,4,6,7}.weight` in `shapes` (the
+    /// header of `file`, named in errors: [`load::tensor_shapes`], so the weights are read once, when loaded).
     pub fn from_shapes(
-        tensors: &BTreeMap<String, TensorData>,
+        shapes: &BTreeMap<String, Vec<usize>>,
         file: &Path,
         prefix: &str,
         device: &B::Device,
@@ -60,13 +58,14 @@ impl<B: Backend> AestheticMlp<B> {
         let mut widths = Vec::new();
         for (i, layer) in CHECKPOINT_LAYERS.iter().enumerate() {
             let key = format!("{prefix}layers.{layer}.weight");
-            let shape = tensors.get(&key).map(|t| t.shape.clone()).ok_or_else(|| {
-                LoadError::MissingTensor {
+            let shape = shapes
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| LoadError::MissingTensor {
                     path: file.to_path_buf(),
                     key: key.clone(),
                     more: load::More(0),
-                }
-            })?;
+                })?;
             let [out, input] = shape[..] else {
                 return Err(LoadError::Tensor {
                     path: file.to_path_buf(),

@@ -19,7 +19,6 @@ use burn::prelude::*;
 use super::aesthetic::{AestheticMlp, LAYER_REMAPS};
 use super::{PixelScorer, one_prompt_per_image, pixel_scorer};
 use crate::io::load::{self, LoadError};
-use crate::io::tensor_io::read_tensors;
 use crate::models::blip::bert::{BertModel, KEY_REMAPS};
 use crate::models::blip::config::{BlipVisionConfig, MedConfig};
 use crate::models::blip::tokenizer::BlipTokenizer;
@@ -90,7 +89,7 @@ impl<B: Backend> ImageRewardScorer<B> {
             });
         }
         let file = dir.join("model.safetensors");
-        let mlp = AestheticMlp::from_shapes(&read_tensors(&file)?, &file, "mlp.", device)?;
+        let mlp = AestheticMlp::from_shapes(&load::tensor_shapes(&file)?, &file, "mlp.", device)?;
         let model = ImageReward {
             blip: Blip {
                 visual_encoder: VisionTransformer::new(&vision, device),
