@@ -41,7 +41,12 @@ pub trait Real: Element + Copy + Default + AddAssign + Send + Sync + 'static {
     /// The tensor's own buffer, where it holds `Self` values in row-major order.
     fn contiguous(tensor: &FloatTensor<Self::Cpu>) -> Option<&[Self]>;
 
-    /// matrixmultiply's `C ← α A B + β C`, with α = 1 and β = 0 (`C` is written, not read).
+    /// The tensor's values in whatever layout it has (a view: transposed, expanded, sliced), where it holds
+    /// `Self` values.
+    fn strided(tensor: &FloatTensor<Self::Cpu>) -> Option<super::cpu_matmul::Strided<'_, Self>>;
+
+    /// matrixmultiply's `C ← α A B + β C` with α = 1, and β = 1 where `accumulate`, else 0 (`C` is written,
+    /// not read).
     ///
     /// # Safety
     /// As matrixmultiply's: every element addressed by the dimensions and strides lies inside its buffer.
@@ -52,6 +57,7 @@ pub trait Real: Element + Copy + Default + AddAssign + Send + Sync + 'static {
         a: (*const Self, isize, isize),
         b: (*const Self, isize, isize),
         c: *mut Self,
+        accumulate: bool,
     );
 }
 
@@ -68,6 +74,24 @@ macro_rules! real {
                 }
             }
 
+            fn strided(tensor: &NdArrayTensor) -> Option<super::cpu_matmul::Strided<'_, $float>> {
+                match tensor {
+                    NdArrayTensor::$variant(storage) => {
+                        let view = storage.view();
+                        // SAFETY: the view addresses the storage's own elements, which `tensor` keeps alive
+                        // for the borrow.
+                        Some(unsafe {
+                            super::cpu_matmul::Strided::new(
+                                view.as_ptr(),
+                                view.shape(),
+                                view.strides(),
+                            )
+                        })
+                    }
+                    _ => None,
+                }
+            }
+
             unsafe fn gemm(
                 m: usize,
                 k: usize,
@@ -75,11 +99,13 @@ macro_rules! real {
                 a: (*const $float, isize, isize),
                 b: (*const $float, isize, isize),
                 c: *mut $float,
+                accumulate: bool,
             ) {
+                let beta = if accumulate { 1.0 } else { 0.0 };
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     $gemm(
-                        m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, 0.0, c, n as isize, 1,
+                        m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c, n as isize, 1,
                     )
                 }
             }
@@ -171,6 +197,7 @@ fn product<E: Real>(a: View<E>, b: View<E>) -> Vec<E> {
             a.operand(),
             b.operand(),
             c.as_mut_ptr(),
+            false,
         )
     };
     c
@@ -466,7 +493,7 @@ fn plain<E: Real>(args: Args<E::Cpu>, geometry: Geometry) -> Tensor<E::Cpu, 4> {
 }
 
 /// `value` as type `U`, which it is (the caller compared their `TypeId`s).
-fn recast<T: 'static, U: 'static>(value: T) -> U {
+pub(super) fn recast<T: 'static, U: 'static>(value: T) -> U {
     *(Box::new(value) as Box<dyn Any>)
         .downcast::<U>()
         .expect("the same type")

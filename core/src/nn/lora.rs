@@ -11,6 +11,8 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Initializer, LinearConfig};
 use burn::prelude::*;
 
+use super::matmul::linear;
+
 /// Which linear layers get adapters, and their size.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -153,13 +155,16 @@ impl<B: Backend> Linear<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = burn::tensor::module::linear(
+        let base = linear(
             x.clone(),
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
         );
         match (&self.lora_A, &self.lora_B) {
-            (Some(a), Some(b)) => base + b.forward(a.forward(x)) * self.lora_scale,
+            (Some(a), Some(b)) => {
+                let down = linear(x, a.weight.val(), None);
+                base + linear(down, b.weight.val(), None) * self.lora_scale
+            }
             _ => base,
         }
     }

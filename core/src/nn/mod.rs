@@ -4,7 +4,10 @@ pub mod attention;
 pub mod conv;
 #[cfg(feature = "cpu-kernels")]
 pub mod cpu_conv;
+#[cfg(feature = "cpu-kernels")]
+pub mod cpu_matmul;
 pub mod lora;
+pub mod matmul;
 pub mod params;
 pub mod recomputed_attention;
 pub mod resnet;

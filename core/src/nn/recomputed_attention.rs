@@ -28,6 +28,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::matmul::apply as matmul;
+
 /// Score elements (batch × heads × queries × keys) computed at once: 64 MiB in f32.
 pub const SCORES_PER_BLOCK: usize = 1 << 24;
 
@@ -69,7 +71,7 @@ fn blocks(l_q: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 fn probabilities<B: Backend>(q_block: Tensor<B, 4>, k: Tensor<B, 4>, scale: f64) -> Tensor<B, 4> {
-    softmax(q_block.matmul(k.transpose()).mul_scalar(scale), 3)
+    softmax(matmul(q_block, k.transpose()).mul_scalar(scale), 3)
 }
 
 fn scale_of<B: Backend>(q: &Tensor<B, 4>) -> f64 {
@@ -87,7 +89,10 @@ pub fn forward_blocked<B: Backend>(
     let l_q = q.dims()[2];
     let outputs = blocks(l_q, rows)
         .map(|(start, len)| {
-            probabilities(q.clone().narrow(2, start, len), k.clone(), scale).matmul(v.clone())
+            matmul(
+                probabilities(q.clone().narrow(2, start, len), k.clone(), scale),
+                v.clone(),
+            )
         })
         .collect();
     Tensor::cat(outputs, 2)
@@ -107,12 +112,12 @@ pub fn backward_blocked<B: Backend>(
         let grad_out_c = grad_out.clone().narrow(2, start, len);
         let out_c = out.clone().narrow(2, start, len);
         let p = probabilities(q_c.clone(), k.clone(), scale);
-        grad_v = grad_v + p.clone().transpose().matmul(grad_out_c.clone());
-        let grad_p = grad_out_c.clone().matmul(v.clone().transpose());
+        grad_v = grad_v + matmul(p.clone().transpose(), grad_out_c.clone());
+        let grad_p = matmul(grad_out_c.clone(), v.clone().transpose());
         let row_dot = (grad_out_c * out_c).sum_dim(3);
         let grad_scores = p * (grad_p - row_dot);
-        grad_q.push(grad_scores.clone().matmul(k.clone()).mul_scalar(scale));
-        grad_k = grad_k + grad_scores.transpose().matmul(q_c).mul_scalar(scale);
+        grad_q.push(matmul(grad_scores.clone(), k.clone()).mul_scalar(scale));
+        grad_k = grad_k + matmul(grad_scores.transpose(), q_c).mul_scalar(scale);
     }
     [Tensor::cat(grad_q, 2), grad_k, grad_v]
 }

@@ -17,6 +17,7 @@ mod fairface;
 mod image_reward;
 mod loading;
 mod lora;
+mod matmul;
 mod metrics;
 mod models;
 mod mtcnn;

@@ -1,0 +1,332 @@
+//! Matrix products on burn-ndarray that read their operands through strides, forward and backward.
+//!
+//! burn-ndarray's matmul first reshapes both operands to contiguous `[batch, rows, cols]` arrays, so every
+//! operand that is a view is copied before gemm packs it once more: the heads of attention (`[B, L, H, D]`
+//! seen as `[B, H, L, D]`), every transposed operand of a backward product (`Wᵀ`, `xᵀ`, `Kᵀ`, `Vᵀ`), every
+//! weight broadcast over a batch. In a U-Net training step those copies cost more than the products
+//! (bench/NOTES.md). Here matrixmultiply's gemm gets the arrays' own strides instead:
+//!
+//! ```text
+//! out[i] = lhs[i] · rhs[i]                    over the broadcast batch index i (a size-1 batch dim repeats)
+//! backward:  dlhs = Σ dout · rhsᵀ,   drhs = Σ lhsᵀ · dout
+//! ```
+//!
+//! where each sum runs over the batch indices an operand was broadcast along, added in gemm's accumulator
+//! (β = 1) rather than materialised per batch and reduced afterwards. Threads split output matrices (and
+//! gemm splits its blocks), never a sum, so results do not depend on the thread count.
+
+use std::marker::PhantomData;
+
+use burn::backend::NdArray;
+use burn::prelude::*;
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use rayon::prelude::*;
+
+use super::cpu_conv::{Real, recast};
+
+/// A batch of matrices as an ndarray view holds it: the first element and each dim's size and stride
+/// (in elements, possibly 0 for a broadcast dim or negative).
+pub struct Strided<'a, E> {
+    first: *const E,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+    life: PhantomData<&'a E>,
+}
+
+// SAFETY: a `Strided` only reads the `E`s of a view that outlives it.
+unsafe impl<E: Sync> Sync for Strided<'_, E> {}
+
+impl<E> Strided<'_, E> {
+    /// # Safety
+    /// Every element addressed by `shape` and `strides` from `first` is an initialised `E` that lives as
+    /// long as the returned value.
+    pub unsafe fn new(first: *const E, shape: &[usize], strides: &[isize]) -> Self {
+        Self {
+            first,
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+            life: PhantomData,
+        }
+    }
+
+    /// The same elements with the two matrix dims swapped: the transposed matrices, at no cost.
+    fn transposed(mut self) -> Self {
+        let rank = self.shape.len();
+        self.shape.swap(rank - 2, rank - 1);
+        self.strides.swap(rank - 2, rank - 1);
+        self
+    }
+
+    /// The first element of batch `index`, a size-1 dim repeating along the others.
+    fn matrix(&self, index: &[usize]) -> (*const E, isize, isize) {
+        let offset: isize = index
+            .iter()
+            .enumerate()
+            .filter(|&(dim, _)| self.shape[dim] > 1)
+            .map(|(dim, &i)| i as isize * self.strides[dim])
+            .sum();
+        let rank = self.shape.len();
+        (
+            self.first.wrapping_offset(offset),
+            self.strides[rank - 2],
+            self.strides[rank - 1],
+        )
+    }
+}
+
+/// `lhs · rhs` over the broadcast batch dims, each product added into the batch index of `into` it falls
+/// on: `into` has the broadcast batch shape, with 1 along the dims to sum over. Returns `[into…, m, n]`.
+fn product<E: Real>(lhs: &Strided<E>, rhs: &Strided<E>, into: &[usize]) -> (Vec<E>, Vec<usize>) {
+    let rank = lhs.shape.len();
+    let batch = rank - 2;
+    let (m, k, n) = (lhs.shape[batch], lhs.shape[batch + 1], rhs.shape[batch + 1]);
+    assert!(
+        rhs.shape.len() == rank && rhs.shape[batch] == k && into.len() == batch,
+        "matmul of {:?} by {:?} into {into:?}",
+        lhs.shape,
+        rhs.shape
+    );
+    let broadcast: Vec<usize> = (0..batch).map(|d| lhs.shape[d].max(rhs.shape[d])).collect();
+    let summed: Vec<usize> = (0..batch)
+        .filter(|&d| into[d] == 1 && broadcast[d] > 1)
+        .collect();
+    let terms: usize = summed.iter().map(|&d| broadcast[d]).product();
+    let shape: Vec<usize> = into.iter().copied().chain([m, n]).collect();
+    let mut out = vec![E::default(); shape.iter().product()];
+    let one_matrix = |(target, dst): (usize, &mut [E])| {
+        let mut index = unravel(target, into);
+        for term in 0..terms {
+            let mut rest = term;
+            for &d in summed.iter().rev() {
+                index[d] = rest % broadcast[d];
+                rest /= broadcast[d];
+            }
+            // SAFETY: every batch index lies inside both operands' shapes (a size-1 dim reads its only
+            // matrix), so gemm addresses their own elements; `dst` holds exactly m × n row-major outputs.
+            unsafe {
+                E::gemm(
+                    m,
+                    k,
+                    n,
+                    lhs.matrix(&index),
+                    rhs.matrix(&index),
+                    dst.as_mut_ptr(),
+                    term > 0,
+                )
+            };
+        }
+    };
+    if m * n > 0 {
+        out.par_chunks_mut(m * n).enumerate().for_each(one_matrix);
+    }
+    (out, shape)
+}
+
+/// The multi-index of `flat` in a row-major array of `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (i, &size) in index.iter_mut().zip(shape).rev() {
+        *i = flat % size.max(1);
+        flat /= size.max(1);
+    }
+    index
+}
+
+/// The batch dims of `shape` (all but the last two).
+fn batch_of(shape: &[usize]) -> &[usize] {
+    &shape[..shape.len() - 2]
+}
+
+fn float_tensor<E: Real>(values: Vec<E>, shape: Vec<usize>) -> FloatTensor<E::Cpu> {
+    E::Cpu::float_from_data(
+        burn::tensor::TensorData::new(values, shape),
+        &Default::default(),
+    )
+}
+
+/// `lhs · rhs` on `NdArray<E>`; burn's own matmul for a tensor of another dtype.
+fn plain<E: Real>(lhs: FloatTensor<E::Cpu>, rhs: FloatTensor<E::Cpu>) -> FloatTensor<E::Cpu> {
+    let (Some(a), Some(b)) = (E::strided(&lhs), E::strided(&rhs)) else {
+        return E::Cpu::float_matmul(lhs, rhs);
+    };
+    let into: Vec<usize> = batch_of(&a.shape)
+        .iter()
+        .zip(batch_of(&b.shape))
+        .map(|(&x, &y)| x.max(y))
+        .collect();
+    let (values, shape) = product(&a, &b, &into);
+    float_tensor::<E>(values, shape)
+}
+
+type Erased<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+
+fn plain_as<B: Backend, E: Real>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
+    recast(plain::<E>(recast(lhs), recast(rhs)))
+}
+
+/// `f`, where backend `B` is `K`.
+fn when<B: Backend, K: Backend>(f: Erased<B>) -> Option<Erased<B>> {
+    (std::any::TypeId::of::<B>() == std::any::TypeId::of::<K>()).then_some(f)
+}
+
+/// These kernels for backend `B`, if it is ndarray (f32 or f64; with autodiff where the feature is on).
+fn kernel_for<B: Backend>() -> Option<Erased<B>> {
+    let plain = when::<B, NdArray<f32>>(plain_as::<B, f32>)
+        .or_else(|| when::<B, NdArray<f64>>(plain_as::<B, f64>));
+    #[cfg(feature = "autodiff")]
+    let plain = plain.or_else(autodiff_op::kernel_for::<B>);
+    plain
+}
+
+/// Whether these kernels run on backend `B`.
+pub fn runs_on<B: Backend>() -> bool {
+    kernel_for::<B>().is_some()
+}
+
+/// `lhs.matmul(rhs)` with these kernels, or the operands back where they do not run.
+#[allow(clippy::type_complexity)]
+pub fn matmul<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    use burn::tensor::TensorPrimitive;
+    let Some(kernel) = kernel_for::<B>() else {
+        return Err((lhs, rhs));
+    };
+    let [lhs, rhs] = [lhs, rhs].map(|t| t.into_primitive().tensor());
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(kernel(
+        lhs, rhs,
+    ))))
+}
+
+#[cfg(feature = "autodiff")]
+mod autodiff_op {
+    use burn::backend::Autodiff;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::{
+        BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+    };
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+
+    use super::*;
+
+    pub(super) fn kernel_for<B: Backend>() -> Option<Erased<B>> {
+        when::<B, Autodiff<NdArray<f32>, NoCheckpointing>>(tracked_as::<B, f32, NoCheckpointing>)
+            .or_else(|| {
+                when::<B, Autodiff<NdArray<f32>, BalancedCheckpointing>>(
+                    tracked_as::<B, f32, BalancedCheckpointing>,
+                )
+            })
+            .or_else(|| {
+                when::<B, Autodiff<NdArray<f64>, NoCheckpointing>>(
+                    tracked_as::<B, f64, NoCheckpointing>,
+                )
+            })
+            .or_else(|| {
+                when::<B, Autodiff<NdArray<f64>, BalancedCheckpointing>>(
+                    tracked_as::<B, f64, BalancedCheckpointing>,
+                )
+            })
+    }
+
+    fn tracked_as<B: Backend, E: Real, C: CheckpointStrategy>(
+        lhs: FloatTensor<B>,
+        rhs: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        recast(tracked::<E, C>(recast(lhs), recast(rhs)))
+    }
+
+    /// The product on `Autodiff<NdArray<E>, C>`: [`plain`] forward, [`MatmulBackward`] on the tape, which
+    /// keeps each operand only where the other one's gradient needs it (a frozen weight keeps no input).
+    fn tracked<E: Real, C: CheckpointStrategy>(
+        lhs: FloatTensor<Autodiff<E::Cpu, C>>,
+        rhs: FloatTensor<Autodiff<E::Cpu, C>>,
+    ) -> FloatTensor<Autodiff<E::Cpu, C>> {
+        use burn::tensor::TensorMetadata;
+        let shapes = [lhs.shape().to_vec(), rhs.shape().to_vec()];
+        let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+        let out = plain::<E>(lhs.primitive.clone(), rhs.primitive.clone());
+        let backward = MatmulBackward::<E>(shapes, PhantomData);
+        match backward
+            .prepare::<C>([lhs.node.clone(), rhs.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = [
+                    rhs_tracked.then_some(lhs.primitive),
+                    lhs_tracked.then_some(rhs.primitive),
+                ];
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    /// `a · bᵀ` (or `aᵀ · b` where `transpose_a`), summed over the batch dims along which an operand of
+    /// `shape` was broadcast: one operand's gradient. burn's ops where a tensor has another dtype than `E`
+    /// (a process that switched burn's default float type).
+    fn gradient<E: Real>(
+        a: &FloatTensor<E::Cpu>,
+        b: &FloatTensor<E::Cpu>,
+        transpose_a: bool,
+        shape: Vec<usize>,
+    ) -> FloatTensor<E::Cpu> {
+        if let (Some(sa), Some(sb)) = (E::strided(a), E::strided(b)) {
+            let (sa, sb) = if transpose_a {
+                (sa.transposed(), sb)
+            } else {
+                (sa, sb.transposed())
+            };
+            let (values, shape) = product(&sa, &sb, batch_of(&shape));
+            return float_tensor::<E>(values, shape);
+        }
+        let last = shape.len() - 1;
+        let (a, b) = if transpose_a {
+            (
+                E::Cpu::float_swap_dims(a.clone(), last - 1, last),
+                b.clone(),
+            )
+        } else {
+            (
+                a.clone(),
+                E::Cpu::float_swap_dims(b.clone(), last - 1, last),
+            )
+        };
+        let mut grad = E::Cpu::float_matmul(a, b);
+        for (dim, &size) in batch_of(&shape).iter().enumerate() {
+            if size == 1 {
+                grad = E::Cpu::float_sum_dim(grad, dim);
+            }
+        }
+        grad
+    }
+
+    /// The operands' shapes.
+    #[derive(Debug)]
+    struct MatmulBackward<E>([Vec<usize>; 2], PhantomData<E>);
+
+    impl<E: Real> Backward<E::Cpu, 2> for MatmulBackward<E> {
+        /// The left operand where the right one is tracked, and the other way round.
+        type State = [Option<FloatTensor<E::Cpu>>; 2];
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = grads.consume::<E::Cpu>(&ops.node);
+            let [lhs, rhs] = ops.state;
+            let [lhs_shape, rhs_shape] = self.0;
+            let [lhs_node, rhs_node] = ops.parents;
+            let kept = "kept for the other operand's gradient";
+            if let Some(node) = lhs_node {
+                let rhs = rhs.expect(kept);
+                let grad = gradient::<E>(&grad, &rhs, false, lhs_shape);
+                grads.register::<E::Cpu>(node.id, grad);
+            }
+            if let Some(node) = rhs_node {
+                let lhs = lhs.expect(kept);
+                let grad = gradient::<E>(&lhs, &grad, true, rhs_shape);
+                grads.register::<E::Cpu>(node.id, grad);
+            }
+        }
+    }
+}
