@@ -16,7 +16,9 @@
 //! One block's scores (at most [`SCORES_PER_BLOCK`] elements) is the whole extra memory, whatever L is.
 //!
 //! Models call [`attention`]. It runs this op on the autodiff backends a trainer registered with [`enable`]
-//! (with the `autodiff` feature), and burn's own attention everywhere else, so inference keeps burn's kernels.
+//! (with the `autodiff` feature). Elsewhere on ndarray it runs the same blocked forward pass (the formula of
+//! burn's attention, bit for bit, with products that read the heads through their strides and scores that
+//! never exceed one block), and burn's own attention on every other backend, whose kernels are fast there.
 //! The registry exists because the op must be written for the concrete `Autodiff<B, C>` type, while the models
 //! are generic over any `B: Backend`.
 
@@ -50,8 +52,33 @@ pub fn attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) 
         Some(op) => *op(Box::new((q, k, v)))
             .downcast()
             .expect("registered under this backend's TypeId"),
+        None if strided_products_run::<B>() => {
+            let rows = block_rows(&q, &k, SCORES_PER_BLOCK);
+            forward_blocked(q, k, v, rows)
+        }
         None => module::attention(q, k, v, None, None, AttentionModuleOptions::default()),
     }
+}
+
+#[cfg(feature = "cpu-kernels")]
+fn strided_products_run<B: Backend>() -> bool {
+    super::cpu_matmul::runs_on::<B>()
+}
+
+#[cfg(not(feature = "cpu-kernels"))]
+fn strided_products_run<B: Backend>() -> bool {
+    false
+}
+
+/// Query rows per block, so that one block's scores hold at most `scores_per_block` elements.
+fn block_rows(
+    q: &Tensor<impl Backend, 4>,
+    k: &Tensor<impl Backend, 4>,
+    scores_per_block: usize,
+) -> usize {
+    let [b, h, l_q, _] = q.dims();
+    let l_k = k.dims()[2];
+    (scores_per_block / (b * h * l_k).max(1)).clamp(1, l_q.max(1))
 }
 
 /// Whether [`attention`] runs the recomputing op on backend `B`.
@@ -148,17 +175,6 @@ mod autodiff_op {
         if !registered.iter().any(|(id, _)| *id == TypeId::of::<B>()) {
             registered.push((TypeId::of::<B>(), op));
         }
-    }
-
-    /// Query rows per block, so that one block's scores hold at most `scores_per_block` elements.
-    fn block_rows(
-        q: &Tensor<impl Backend, 4>,
-        k: &Tensor<impl Backend, 4>,
-        scores_per_block: usize,
-    ) -> usize {
-        let [b, h, l_q, _] = q.dims();
-        let l_k = k.dims()[2];
-        (scores_per_block / (b * h * l_k).max(1)).clamp(1, l_q.max(1))
     }
 
     /// Makes [`attention`] run [`recomputed_attention`] on `Autodiff<B, C>` from now on, process-wide.

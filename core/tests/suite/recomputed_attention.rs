@@ -176,3 +176,24 @@ fn unet_lora_gradients_match_pytorch_through_the_op() {
     assert!(!recomputed_attention::is_enabled::<Autodiff<Inner>>());
     crate::alignprop::check::<Registered>("recomputed attention");
 }
+
+/// Inference on plain ndarray runs the blocked forward pass with strided products, and gives burn's
+/// attention bit for bit on head-split views (what `nn::attention::Attention` passes).
+#[test]
+fn inference_on_ndarray_is_burns_attention_bit_for_bit() {
+    let heads = |dims: [usize; 4], seed: f64| {
+        let [b, h, l, d] = dims;
+        let data = TensorData::new(values(dims, seed), [b, l, h, d]).convert::<f32>();
+        Tensor::<Inner, 4>::from_data(data, &Default::default()).swap_dims(1, 2)
+    };
+    let (q, k, v) = (heads(Q, 0.1), heads(K, 0.2), heads(V, 0.3));
+    let ours = recomputed_attention::attention(q.clone(), k.clone(), v.clone());
+    let burns = attention(q, k, v, None, None, AttentionModuleOptions::default());
+    let ours = ours.into_data().into_vec::<f32>().unwrap();
+    let burns = burns.into_data().into_vec::<f32>().unwrap();
+    assert!(
+        ours.iter()
+            .zip(&burns)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+}
