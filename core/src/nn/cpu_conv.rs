@@ -22,7 +22,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::ops::AddAssign;
+use std::ops::{AddAssign, Div, Mul, Sub};
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayTensor;
@@ -34,9 +34,26 @@ use burn::tensor::{Element, TensorPrimitive};
 use rayon::prelude::*;
 
 /// The float types the kernels run on, with their gemm.
-pub trait Real: Element + Copy + Default + AddAssign + Send + Sync + 'static {
+pub trait Real:
+    Element
+    + Copy
+    + Default
+    + AddAssign
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + PartialOrd
+    + Send
+    + Sync
+    + 'static
+{
     /// `NdArray<Self>`.
     type Cpu: Backend;
+
+    /// `value` rounded to `Self`, as burn converts a scalar operand.
+    fn of_f64(value: f64) -> Self;
+
+    fn exp(self) -> Self;
 
     /// The tensor's own buffer, where it holds `Self` values in row-major order.
     fn contiguous(tensor: &FloatTensor<Self::Cpu>) -> Option<&[Self]>;
@@ -66,6 +83,14 @@ macro_rules! real {
     ($float:ty, $variant:ident, $gemm:path) => {
         impl Real for $float {
             type Cpu = NdArray<$float>;
+
+            fn of_f64(value: f64) -> Self {
+                value as $float
+            }
+
+            fn exp(self) -> Self {
+                <$float>::exp(self)
+            }
 
             fn contiguous(tensor: &NdArrayTensor) -> Option<&[$float]> {
                 match tensor {

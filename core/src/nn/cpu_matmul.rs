@@ -199,6 +199,90 @@ pub fn matmul<B: Backend, const D: usize>(
     ))))
 }
 
+/// `softmax(scale · lhs · rhs)` along the last dim on plain ndarray, or the operands back elsewhere (autodiff
+/// included). The product's own buffer is scaled and normalised in place, one row per task, in the order of
+/// burn's `mul_scalar` then `softmax` (row max, shift, exp, ndarray's eight-way sum, divide): burn's values bit
+/// for bit, in one pass over the scores where burn makes six, each into a new array.
+#[allow(clippy::type_complexity)]
+pub fn softmax_of_product<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    rhs: Tensor<B, D>,
+    scale: f64,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    use burn::tensor::TensorPrimitive;
+    type Kernel<B> = fn(FloatTensor<B>, FloatTensor<B>, f64) -> Option<FloatTensor<B>>;
+    fn via<B: Backend, E: Real>(
+        lhs: FloatTensor<B>,
+        rhs: FloatTensor<B>,
+        scale: f64,
+    ) -> Option<FloatTensor<B>> {
+        let (lhs, rhs) = (recast(lhs), recast(rhs));
+        let (a, b) = (E::strided(&lhs)?, E::strided(&rhs)?);
+        let into: Vec<usize> = batch_of(&a.shape)
+            .iter()
+            .zip(batch_of(&b.shape))
+            .map(|(&x, &y)| x.max(y))
+            .collect();
+        let (mut scores, shape) = product(&a, &b, &into);
+        let row = shape[shape.len() - 1];
+        if row > 0 {
+            scores
+                .par_chunks_mut(row)
+                .for_each(|row| softmax_row(row, E::of_f64(scale)));
+        }
+        Some(recast(float_tensor::<E>(scores, shape)))
+    }
+    let is = |id| std::any::TypeId::of::<B>() == id;
+    let kernel: Option<Kernel<B>> = if is(std::any::TypeId::of::<NdArray<f32>>()) {
+        Some(via::<B, f32>)
+    } else if is(std::any::TypeId::of::<NdArray<f64>>()) {
+        Some(via::<B, f64>)
+    } else {
+        None
+    };
+    let Some(kernel) = kernel else {
+        return Err((lhs, rhs));
+    };
+    let (l, r) = (lhs.clone(), rhs.clone());
+    let [a, b] = [lhs, rhs].map(|t| t.into_primitive().tensor());
+    match kernel(a, b, scale) {
+        Some(out) => Ok(Tensor::from_primitive(TensorPrimitive::Float(out))),
+        None => Err((l, r)),
+    }
+}
+
+/// `row ← softmax(scale · row)`, with burn-ndarray's operations in burn's order.
+fn softmax_row<E: Real>(row: &mut [E], scale: E) {
+    row.iter_mut().for_each(|x| *x = *x * scale);
+    let max = row
+        .iter()
+        .fold(row[0], |max, &x| if x > max { x } else { max });
+    row.iter_mut().for_each(|x| *x = (*x - max).exp());
+    let sum = eightfold_sum(row);
+    row.iter_mut().for_each(|x| *x = *x / sum);
+}
+
+/// The sum of `values` as ndarray's `sum` adds a contiguous lane: eight running sums, combined pairwise, then
+/// the last few values.
+fn eightfold_sum<E: Real>(mut values: &[E]) -> E {
+    let mut lanes = [E::default(); 8];
+    while values.len() >= 8 {
+        lanes
+            .iter_mut()
+            .zip(values)
+            .for_each(|(lane, &x)| *lane += x);
+        values = &values[8..];
+    }
+    let mut sum = E::default();
+    for i in 0..4 {
+        let mut pair = lanes[i];
+        pair += lanes[i + 4];
+        sum += pair;
+    }
+    values.iter().for_each(|&x| sum += x);
+    sum
+}
+
 #[cfg(feature = "autodiff")]
 mod autodiff_op {
     use burn::backend::Autodiff;

@@ -98,7 +98,15 @@ fn blocks(l_q: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 fn probabilities<B: Backend>(q_block: Tensor<B, 4>, k: Tensor<B, 4>, scale: f64) -> Tensor<B, 4> {
-    softmax(matmul(q_block, k.transpose()).mul_scalar(scale), 3)
+    #[cfg(feature = "cpu-kernels")]
+    let (q_block, k_t) = match super::cpu_matmul::softmax_of_product(q_block, k.transpose(), scale)
+    {
+        Ok(p) => return p,
+        Err(operands) => operands,
+    };
+    #[cfg(not(feature = "cpu-kernels"))]
+    let k_t = k.transpose();
+    softmax(matmul(q_block, k_t).mul_scalar(scale), 3)
 }
 
 fn scale_of<B: Backend>(q: &Tensor<B, 4>) -> f64 {
