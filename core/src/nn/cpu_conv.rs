@@ -460,7 +460,7 @@ fn backward<E: Real>(
 
 /// A `D`-dimensional tensor's values in row-major order: its own buffer where it is contiguous (no copy, which
 /// matters: ndarray copies a shared array element by element), else a copy.
-fn values<E: Real, const D: usize>(tensor: &FloatTensor<E::Cpu>) -> Cow<'_, [E]> {
+pub(super) fn values<E: Real, const D: usize>(tensor: &FloatTensor<E::Cpu>) -> Cow<'_, [E]> {
     E::contiguous(tensor).map_or_else(
         || {
             let tensor =

@@ -6,9 +6,12 @@ pub mod conv;
 pub mod cpu_conv;
 #[cfg(feature = "cpu-kernels")]
 pub mod cpu_matmul;
+#[cfg(feature = "cpu-kernels")]
+pub mod cpu_pool;
 pub mod lora;
 pub mod matmul;
 pub mod params;
+pub mod pool;
 pub mod recomputed_attention;
 pub mod resnet;
 pub mod sampling;

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::nn::pool::adaptive_avg_pool2d;
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::module::adaptive_avg_pool2d;
 
 use super::render::inside;
 use super::world::{SIZE, World};

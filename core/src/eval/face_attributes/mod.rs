@@ -29,7 +29,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::module::{adaptive_avg_pool2d, interpolate};
+use burn::tensor::module::interpolate;
+
+use crate::nn::pool::adaptive_avg_pool2d;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 pub use age_net::{AGE_CHIP_SIZE, AGE_CLASSES, AgeNet, AgeNetConfig, age_weights};

@@ -15,7 +15,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::module::max_pool2d;
+
+use crate::nn::pool::adaptive_avg_pool2d;
 
 use crate::nn::{conv, linear};
 

@@ -20,8 +20,8 @@
 //! boxes and network outputs fall out of step (and it raises if every window is empty); here such a
 //! candidate is dropped. It needs a box entirely outside the image, which the test photos never produce.
 
+use crate::nn::pool::adaptive_avg_pool2d;
 use burn::prelude::*;
-use burn::tensor::module::adaptive_avg_pool2d;
 
 use super::{Face, MtcnnConfig, MtcnnNets, nms, to_rgb};
 
