@@ -199,6 +199,58 @@ pub fn matmul<B: Backend, const D: usize>(
     ))))
 }
 
+/// `x · weight + bias` on plain ndarray, the bias added to each row of the product's own buffer (burn's
+/// broadcast add allocates a new array and walks both through its iterator): the same two roundings as
+/// `matmul` then `+`, so burn's values bit for bit. `x` back elsewhere (autodiff included).
+pub fn linear_with_bias<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    use burn::tensor::TensorPrimitive;
+    type Kernel<B> = fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> Option<FloatTensor<B>>;
+    fn via<B: Backend, E: Real>(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+    ) -> Option<FloatTensor<B>> {
+        let (x, weight, bias) = (recast(x), recast(weight), recast(bias));
+        let (a, b) = (E::strided(&x)?, E::strided(&weight)?);
+        let bias = E::contiguous(&bias)?;
+        let mut b = b;
+        // The weight `[in, out]` as a batch of one, broadcast over x's batch dims.
+        let ones = a.shape.len() - 2;
+        b.shape.splice(0..0, std::iter::repeat_n(1, ones));
+        b.strides.splice(0..0, std::iter::repeat_n(0, ones));
+        let (mut out, shape) = product(&a, &b, batch_of(&a.shape));
+        if !bias.is_empty() {
+            out.par_chunks_mut(bias.len()).for_each(|row| {
+                row.iter_mut()
+                    .zip(bias)
+                    .for_each(|(value, &add)| *value += add)
+            });
+        }
+        Some(recast(float_tensor::<E>(out, shape)))
+    }
+    let id = std::any::TypeId::of::<B>();
+    let kernel: Kernel<B> = if id == std::any::TypeId::of::<NdArray<f32>>() {
+        via::<B, f32>
+    } else if id == std::any::TypeId::of::<NdArray<f64>>() {
+        via::<B, f64>
+    } else {
+        return Err(x);
+    };
+    let primitive = |t: Tensor<B, 2>| t.into_primitive().tensor();
+    match kernel(
+        x.clone().into_primitive().tensor(),
+        primitive(weight),
+        bias.into_primitive().tensor(),
+    ) {
+        Some(out) => Ok(Tensor::from_primitive(TensorPrimitive::Float(out))),
+        None => Err(x),
+    }
+}
+
 /// `softmax(scale · lhs · rhs)` along the last dim on plain ndarray, or the operands back elsewhere (autodiff
 /// included). The product's own buffer is scaled and normalised in place, one row per task, in the order of
 /// burn's `mul_scalar` then `softmax` (row max, shift, exp, ndarray's eight-way sum, divide): burn's values bit

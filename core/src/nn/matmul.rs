@@ -19,6 +19,14 @@ pub fn linear<B: Backend, const D: usize>(
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let x = match bias.clone() {
+        Some(bias) => match super::cpu_matmul::linear_with_bias(x, weight.clone(), bias) {
+            Ok(out) => return out,
+            Err(x) => x,
+        },
+        None => x,
+    };
     let out = apply(x, weight.unsqueeze());
     match bias {
         Some(bias) => out + bias.unsqueeze(),

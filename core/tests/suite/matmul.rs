@@ -138,3 +138,23 @@ fn linear_matches_burns_linear() {
         }
     }
 }
+
+/// On plain ndarray `matmul::linear` adds the bias inside its own output buffer and gives burn's `linear` bit
+/// for bit: token rows, a transposed input, a single row, and 300 input features (more than gemm's 256-deep
+/// blocks).
+#[test]
+fn inference_linear_is_burns_bit_for_bit() {
+    type B = NdArray<f32>;
+    for (x, d_in) in [
+        (normal::<B, 3>([2, 7, 5]), 5),
+        (normal::<B, 3>([2, 5, 7]).swap_dims(1, 2), 5),
+        (normal::<B, 3>([1, 1, 300]), 300),
+        (normal::<B, 3>([3, 4, 300]), 300),
+    ] {
+        let (weight, bias) = (normal::<B, 2>([d_in, 6]), normal::<B, 1>([6]));
+        let ours = matmul::linear(x.clone(), weight.clone(), Some(bias.clone())).into_data();
+        let burns = burn::tensor::module::linear(x, weight, Some(bias)).into_data();
+        assert_eq!(ours.shape, burns.shape);
+        assert_eq!(ours.as_bytes(), burns.as_bytes(), "{d_in} input features");
+    }
+}
