@@ -169,10 +169,26 @@ fn when<B: Backend, K: Backend>(f: Erased<B>) -> Option<Erased<B>> {
     (std::any::TypeId::of::<B>() == std::any::TypeId::of::<K>()).then_some(f)
 }
 
+/// `f32_kernel` or `f64_kernel`, where backend `B` is plain `NdArray<f32>` or `NdArray<f64>` (no autodiff).
+pub(super) fn for_plain_ndarray<B: Backend, F>(f32_kernel: F, f64_kernel: F) -> Option<F> {
+    let id = std::any::TypeId::of::<B>();
+    if id == std::any::TypeId::of::<NdArray<f32>>() {
+        Some(f32_kernel)
+    } else if id == std::any::TypeId::of::<NdArray<f64>>() {
+        Some(f64_kernel)
+    } else {
+        None
+    }
+}
+
+/// Whether backend `B` is plain ndarray, where the inference kernels (fused softmax, bias, pooling) run.
+pub fn runs_plain_on<B: Backend>() -> bool {
+    for_plain_ndarray::<B, ()>((), ()).is_some()
+}
+
 /// These kernels for backend `B`, if it is ndarray (f32 or f64; with autodiff where the feature is on).
 fn kernel_for<B: Backend>() -> Option<Erased<B>> {
-    let plain = when::<B, NdArray<f32>>(plain_as::<B, f32>)
-        .or_else(|| when::<B, NdArray<f64>>(plain_as::<B, f64>));
+    let plain = for_plain_ndarray::<B, Erased<B>>(plain_as::<B, f32>, plain_as::<B, f64>);
     #[cfg(feature = "autodiff")]
     let plain = plain.or_else(autodiff_op::kernel_for::<B>);
     plain
@@ -232,12 +248,7 @@ pub fn linear_with_bias<B: Backend, const D: usize>(
         }
         Some(recast(float_tensor::<E>(out, shape)))
     }
-    let id = std::any::TypeId::of::<B>();
-    let kernel: Kernel<B> = if id == std::any::TypeId::of::<NdArray<f32>>() {
-        via::<B, f32>
-    } else if id == std::any::TypeId::of::<NdArray<f64>>() {
-        via::<B, f64>
-    } else {
+    let Some(kernel) = for_plain_ndarray::<B, Kernel<B>>(via::<B, f32>, via::<B, f64>) else {
         return Err(x);
     };
     let primitive = |t: Tensor<B, 2>| t.into_primitive().tensor();
@@ -284,15 +295,7 @@ pub fn softmax_of_product<B: Backend, const D: usize>(
         }
         Some(recast(float_tensor::<E>(scores, shape)))
     }
-    let is = |id| std::any::TypeId::of::<B>() == id;
-    let kernel: Option<Kernel<B>> = if is(std::any::TypeId::of::<NdArray<f32>>()) {
-        Some(via::<B, f32>)
-    } else if is(std::any::TypeId::of::<NdArray<f64>>()) {
-        Some(via::<B, f64>)
-    } else {
-        None
-    };
-    let Some(kernel) = kernel else {
+    let Some(kernel) = for_plain_ndarray::<B, Kernel<B>>(via::<B, f32>, via::<B, f64>) else {
         return Err((lhs, rhs));
     };
     let (l, r) = (lhs.clone(), rhs.clone());

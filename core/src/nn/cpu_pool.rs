@@ -6,15 +6,13 @@
 //! slice, with burn's window bounds and summation order, so its results are burn's bit for bit. Inference
 //! only: under autodiff, models keep burn's op, whose backward the tape needs.
 
-use std::any::TypeId;
-
-use burn::backend::NdArray;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use rayon::prelude::*;
 
 use super::cpu_conv::{Real, recast, values};
+use super::cpu_matmul::for_plain_ndarray;
 
 /// First input index of output cell `index` of `outputs` over `inputs` (burn's and torch's rule).
 fn window_start(index: usize, outputs: usize, inputs: usize) -> usize {
@@ -73,12 +71,8 @@ pub fn adaptive_avg_pool2d<B: Backend>(
     size: [usize; 2],
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
     type Kernel<B> = fn(FloatTensor<B>, [usize; 2]) -> FloatTensor<B>;
-    let id = TypeId::of::<B>();
-    let kernel: Kernel<B> = if id == TypeId::of::<NdArray<f32>>() {
-        pooled_as::<B, f32>
-    } else if id == TypeId::of::<NdArray<f64>>() {
-        pooled_as::<B, f64>
-    } else {
+    let Some(kernel) = for_plain_ndarray::<B, Kernel<B>>(pooled_as::<B, f32>, pooled_as::<B, f64>)
+    else {
         return Err(x);
     };
     let primitive = x.into_primitive().tensor();

@@ -60,9 +60,10 @@ pub fn attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) 
     }
 }
 
+/// Plain ndarray: under autodiff, attention that no trainer [`enable`]d stays burn's.
 #[cfg(feature = "cpu-kernels")]
 fn strided_products_run<B: Backend>() -> bool {
-    super::cpu_matmul::runs_on::<B>()
+    super::cpu_matmul::runs_plain_on::<B>()
 }
 
 #[cfg(not(feature = "cpu-kernels"))]
