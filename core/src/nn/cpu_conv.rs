@@ -33,6 +33,8 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Element, TensorPrimitive};
 use rayon::prelude::*;
 
+use super::cpu_matmul::Strided;
+
 /// The float types the kernels run on, with their gemm.
 pub trait Real:
     Element
@@ -156,76 +158,9 @@ macro_rules! real {
 real!(f32, F32, matrixmultiply::sgemm);
 real!(f64, F64, matrixmultiply::dgemm);
 
-/// A `rows × cols` matrix read from `data` through strides (a transposed view costs nothing).
-#[derive(Clone, Copy)]
-struct View<'a, E> {
-    data: &'a [E],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a, E: Real> View<'a, E> {
-    /// `data` as a row-major `rows × cols` matrix.
-    fn rows(data: &'a [E], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of `data` read as a row-major `rows × cols` matrix: a `cols × rows` matrix.
-    fn transposed(data: &'a [E], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows: cols,
-            cols: rows,
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-
-    fn operand(&self) -> (*const E, isize, isize) {
-        (
-            self.data.as_ptr(),
-            self.row_stride as isize,
-            self.col_stride as isize,
-        )
-    }
-}
-
 /// `a · b` into a new row-major buffer.
-fn product<E: Real>(a: View<E>, b: View<E>) -> Vec<E> {
-    assert!(
-        a.cols == b.rows && a.fits() && b.fits(),
-        "gemm operands do not fit their buffers"
-    );
-    let mut c = vec![E::default(); a.rows * b.cols];
-    // SAFETY: both operands lie inside their slices (asserted), and `c` holds exactly `a.rows × b.cols`
-    // row-major elements, which gemm writes without reading (β = 0).
-    unsafe {
-        E::gemm(
-            a.rows,
-            a.cols,
-            b.cols,
-            a.operand(),
-            b.operand(),
-            c.as_mut_ptr(),
-            false,
-        )
-    };
-    c
+fn product<E: Real>(a: &Strided<E>, b: &Strided<E>) -> Vec<E> {
+    super::cpu_matmul::product(a, b, &[]).0
 }
 
 /// A convolution's kernel, stride and explicit padding (`top, left, bottom, right`); groups and dilation 1.
@@ -399,8 +334,8 @@ fn col2im<E: Real>(columns: &[E], s: &Sizes) -> Vec<E> {
 fn forward<E: Real>(x: &[E], weight: &[E], bias: Option<&[E]>, s: &Sizes) -> Vec<E> {
     let columns = im2col(x, s);
     let by_channel = product(
-        View::rows(weight, s.out_c, s.taps()),
-        View::rows(&columns, s.taps(), s.positions()),
+        &Strided::rows(weight, s.out_c, s.taps()),
+        &Strided::rows(&columns, s.taps(), s.positions()),
     );
     let plane = s.out_h * s.out_w;
     let mut out = vec![E::default(); s.n * s.out_c * plane];
@@ -433,16 +368,19 @@ fn backward<E: Real>(
             let (o, b) = (index / s.n, index % s.n);
             dst.copy_from_slice(&grad_out[(b * s.out_c + o) * plane..][..plane]);
         });
-    let grad_view = View::rows(&grad, s.out_c, s.positions());
+    let grad_view = Strided::rows(&grad, s.out_c, s.positions());
     let grad_x = wanted[0].then(|| {
-        let grad_columns = product(View::transposed(weight, s.out_c, s.taps()), grad_view);
+        let grad_columns = product(
+            &Strided::rows(weight, s.out_c, s.taps()).transposed(),
+            &grad_view,
+        );
         col2im(&grad_columns, s)
     });
     let grad_weight = wanted[1].then(|| {
         let columns = im2col(x, s);
         product(
-            grad_view,
-            View::transposed(&columns, s.taps(), s.positions()),
+            &grad_view,
+            &Strided::rows(&columns, s.taps(), s.positions()).transposed(),
         )
     });
     let grad_bias = wanted[2].then(|| {

@@ -36,7 +36,18 @@ pub struct Strided<'a, E> {
 // SAFETY: a `Strided` only reads the `E`s of a view that outlives it.
 unsafe impl<E: Sync> Sync for Strided<'_, E> {}
 
-impl<E> Strided<'_, E> {
+impl<'a, E> Strided<'a, E> {
+    /// `data` as one row-major `rows × cols` matrix.
+    pub(super) fn rows(data: &'a [E], rows: usize, cols: usize) -> Self {
+        assert!(
+            data.len() >= rows * cols,
+            "a {rows} × {cols} matrix from {} values",
+            data.len()
+        );
+        // SAFETY: the `rows × cols` elements lie inside `data`, borrowed for `'a`.
+        unsafe { Self::new(data.as_ptr(), &[rows, cols], &[cols as isize, 1]) }
+    }
+
     /// # Safety
     /// Every element addressed by `shape` and `strides` from `first` is an initialised `E` that lives as
     /// long as the returned value.
@@ -50,7 +61,7 @@ impl<E> Strided<'_, E> {
     }
 
     /// The same elements with the two matrix dims swapped: the transposed matrices, at no cost.
-    fn transposed(mut self) -> Self {
+    pub(super) fn transposed(mut self) -> Self {
         let rank = self.shape.len();
         self.shape.swap(rank - 2, rank - 1);
         self.strides.swap(rank - 2, rank - 1);
@@ -76,7 +87,11 @@ impl<E> Strided<'_, E> {
 
 /// `lhs · rhs` over the broadcast batch dims, each product added into the batch index of `into` it falls
 /// on: `into` has the broadcast batch shape, with 1 along the dims to sum over. Returns `[into…, m, n]`.
-fn product<E: Real>(lhs: &Strided<E>, rhs: &Strided<E>, into: &[usize]) -> (Vec<E>, Vec<usize>) {
+pub(super) fn product<E: Real>(
+    lhs: &Strided<E>,
+    rhs: &Strided<E>,
+    into: &[usize],
+) -> (Vec<E>, Vec<usize>) {
     let rank = lhs.shape.len();
     let batch = rank - 2;
     let (m, k, n) = (lhs.shape[batch], lhs.shape[batch + 1], rhs.shape[batch + 1]);
@@ -86,7 +101,7 @@ fn product<E: Real>(lhs: &Strided<E>, rhs: &Strided<E>, into: &[usize]) -> (Vec<
         lhs.shape,
         rhs.shape
     );
-    let broadcast: Vec<usize> = (0..batch).map(|d| lhs.shape[d].max(rhs.shape[d])).collect();
+    let broadcast = broadcast_batch(lhs, rhs);
     let summed: Vec<usize> = (0..batch)
         .filter(|&d| into[d] == 1 && broadcast[d] > 1)
         .collect();
@@ -122,6 +137,15 @@ fn product<E: Real>(lhs: &Strided<E>, rhs: &Strided<E>, into: &[usize]) -> (Vec<
     (out, shape)
 }
 
+/// The batch shape of `lhs · rhs`: each batch dim the larger of the two (the other is 1 or equal).
+fn broadcast_batch<E>(lhs: &Strided<E>, rhs: &Strided<E>) -> Vec<usize> {
+    batch_of(&lhs.shape)
+        .iter()
+        .zip(batch_of(&rhs.shape))
+        .map(|(&x, &y)| x.max(y))
+        .collect()
+}
+
 /// The multi-index of `flat` in a row-major array of `shape`.
 fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
     let mut index = vec![0; shape.len()];
@@ -149,12 +173,7 @@ fn plain<E: Real>(lhs: FloatTensor<E::Cpu>, rhs: FloatTensor<E::Cpu>) -> FloatTe
     let (Some(a), Some(b)) = (E::strided(&lhs), E::strided(&rhs)) else {
         return E::Cpu::float_matmul(lhs, rhs);
     };
-    let into: Vec<usize> = batch_of(&a.shape)
-        .iter()
-        .zip(batch_of(&b.shape))
-        .map(|(&x, &y)| x.max(y))
-        .collect();
-    let (values, shape) = product(&a, &b, &into);
+    let (values, shape) = product(&a, &b, &broadcast_batch(&a, &b));
     float_tensor::<E>(values, shape)
 }
 
@@ -281,12 +300,7 @@ pub fn softmax_of_product<B: Backend, const D: usize>(
     ) -> Option<FloatTensor<B>> {
         let (lhs, rhs) = (recast(lhs), recast(rhs));
         let (a, b) = (E::strided(&lhs)?, E::strided(&rhs)?);
-        let into: Vec<usize> = batch_of(&a.shape)
-            .iter()
-            .zip(batch_of(&b.shape))
-            .map(|(&x, &y)| x.max(y))
-            .collect();
-        let (mut scores, shape) = product(&a, &b, &into);
+        let (mut scores, shape) = product(&a, &b, &broadcast_batch(&a, &b));
         let row = shape[shape.len() - 1];
         if row > 0 {
             scores
