@@ -7,8 +7,8 @@
 #
 # Environment: PYTHON (a Python with torch + diffusers; default /work/venv/bin/python if present, else python3),
 # ITERS (timed forward passes, default 5), TRAIN_ITERS (timed training steps, default 3),
-# TORCH_THREADS (default: all cores; ours uses every core too: rayon and matrixmultiply threads, MATMUL_NUM_THREADS
-# limits the latter), BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd kernels,
+# TORCH_THREADS (default: all cores; ours uses every core too, in rayon's pool: RAYON_NUM_THREADS limits it),
+# BENCH_FEATURES (extra cargo features for the example, e.g. "burn/default" for ndarray's simd kernels,
 # or "flex" for burn-flex), PRECISION (ours only: "bf16" on the flex build; torch stays fp32).
 set -euo pipefail
 

@@ -258,6 +258,8 @@ fn backend() -> &'static str {
 }
 
 fn main() {
+    // SAFETY: first thing in `main`, before any other thread exists.
+    unsafe { popalign_core::nn::cpu_matmul::use_rayon_threads_only() };
     let args = parse_args();
     let unet_dir = args.dir.join("unet");
     let variant = args.variant.as_deref();

@@ -39,15 +39,21 @@ pub fn cores() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Limits the CPU kernels to `threads`: rayon's global pool (burn-ndarray's loops) and matrixmultiply's own
-/// pool (it reads `MATMUL_NUM_THREADS` once, at its first product). Call first thing in `main`.
-pub fn use_threads(threads: usize) {
-    let _ = THREADS.set(threads);
+/// Sizes the CPU kernels' threads: rayon's global pool (our products and convolutions, burn-ndarray's
+/// loops) gets `threads` where given (else rayon's default: `RAYON_NUM_THREADS`, else every core), and
+/// matrixmultiply's gemm none of its own (`cpu_matmul::use_rayon_threads_only`). Call first thing in `main`.
+pub fn use_threads(threads: Option<usize>) {
+    #[cfg(feature = "ndarray")]
     // SAFETY: called at the start of `main`, before any other thread exists.
-    unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    unsafe {
+        popalign_core::nn::cpu_matmul::use_rayon_threads_only()
+    };
+    if let Some(threads) = threads {
+        let _ = THREADS.set(threads);
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+    }
 }
 
 pub type Device = <Backend as burn::tensor::backend::BackendTypes>::Device;

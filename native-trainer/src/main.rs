@@ -68,9 +68,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
-        backend::use_threads(usize::from(threads));
-    }
+    backend::use_threads(cli.threads.map(usize::from));
     if let Some(name) = &cli.device {
         match backend::parse_device(name) {
             Ok(device) => backend::use_device(device),

@@ -65,7 +65,7 @@ pub trait Real:
     fn strided(tensor: &FloatTensor<Self::Cpu>) -> Option<super::cpu_matmul::Strided<'_, Self>>;
 
     /// matrixmultiply's `C ← α A B + β C` with α = 1, and β = 1 where `accumulate`, else 0 (`C` is written,
-    /// not read).
+    /// not read). `c` is the first output and the stride between its rows (its columns are adjacent).
     ///
     /// # Safety
     /// As matrixmultiply's: every element addressed by the dimensions and strides lies inside its buffer.
@@ -75,7 +75,7 @@ pub trait Real:
         n: usize,
         a: (*const Self, isize, isize),
         b: (*const Self, isize, isize),
-        c: *mut Self,
+        c: (*mut Self, isize),
         accumulate: bool,
     );
 }
@@ -125,14 +125,14 @@ macro_rules! real {
                 n: usize,
                 a: (*const $float, isize, isize),
                 b: (*const $float, isize, isize),
-                c: *mut $float,
+                c: (*mut $float, isize),
                 accumulate: bool,
             ) {
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     $gemm(
-                        m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c, n as isize, 1,
+                        m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, 1,
                     )
                 }
             }

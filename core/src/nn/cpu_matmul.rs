@@ -12,8 +12,10 @@
 //! ```
 //!
 //! where each sum runs over the batch indices an operand was broadcast along, added in gemm's accumulator
-//! (β = 1) rather than materialised per batch and reduced afterwards. Threads split output matrices (and
-//! gemm splits its blocks), never a sum, so results do not depend on the thread count.
+//! (β = 1) rather than materialised per batch and reduced afterwards. rayon's threads split the output
+//! matrices, and each matrix into bands of rows or columns where the batch is smaller than the pool, never a
+//! sum, so results do not depend on the thread count. gemm itself should run single-threaded
+//! ([`use_rayon_threads_only`]): its own pool would compete with rayon's for the same cores.
 
 use std::marker::PhantomData;
 
@@ -23,6 +25,19 @@ use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 use rayon::prelude::*;
 
 use super::cpu_conv::{Real, recast};
+
+/// Makes matrixmultiply's gemm single-threaded, so that the products' threads are rayon's alone: [`product`]
+/// splits the work over rayon's pool, and burn-ndarray's matmul splits its batch there too. With gemm's own
+/// pool as well, a product ran on up to twice as many threads as cores, and two products side by side (two
+/// training workers) on four (bench/NOTES.md, "One pool of threads").
+///
+/// # Safety
+/// Sets an environment variable: call before any other thread exists and before the first product (gemm
+/// reads `MATMUL_NUM_THREADS` once).
+pub unsafe fn use_rayon_threads_only() {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", "1") };
+}
 
 /// A batch of matrices as an ndarray view holds it: the first element and each dim's size and stride
 /// (in elements, possibly 0 for a broadcast dim or negative).
@@ -108,33 +123,104 @@ pub(super) fn product<E: Real>(
     let terms: usize = summed.iter().map(|&d| broadcast[d]).product();
     let shape: Vec<usize> = into.iter().copied().chain([m, n]).collect();
     let mut out = vec![E::default(); shape.iter().product()];
-    let one_matrix = |(target, dst): (usize, &mut [E])| {
+    if m * n == 0 {
+        return (out, shape);
+    }
+    let tiles = Tiles::of(out.len() / (m * n), m, k, n);
+    let one_tile = |target: usize, tile: usize, dst: Output<E>| {
         let mut index = unravel(target, into);
+        let (rows, cols) = tiles.span(tile);
         for term in 0..terms {
             let mut rest = term;
             for &d in summed.iter().rev() {
                 index[d] = rest % broadcast[d];
                 rest /= broadcast[d];
             }
+            let (a, b) = (lhs.matrix(&index), rhs.matrix(&index));
             // SAFETY: every batch index lies inside both operands' shapes (a size-1 dim reads its only
-            // matrix), so gemm addresses their own elements; `dst` holds exactly m × n row-major outputs.
+            // matrix), and the tile's rows and columns inside the matrices, so gemm addresses their own
+            // elements; `dst` is this target's m × n row-major outputs, and no other task writes this tile.
             unsafe {
                 E::gemm(
-                    m,
+                    rows.len(),
                     k,
-                    n,
-                    lhs.matrix(&index),
-                    rhs.matrix(&index),
-                    dst.as_mut_ptr(),
+                    cols.len(),
+                    (a.0.wrapping_offset(rows.start as isize * a.1), a.1, a.2),
+                    (b.0.wrapping_offset(cols.start as isize * b.2), b.1, b.2),
+                    (dst.0.add(rows.start * n + cols.start), n as isize),
                     term > 0,
                 )
             };
         }
     };
-    if m * n > 0 {
-        out.par_chunks_mut(m * n).enumerate().for_each(one_matrix);
-    }
+    out.par_chunks_mut(m * n)
+        .enumerate()
+        .for_each(|(target, dst)| {
+            let dst = Output(dst.as_mut_ptr());
+            (0..tiles.count)
+                .into_par_iter()
+                .for_each(|tile| one_tile(target, tile, dst));
+        });
     (out, shape)
+}
+
+/// The first element of one output matrix, shared by the tasks that write its disjoint tiles.
+#[derive(Clone, Copy)]
+struct Output<E>(*mut E);
+
+// SAFETY: the tasks holding an `Output` write disjoint tiles of a buffer that outlives them.
+unsafe impl<E: Send> Send for Output<E> {}
+unsafe impl<E: Send> Sync for Output<E> {}
+
+/// How each output matrix is cut for the threads: into `count` bands of `size` rows (or columns, where the
+/// matrix is wider than tall). Cut only when the batch alone has fewer matrices than rayon has threads, and
+/// only where a band is still worth a gemm call. Each output element is the same sum in the same order
+/// whatever the cut (gemm's depth blocks do not depend on it), so results do not depend on the thread count.
+struct Tiles {
+    along_rows: bool,
+    size: usize,
+    count: usize,
+    m: usize,
+    n: usize,
+}
+
+impl Tiles {
+    /// A band is at least this many rows or columns (twice gemm's 8-wide register tiles).
+    const NARROWEST: usize = 16;
+    /// Below this many multiply-adds a product is not split: a task costs more than it saves.
+    const SMALLEST: usize = 1 << 16;
+
+    fn of(batch: usize, m: usize, k: usize, n: usize) -> Self {
+        let along_rows = m >= n;
+        let length = m.max(n);
+        let wanted = rayon::current_num_threads().div_ceil(batch.max(1));
+        let size = if wanted <= 1 || m * k * n < Self::SMALLEST {
+            length
+        } else {
+            length
+                .div_ceil(wanted)
+                .next_multiple_of(Self::NARROWEST)
+                .min(length)
+        };
+        Self {
+            along_rows,
+            size,
+            count: length.div_ceil(size),
+            m,
+            n,
+        }
+    }
+
+    /// The rows and columns of band `tile`.
+    fn span(&self, tile: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let length = if self.along_rows { self.m } else { self.n };
+        let band = tile * self.size..((tile + 1) * self.size).min(length);
+        if self.along_rows {
+            (band, 0..self.n)
+        } else {
+            (0..self.m, band)
+        }
+    }
 }
 
 /// The batch shape of `lhs · rhs`: each batch dim the larger of the two (the other is 1 or equal).

@@ -158,3 +158,41 @@ fn inference_linear_is_burns_bit_for_bit() {
         assert_eq!(ours.as_bytes(), burns.as_bytes(), "{d_in} input features");
     }
 }
+
+/// With fewer matrices than threads, `cpu_matmul` cuts each output matrix into bands of rows (taller than
+/// wide) or columns (wider than tall), one per thread; gemm's sums do not depend on the cut, so values and
+/// gradients stay burn's bit for bit. Run in a pool of 4 threads, whatever the suite's own thread count.
+#[test]
+fn products_cut_into_bands_are_burns_bit_for_bit() {
+    type B = Autodiff<NdArray<f32>>;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for (name, lhs, rhs) in [
+            (
+                "row bands",
+                normal::<B, 4>([1, 1, 200, 300]),
+                normal([1, 1, 300, 40]),
+            ),
+            (
+                "column bands, transposed right operand",
+                normal::<B, 4>([1, 1, 24, 300]),
+                normal::<B, 4>([1, 1, 500, 300]).swap_dims(2, 3),
+            ),
+            (
+                "a weight broadcast over two matrices, its gradient summed in bands",
+                normal::<B, 4>([2, 1, 90, 70]),
+                normal([1, 1, 70, 130]),
+            ),
+        ] {
+            let (lhs, rhs) = (lhs.require_grad(), rhs.require_grad());
+            let (x, y) = (lhs.clone().inner(), rhs.clone().inner());
+            let ours = matmul::apply(x.clone(), y.clone()).into_data();
+            let burns = x.matmul(y).into_data();
+            assert_eq!(ours.as_bytes(), burns.as_bytes(), "{name}: values");
+            assert_eq!(errors(lhs, rhs), [0.0; 3], "{name}: values and gradients");
+        }
+    });
+}
