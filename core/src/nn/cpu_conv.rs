@@ -22,7 +22,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::ops::{AddAssign, Div, Mul, Sub};
+use std::ops::{Add, AddAssign, Div, Mul, Sub};
 
 use burn::backend::NdArray;
 use burn::backend::ndarray::NdArrayTensor;
@@ -41,6 +41,7 @@ pub trait Real:
     + Copy
     + Default
     + AddAssign
+    + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
     + Div<Output = Self>
@@ -55,7 +56,15 @@ pub trait Real:
     /// `value` rounded to `Self`, as burn converts a scalar operand.
     fn of_f64(value: f64) -> Self;
 
+    /// Whether this is `f64` (whose SiLU the models write with `tanh`, `nn::silu`).
+    const DOUBLE: bool;
+
     fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    /// As burn-ndarray computes it: libm's `erf` in f64, rounded back.
+    fn erf(self) -> Self;
 
     /// The tensor's own buffer, where it holds `Self` values in row-major order.
     fn contiguous(tensor: &FloatTensor<Self::Cpu>) -> Option<&[Self]>;
@@ -90,8 +99,26 @@ macro_rules! real {
                 value as $float
             }
 
+            const DOUBLE: bool = std::mem::size_of::<$float>() == 8;
+
             fn exp(self) -> Self {
                 <$float>::exp(self)
+            }
+
+            fn ln(self) -> Self {
+                <$float>::ln(self)
+            }
+
+            fn sqrt(self) -> Self {
+                <$float>::sqrt(self)
+            }
+
+            fn tanh(self) -> Self {
+                <$float>::tanh(self)
+            }
+
+            fn erf(self) -> Self {
+                libm::erf(self as f64) as $float
             }
 
             fn contiguous(tensor: &NdArrayTensor) -> Option<&[$float]> {

@@ -419,7 +419,7 @@ fn softmax_row<E: Real>(row: &mut [E], scale: E) {
 
 /// The sum of `values` as ndarray's `sum` adds a contiguous lane: eight running sums, combined pairwise, then
 /// the last few values.
-fn eightfold_sum<E: Real>(mut values: &[E]) -> E {
+pub(super) fn eightfold_sum<E: Real>(mut values: &[E]) -> E {
     let mut lanes = [E::default(); 8];
     while values.len() >= 8 {
         lanes

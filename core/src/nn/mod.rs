@@ -7,6 +7,8 @@ pub mod cpu_conv;
 #[cfg(feature = "cpu-kernels")]
 pub mod cpu_matmul;
 #[cfg(feature = "cpu-kernels")]
+pub mod cpu_pointwise;
+#[cfg(feature = "cpu-kernels")]
 pub mod cpu_pool;
 pub mod lora;
 pub mod matmul;
@@ -79,6 +81,34 @@ pub fn normalize_in_f32<B: Backend, const D: usize, M: Module<B>>(
     forward(&norm, x.cast(FloatDType::F32)).cast(half)
 }
 
+/// `norm.forward(x)` as `normalize_in_f32` runs it; on plain ndarray in one threaded pass
+/// (`nn::cpu_pointwise`), bit for bit.
+pub fn group_normed<B: Backend, const D: usize>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let x = match cpu_pointwise::group_norm(norm, x, false) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    normalize_in_f32(norm, x, GroupNorm::forward)
+}
+
+/// `silu(group_normed(norm, x))`, the resnets' and the output's pre-activation; on plain ndarray in one
+/// threaded pass.
+pub fn group_normed_silu<B: Backend, const D: usize>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let x = match cpu_pointwise::group_norm(norm, x, true) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    silu(normalize_in_f32(norm, x, GroupNorm::forward))
+}
+
 /// Splits `[B, L, H*D]` into heads `[B, H, L, D]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
     let [b, l, c] = x.dims();
@@ -128,7 +158,14 @@ pub fn from_tokens<B: Backend>(x: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B,
 /// burn 0.21's `sigmoid` (and so `activation::silu`) casts to f32 inside whatever the backend's float type,
 /// which held an f64 U-Net to ≈ 1e-7 of PyTorch's float64. Other precisions keep burn's fused op, so f32
 /// results (the toy world's, the demo's numbers) stay as they were.
+///
+/// On plain ndarray the same operations run in one threaded pass (`nn::cpu_pointwise`), bit for bit.
 pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let x = match cpu_pointwise::apply(cpu_pointwise::Pointwise::Silu, x) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     if x.dtype() != burn::tensor::DType::F64 {
         return burn::tensor::activation::silu(x);
     }
@@ -138,8 +175,14 @@ pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 /// Exact GELU, `x·Φ(x) = ½x·(1 + erf(x/√2))`, written with tensor ops so autodiff differentiates it exactly.
 /// burn 0.21's fused `gelu` computes the exact value but back-propagates the derivative of the tanh
-/// approximation (≈ 7e-5 relative gradient error through the U-Net, against PyTorch).
+/// approximation (≈ 7e-5 relative gradient error through the U-Net, against PyTorch). On plain ndarray the
+/// same operations run in one threaded pass (`nn::cpu_pointwise`), bit for bit.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let x = match cpu_pointwise::apply(cpu_pointwise::Pointwise::Gelu, x) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
     (x.clone() / std::f64::consts::SQRT_2)
         .erf()
         .add_scalar(1.0)

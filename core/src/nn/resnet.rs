@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::prelude::*;
 
-use super::{conv, conv2d, group_norm, linear, normalize_in_f32};
+use super::{conv, conv2d, group_norm, group_normed_silu, linear};
 
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D<B: Backend> {
@@ -39,17 +39,11 @@ impl<B: Backend> ResnetBlock2D<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>, temb: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
-        let mut h = conv::apply(
-            &self.conv1,
-            silu(normalize_in_f32(&self.norm1, x.clone(), GroupNorm::forward)),
-        );
+        let mut h = conv::apply(&self.conv1, group_normed_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             h = h + proj.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]);
         }
-        h = conv::apply(
-            &self.conv2,
-            silu(normalize_in_f32(&self.norm2, h, GroupNorm::forward)),
-        );
+        h = conv::apply(&self.conv2, group_normed_silu(&self.norm2, h));
         let shortcut = match &self.conv_shortcut {
             Some(shortcut) => conv::apply(shortcut, x),
             None => x,

@@ -25,6 +25,7 @@ mod objectives;
 mod objectives_unet;
 mod objectives_unet_f64;
 mod pipeline;
+mod pointwise;
 mod pool;
 mod preferences;
 mod prompts;

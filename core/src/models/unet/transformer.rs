@@ -107,7 +107,7 @@ impl<B: Backend> Transformer2DModel<B> {
 
     pub fn forward(&self, x: Tensor<B, 4>, context: Tensor<B, 3>) -> Tensor<B, 4> {
         let [_, _, h, w] = x.dims();
-        let normed = normalize_in_f32(&self.norm, x.clone(), GroupNorm::forward);
+        let normed = crate::nn::group_normed(&self.norm, x.clone());
         let mut tokens = match &self.proj_in {
             Projection::Linear(proj) => proj.forward(to_tokens(normed)),
             Projection::Conv(conv) => to_tokens(crate::nn::conv::apply(conv, normed)),

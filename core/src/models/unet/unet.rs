@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::nn::silu;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -207,11 +206,7 @@ impl<B: Backend> UNet2DConditionModel<B> {
         }
         crate::nn::conv::apply(
             &self.conv_out,
-            silu(crate::nn::normalize_in_f32(
-                &self.conv_norm_out,
-                x,
-                GroupNorm::forward,
-            )),
+            crate::nn::group_normed_silu(&self.conv_norm_out, x),
         )
     }
 
