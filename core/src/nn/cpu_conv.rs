@@ -423,22 +423,23 @@ fn backward<E: Real>(
     [grad_x, grad_weight, grad_bias]
 }
 
-/// A `D`-dimensional tensor's values in row-major order: its own buffer where it is contiguous (no copy, which
-/// matters: ndarray copies a shared array element by element), else a copy.
+/// A `D`-dimensional tensor's values in row-major order: its own buffer where it is contiguous (no copy), else
+/// a copy made one row at a time (ndarray copies a view element by element through its dynamic-rank index);
+/// a tensor of another float type is converted.
 pub(super) fn values<E: Real, const D: usize>(tensor: &FloatTensor<E::Cpu>) -> Cow<'_, [E]> {
-    E::contiguous(tensor).map_or_else(
-        || {
-            let tensor =
-                Tensor::<E::Cpu, D>::from_primitive(TensorPrimitive::Float(tensor.clone()));
-            Cow::Owned(
-                tensor
-                    .into_data()
-                    .convert::<E>()
-                    .into_vec()
-                    .expect("converted to E"),
-            )
-        },
-        Cow::Borrowed,
+    if let Some(slice) = E::contiguous(tensor) {
+        return Cow::Borrowed(slice);
+    }
+    if let Some(view) = E::strided(tensor) {
+        return Cow::Owned(view.to_row_major());
+    }
+    let tensor = Tensor::<E::Cpu, D>::from_primitive(TensorPrimitive::Float(tensor.clone()));
+    Cow::Owned(
+        tensor
+            .into_data()
+            .convert::<E>()
+            .into_vec()
+            .expect("converted to E"),
     )
 }
 

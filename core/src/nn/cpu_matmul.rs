@@ -83,6 +83,40 @@ impl<'a, E> Strided<'a, E> {
         self
     }
 
+    /// The elements in row-major order, copied one innermost row at a time (a plain slice copy where that
+    /// dim is adjacent in memory): ndarray's own copy of a view walks a dynamic-rank index per element.
+    pub(super) fn to_row_major(&self) -> Vec<E>
+    where
+        E: Copy + Send + Sync,
+    {
+        let rank = self.shape.len();
+        let Some(&width) = self.shape.last() else {
+            // SAFETY: a rank-0 view addresses its one element.
+            return vec![unsafe { *self.first }];
+        };
+        let step = self.strides[rank - 1];
+        let mut out = Vec::with_capacity(self.shape.iter().product());
+        let rows = out.capacity() / width.max(1);
+        for row in 0..rows {
+            let mut rest = row;
+            let mut offset = 0isize;
+            for dim in (0..rank - 1).rev() {
+                offset += (rest % self.shape[dim]) as isize * self.strides[dim];
+                rest /= self.shape[dim];
+            }
+            let first = self.first.wrapping_offset(offset);
+            // SAFETY: every index inside the shape addresses an element of the view (`new`'s contract).
+            unsafe {
+                if step == 1 {
+                    out.extend_from_slice(std::slice::from_raw_parts(first, width));
+                } else {
+                    out.extend((0..width).map(|i| *first.wrapping_offset(i as isize * step)));
+                }
+            }
+        }
+        out
+    }
+
     /// The first element of batch `index`, a size-1 dim repeating along the others.
     fn matrix(&self, index: &[usize]) -> (*const E, isize, isize) {
         let offset: isize = index

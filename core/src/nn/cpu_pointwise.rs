@@ -1,4 +1,5 @@
-//! SiLU, GELU and group norm (optionally followed by SiLU) on burn-ndarray's buffers, each one threaded pass.
+//! SiLU, GELU, GEGLU, group norm (optionally followed by SiLU) and residual sums on burn-ndarray's buffers,
+//! each one threaded pass.
 //!
 //! burn 0.21 writes these as chains of element-wise ops, each a single-threaded pass into a new array: SiLU
 //! is seven (burn's sigmoid is `exp(−ln(exp(−x) + 1))`, then the product with `x`), our exact GELU five, group
@@ -152,6 +153,76 @@ pub fn apply<B: Backend, const D: usize>(
     match kernel_for(&x, via::<B, f32, D> as Kernel<B>, via::<B, f64, D>) {
         Some(kernel) => Ok(tensor(kernel(primitive(x), layer))),
         None => Err(x),
+    }
+}
+
+/// `a + b` for tensors of the same shape, in one threaded pass on plain ndarray (f32, f64), or both back
+/// elsewhere: the residual connections.
+#[allow(clippy::type_complexity)]
+pub fn sum<B: Backend, const D: usize>(
+    a: Tensor<B, D>,
+    b: Tensor<B, D>,
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
+    type Kernel<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+    fn via<B: Backend, E: Real, const D: usize>(
+        a: FloatTensor<B>,
+        b: FloatTensor<B>,
+    ) -> FloatTensor<B> {
+        use burn::tensor::TensorMetadata;
+        let (a, b) = (
+            recast::<_, FloatTensor<E::Cpu>>(a),
+            recast::<_, FloatTensor<E::Cpu>>(b),
+        );
+        let shape = a.shape();
+        let mut out = values::<E, D>(&a).into_owned();
+        let addend = values::<E, D>(&b);
+        out.par_chunks_mut(CHUNK)
+            .zip(addend.par_chunks(CHUNK))
+            .for_each(|(out, addend)| out.iter_mut().zip(addend).for_each(|(v, &w)| *v = *v + w));
+        recast(E::Cpu::float_from_data(
+            burn::tensor::TensorData::new(out, shape),
+            &Default::default(),
+        ))
+    }
+    let kernel = kernel_for(&a, via::<B, f32, D> as Kernel<B>, via::<B, f64, D>)
+        .filter(|_| a.dims() == b.dims() && b.dtype() == a.dtype());
+    match kernel {
+        Some(kernel) => Ok(tensor(kernel(primitive(a), primitive(b)))),
+        None => Err((a, b)),
+    }
+}
+
+/// GEGLU, `value · gelu(gate)` with `[value, gate]` the two halves of `projected`'s last dim, in one threaded
+/// pass on plain ndarray (f32, f64), or `projected` back elsewhere.
+pub fn geglu<B: Backend>(projected: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    type Kernel<B> = fn(FloatTensor<B>) -> FloatTensor<B>;
+    fn via<B: Backend, E: Real>(projected: FloatTensor<B>) -> FloatTensor<B> {
+        use burn::tensor::TensorMetadata;
+        let projected = recast::<_, FloatTensor<E::Cpu>>(projected);
+        let shape = projected.shape();
+        let half = shape[2] / 2;
+        let input = values::<E, 3>(&projected);
+        let mut out = vec![E::default(); shape[0] * shape[1] * half];
+        if half > 0 {
+            out.par_chunks_mut(half)
+                .zip(input.par_chunks(2 * half))
+                .for_each(|(out, row)| {
+                    let (value, gate) = row.split_at(half);
+                    out.iter_mut()
+                        .zip(value.iter().zip(gate))
+                        .for_each(|(o, (&v, &g))| *o = v * gelu(g));
+                });
+        }
+        recast(E::Cpu::float_from_data(
+            burn::tensor::TensorData::new(out, [shape[0], shape[1], half]),
+            &Default::default(),
+        ))
+    }
+    let kernel = kernel_for(&projected, via::<B, f32> as Kernel<B>, via::<B, f64>)
+        .filter(|_| projected.dims()[2] % 2 == 0);
+    match kernel {
+        Some(kernel) => Ok(tensor(kernel(primitive(projected)))),
+        None => Err(projected),
     }
 }
 

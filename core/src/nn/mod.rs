@@ -109,6 +109,32 @@ pub fn group_normed_silu<B: Backend, const D: usize>(
     silu(normalize_in_f32(norm, x, GroupNorm::forward))
 }
 
+/// `a + b` for tensors of the same shape (a residual connection); on plain ndarray in one threaded pass
+/// (`nn::cpu_pointwise`), bit for bit.
+pub fn residual<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cpu-kernels")]
+    let (a, b) = match cpu_pointwise::sum(a, b) {
+        Ok(out) => return out,
+        Err(operands) => operands,
+    };
+    a + b
+}
+
+/// GEGLU: `value · gelu(gate)`, `[value, gate]` the two halves of the last dim; on plain ndarray in one
+/// threaded pass (`nn::cpu_pointwise`), bit for bit.
+pub fn geglu<B: Backend>(projected: Tensor<B, 3>) -> Tensor<B, 3> {
+    #[cfg(feature = "cpu-kernels")]
+    let projected = match cpu_pointwise::geglu(projected) {
+        Ok(out) => return out,
+        Err(projected) => projected,
+    };
+    let [value, gate] = projected
+        .chunk(2, 2)
+        .try_into()
+        .expect("GEGLU splits in two");
+    value * gelu(gate)
+}
+
 /// Splits `[B, L, H*D]` into heads `[B, H, L, D]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
     let [b, l, c] = x.dims();

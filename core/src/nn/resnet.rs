@@ -48,6 +48,6 @@ impl<B: Backend> ResnetBlock2D<B> {
             Some(shortcut) => conv::apply(shortcut, x),
             None => x,
         };
-        shortcut + h
+        super::residual(shortcut, h)
     }
 }

@@ -1,4 +1,5 @@
-//! On plain ndarray `nn::silu`, `nn::gelu`, `nn::group_normed` and `nn::group_normed_silu` run
+//! On plain ndarray `nn::silu`, `nn::gelu`, `nn::geglu`, `nn::group_normed`, `nn::group_normed_silu` and
+//! `nn::residual` run
 //! `nn::cpu_pointwise` (one threaded pass each), and give burn's ops bit for bit: f32 and f64, contiguous and
 //! transposed inputs, groups whose length is not a multiple of ndarray's eight summing lanes, and values large
 //! enough to overflow `exp` inside burn's sigmoid.
@@ -69,6 +70,26 @@ fn check<B: Backend>() {
             nn::gelu(x.clone()),
             burns_gelu(x.clone()),
             &format!("gelu, {name}"),
+        );
+        let other = Tensor::<B, 4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        same_bytes(
+            nn::residual(x.clone(), other.clone()),
+            x.clone() + other.clone(),
+            &format!("residual sum, {name}"),
+        );
+        same_bytes(
+            nn::residual(other.clone(), x.clone()),
+            other + x.clone(),
+            &format!("residual sum, {name} second"),
+        );
+        let [n, c, h, w] = x.dims();
+        let tokens = x.clone().reshape([n, c, h * w]).swap_dims(1, 2);
+        let [value, gate] = tokens.clone().chunk(2, 2).try_into().unwrap();
+        let burns_geglu = value * burns_gelu(gate.unsqueeze::<4>()).squeeze_dim::<3>(0);
+        same_bytes(
+            nn::geglu(tokens).unsqueeze::<4>(),
+            burns_geglu.unsqueeze(),
+            &format!("geglu, {name}"),
         );
         let norm = norm::<B>(x.dims()[1]);
         let burns = norm.forward(x.clone());

@@ -1,14 +1,15 @@
 //! diffusers `Transformer2DModel` (continuous input) and its `BasicTransformerBlock`:
 //! self-attention, cross-attention to the text, GEGLU feed-forward, each pre-norm with a residual.
 
-use crate::nn::gelu;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm};
 use burn::prelude::*;
 
 use crate::nn::attention::Attention;
 use crate::nn::lora::{Linear, LoraConfig};
-use crate::nn::{conv2d, from_tokens, group_norm, layer_norm, normalize_in_f32, to_tokens};
+use crate::nn::{
+    conv2d, from_tokens, group_norm, layer_norm, normalize_in_f32, residual, to_tokens,
+};
 
 /// `proj_in` / `proj_out`: a linear layer in SDXL, a 1×1 convolution in SD 1.5.
 #[derive(Module, Debug)]
@@ -119,35 +120,33 @@ impl<B: Backend> Transformer2DModel<B> {
             Projection::Linear(proj) => from_tokens(proj.forward(tokens), h, w),
             Projection::Conv(conv) => crate::nn::conv::apply(conv, from_tokens(tokens, h, w)),
         };
-        out + x
+        crate::nn::residual(out, x)
     }
 }
 
 impl<B: Backend> BasicTransformerBlock<B> {
     pub fn forward(&self, x: Tensor<B, 3>, context: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone()
-            + self
-                .attn1
-                .forward(normalize_in_f32(&self.norm1, x, LayerNorm::forward), None);
-        let x = x.clone()
-            + self.attn2.forward(
-                normalize_in_f32(&self.norm2, x, LayerNorm::forward),
-                Some(context),
-            );
-        x.clone()
-            + self
-                .ff
-                .forward(normalize_in_f32(&self.norm3, x, LayerNorm::forward))
+        let attended = self.attn1.forward(
+            normalize_in_f32(&self.norm1, x.clone(), LayerNorm::forward),
+            None,
+        );
+        let x = residual(x, attended);
+        let attended = self.attn2.forward(
+            normalize_in_f32(&self.norm2, x.clone(), LayerNorm::forward),
+            Some(context),
+        );
+        let x = residual(x, attended);
+        let fed = self
+            .ff
+            .forward(normalize_in_f32(&self.norm3, x.clone(), LayerNorm::forward));
+        residual(x, fed)
     }
 }
 
 impl<B: Backend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = self.net.0.proj.forward(x);
-        let [value, gate] = projected
-            .chunk(2, 2)
-            .try_into()
-            .expect("GEGLU splits in two");
-        self.net.1.forward(value * gelu(gate))
+        self.net
+            .1
+            .forward(crate::nn::geglu(self.net.0.proj.forward(x)))
     }
 }
