@@ -178,7 +178,7 @@ pub fn sum<B: Backend, const D: usize>(
         let addend = values::<E, D>(&b);
         out.par_chunks_mut(CHUNK)
             .zip(addend.par_chunks(CHUNK))
-            .for_each(|(out, addend)| out.iter_mut().zip(addend).for_each(|(v, &w)| *v = *v + w));
+            .for_each(|(out, addend)| out.iter_mut().zip(addend).for_each(|(v, &w)| *v += w));
         recast(E::Cpu::float_from_data(
             burn::tensor::TensorData::new(out, shape),
             &Default::default(),
@@ -219,7 +219,7 @@ pub fn geglu<B: Backend>(projected: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor
         ))
     }
     let kernel = kernel_for(&projected, via::<B, f32> as Kernel<B>, via::<B, f64>)
-        .filter(|_| projected.dims()[2] % 2 == 0);
+        .filter(|_| projected.dims()[2].is_multiple_of(2));
     match kernel {
         Some(kernel) => Ok(tensor(kernel(primitive(projected)))),
         None => Err(projected),
@@ -255,7 +255,7 @@ pub fn group_norm<B: Backend, const D: usize>(
     let usable = norm.affine == (norm.gamma.is_some() && norm.beta.is_some())
         && x.dims().len() >= 3
         && x.dims()[1] == norm.num_channels
-        && norm.num_channels % norm.num_groups == 0;
+        && norm.num_channels.is_multiple_of(norm.num_groups);
     match kernel_for(&x, via::<B, f32, D> as Kernel<B>, via::<B, f64, D>) {
         Some(kernel) if usable => Ok(tensor(kernel(primitive(x), norm, then_silu))),
         _ => Err(x),
