@@ -87,7 +87,7 @@ impl<'a, E> Strided<'a, E> {
     /// dim is adjacent in memory): ndarray's own copy of a view walks a dynamic-rank index per element.
     pub(super) fn to_row_major(&self) -> Vec<E>
     where
-        E: Copy + Send + Sync,
+        E: Copy,
     {
         let rank = self.shape.len();
         let Some(&width) = self.shape.last() else {
@@ -281,7 +281,11 @@ fn batch_of(shape: &[usize]) -> &[usize] {
     &shape[..shape.len() - 2]
 }
 
-fn float_tensor<E: Real>(values: Vec<E>, shape: Vec<usize>) -> FloatTensor<E::Cpu> {
+/// `values` (row-major) as an `NdArray<E>` tensor of `shape`.
+pub(super) fn float_tensor<E: Real>(
+    values: Vec<E>,
+    shape: impl Into<burn::tensor::Shape>,
+) -> FloatTensor<E::Cpu> {
     E::Cpu::float_from_data(
         burn::tensor::TensorData::new(values, shape),
         &Default::default(),

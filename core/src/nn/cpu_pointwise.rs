@@ -11,24 +11,23 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::FloatTensor;
 use rayon::prelude::*;
 
 use super::cpu_conv::{Real, recast, values};
-use super::cpu_matmul::{eightfold_sum, for_plain_ndarray};
+use super::cpu_matmul::{eightfold_sum, float_tensor, for_plain_ndarray};
 
 /// Elements per task of the element-wise passes.
 const CHUNK: usize = 1 << 14;
 
 /// SiLU as `nn::silu` computes it: burn's `x · sigmoid(x)` in f32, `½x + ½x·tanh(½x)` in f64.
 fn silu<E: Real>(x: E) -> E {
-    let one = E::of_f64(1.0);
     if E::DOUBLE {
         let half = x * E::of_f64(0.5);
         return half + half * half.tanh();
     }
     let minus = E::of_f64(-1.0);
-    x * (((x * minus).exp() + one).ln() * minus).exp()
+    x * (((x * minus).exp() + E::of_f64(1.0)).ln() * minus).exp()
 }
 
 /// Exact GELU as `nn::gelu` computes it: `(erf(x / √2) + 1) · x · ½`.
@@ -43,10 +42,7 @@ fn mapped<E: Real, const D: usize>(x: FloatTensor<E::Cpu>, f: fn(E) -> E) -> Flo
     let mut out = values::<E, D>(&x).into_owned();
     out.par_chunks_mut(CHUNK)
         .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = f(*v)));
-    E::Cpu::float_from_data(
-        burn::tensor::TensorData::new(out, shape),
-        &Default::default(),
-    )
+    float_tensor::<E>(out, shape)
 }
 
 /// A group norm's settings and affine parameters, as plain values.
@@ -91,10 +87,7 @@ fn group_normed<E: Real, const D: usize>(
                 }
             });
     }
-    E::Cpu::float_from_data(
-        burn::tensor::TensorData::new(out, shape),
-        &Default::default(),
-    )
+    float_tensor::<E>(out, shape)
 }
 
 /// The kernel for plain ndarray `B`, where `x` holds `B`'s own float type (an `NdArray<f32>` tensor may hold
@@ -179,10 +172,7 @@ pub fn sum<B: Backend, const D: usize>(
         out.par_chunks_mut(CHUNK)
             .zip(addend.par_chunks(CHUNK))
             .for_each(|(out, addend)| out.iter_mut().zip(addend).for_each(|(v, &w)| *v += w));
-        recast(E::Cpu::float_from_data(
-            burn::tensor::TensorData::new(out, shape),
-            &Default::default(),
-        ))
+        recast(float_tensor::<E>(out, shape))
     }
     let kernel = kernel_for(&a, via::<B, f32, D> as Kernel<B>, via::<B, f64, D>)
         .filter(|_| a.dims() == b.dims() && b.dtype() == a.dtype());
@@ -213,10 +203,7 @@ pub fn geglu<B: Backend>(projected: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor
                         .for_each(|(o, (&v, &g))| *o = v * gelu(g));
                 });
         }
-        recast(E::Cpu::float_from_data(
-            burn::tensor::TensorData::new(out, [shape[0], shape[1], half]),
-            &Default::default(),
-        ))
+        recast(float_tensor::<E>(out, [shape[0], shape[1], half]))
     }
     let kernel = kernel_for(&projected, via::<B, f32> as Kernel<B>, via::<B, f64>)
         .filter(|_| projected.dims()[2].is_multiple_of(2));

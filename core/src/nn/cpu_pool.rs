@@ -8,11 +8,11 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::FloatTensor;
 use rayon::prelude::*;
 
 use super::cpu_conv::{Real, recast, values};
-use super::cpu_matmul::for_plain_ndarray;
+use super::cpu_matmul::{float_tensor, for_plain_ndarray};
 
 /// First input index of output cell `index` of `outputs` over `inputs` (burn's and torch's rule).
 fn window_start(index: usize, outputs: usize, inputs: usize) -> usize {
@@ -55,10 +55,7 @@ fn pooled<E: Real>(x: FloatTensor<E::Cpu>, size: [usize; 2]) -> FloatTensor<E::C
             .zip(input.par_chunks(h * w))
             .for_each(|(out, plane)| pool_plane(plane, [h, w], out, size));
     }
-    E::Cpu::float_from_data(
-        burn::tensor::TensorData::new(out, [n, c, size[0], size[1]]),
-        &Default::default(),
-    )
+    float_tensor::<E>(out, [n, c, size[0], size[1]])
 }
 
 fn pooled_as<B: Backend, E: Real>(x: FloatTensor<B>, size: [usize; 2]) -> FloatTensor<B> {

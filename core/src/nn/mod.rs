@@ -87,12 +87,7 @@ pub fn group_normed<B: Backend, const D: usize>(
     norm: &GroupNorm<B>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    #[cfg(feature = "cpu-kernels")]
-    let x = match cpu_pointwise::group_norm(norm, x, false) {
-        Ok(out) => return out,
-        Err(x) => x,
-    };
-    normalize_in_f32(norm, x, GroupNorm::forward)
+    group_normed_then(norm, x, false)
 }
 
 /// `silu(group_normed(norm, x))`, the resnets' and the output's pre-activation; on plain ndarray in one
@@ -101,12 +96,21 @@ pub fn group_normed_silu<B: Backend, const D: usize>(
     norm: &GroupNorm<B>,
     x: Tensor<B, D>,
 ) -> Tensor<B, D> {
+    group_normed_then(norm, x, true)
+}
+
+fn group_normed_then<B: Backend, const D: usize>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, D>,
+    then_silu: bool,
+) -> Tensor<B, D> {
     #[cfg(feature = "cpu-kernels")]
-    let x = match cpu_pointwise::group_norm(norm, x, true) {
+    let x = match cpu_pointwise::group_norm(norm, x, then_silu) {
         Ok(out) => return out,
         Err(x) => x,
     };
-    silu(normalize_in_f32(norm, x, GroupNorm::forward))
+    let normed = normalize_in_f32(norm, x, GroupNorm::forward);
+    if then_silu { silu(normed) } else { normed }
 }
 
 /// `a + b` for tensors of the same shape (a residual connection); on plain ndarray in one threaded pass

@@ -1,8 +1,7 @@
 //! On plain ndarray `nn::silu`, `nn::gelu`, `nn::geglu`, `nn::group_normed`, `nn::group_normed_silu` and
-//! `nn::residual` run
-//! `nn::cpu_pointwise` (one threaded pass each), and give burn's ops bit for bit: f32 and f64, contiguous and
-//! transposed inputs, groups whose length is not a multiple of ndarray's eight summing lanes, and values large
-//! enough to overflow `exp` inside burn's sigmoid.
+//! `nn::residual` run `nn::cpu_pointwise` (one threaded pass each), and give burn's ops bit for bit: f32 and
+//! f64, contiguous and transposed inputs, groups whose length is not a multiple of ndarray's eight summing
+//! lanes, and values large enough to overflow `exp` inside burn's sigmoid.
 
 use burn::backend::NdArray;
 use burn::nn::{GroupNorm, GroupNormConfig};
